@@ -1,0 +1,115 @@
+"""Decoding sheet cells into config values (the stnd / stuned conventions).
+
+=================  ======================================
+cell text          value
+=================  ======================================
+``12``, ``-3``     int
+``0.5``, ``1e-3``  float
+``true``/``FALSE`` bool (any case)
+``None``/``null``  None
+``[a b 3]``        list, space separated, nested allowed
+``'007'``          the string ``007`` (quotes force text)
+``EMPTY_STRING``   ``""``
+``Default``        keep the default config's value
+(empty cell)       keep the default config's value
+anything else      the text itself
+=================  ======================================
+
+Cell values are data: nothing here evaluates them.
+"""
+from __future__ import annotations
+
+import re
+
+KEEP_DEFAULT = object()          # sentinel: leave the default config's value alone
+EMPTY_STRING = "EMPTY_STRING"
+DEFAULT_WORDS = frozenset({"Default", "default", "DEFAULT"})
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+_ROW = "__ROW__"
+_COL = re.compile(r"__COL:(.*?)__")
+
+
+class CellError(ValueError):
+    """A cell cannot be decoded; the message names the problem."""
+
+
+def decode(text: str):
+    """Decode one cell's text into a config value (or ``KEEP_DEFAULT``)."""
+    s = text.strip()
+    if s == "" or s in DEFAULT_WORDS:
+        return KEEP_DEFAULT
+    return _decode_value(s)
+
+
+def _decode_value(s: str):
+    if s == EMPTY_STRING:
+        return ""
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        return s[1:-1]
+    if s[0] in "'\"":
+        raise CellError(f"unbalanced quote in {s!r}")
+    if s.startswith("["):
+        return _decode_list(s)
+    if s.endswith("]"):
+        raise CellError(f"unbalanced ']' in {s!r}")
+    low = s.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if s in ("None", "none", "null", "NULL", "Null"):
+        return None
+    if _INT.fullmatch(s):
+        return int(s)
+    if _FLOAT.fullmatch(s):
+        return float(s)
+    return s
+
+
+def _decode_list(s: str) -> list:
+    if not s.endswith("]"):
+        raise CellError(f"list {s!r} has no closing ']'")
+    items, depth, token = [], 0, []
+    for ch in s[1:-1] + " ":
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise CellError(f"unbalanced ']' in {s!r}")
+        if ch.isspace() and depth == 0:
+            if token:
+                items.append(_decode_value("".join(token)))
+                token = []
+            continue
+        token.append(ch)
+    if depth:
+        raise CellError(f"unbalanced '[' in {s!r}")
+    return items
+
+
+def parse_whether_to_run(text: str) -> bool | None:
+    """``1`` -> True, ``0`` or empty -> False; anything else raises CellError."""
+    s = text.strip()
+    if s == "1":
+        return True
+    if s in ("0", ""):
+        return False
+    raise CellError(f"whether_to_run must be 1 or 0, got {text!r}")
+
+
+def fill_placeholders(text: str, row_number: int, row: dict[str, str]) -> str:
+    """Replace ``__ROW__`` with the row number and ``__COL:name__`` with that cell's text."""
+    if "__" not in text:
+        return text
+    text = text.replace(_ROW, str(row_number))
+
+    def column(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in row:
+            raise CellError(f"__COL:{name}__ names no column of this sheet")
+        return row[name].replace(_ROW, str(row_number))
+
+    return _COL.sub(column, text)

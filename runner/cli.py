@@ -1,0 +1,157 @@
+"""The ``sheetrun`` command line (also ``python -m runner``)."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from runner import __version__
+from runner import columns as C
+from runner import config as cfg
+from runner.columns import Status
+from runner.plan import RowFilter, plan
+from runner.rows import RowError, project_root_for
+from runner.sheet import SheetError, open_sheet
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _root(args) -> str:
+    if args.root:
+        return os.path.abspath(args.root)
+    if "://" in args.sheet:
+        return os.getcwd()
+    return project_root_for(args.sheet)
+
+
+def cmd_run(args) -> int:
+    from runner.local import LocalExecutor
+    from runner.progress import Progress
+    from runner.scheduler import RunOptions, Scheduler
+
+    if args.jobs < 1:
+        raise SystemExit("sheetrun: --jobs must be at least 1")
+    sheet = open_sheet(args.sheet)
+    root = _root(args)
+    rows = RowFilter.parse(args.rows)
+    if args.dry_run:
+        return dry_run(sheet, root, rows)
+    runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs, rows=rows)
+    progress = Progress(err_console, sheet.name)
+    result = Scheduler(sheet, LocalExecutor(), opts, progress).run()
+    if not result.outcomes:
+        err_console.print("nothing to run: no row has whether_to_run = 1"
+                          + (" among the rows given by --rows" if rows else ""))
+    if result.interrupted:
+        return 130 if result.interrupted == "SIGINT" else 143
+    return 0 if result.ok else 1
+
+
+def dry_run(sheet, root: str, rows) -> int:
+    try:
+        planned = plan(sheet.read(), root, rows)
+    except RowError as exc:
+        raise SystemExit(f"sheetrun: {exc}")
+    if not planned:
+        console.print("nothing to run: no row has whether_to_run = 1")
+    for p in planned:
+        if not p.ok:
+            console.print(f"[red]row {p.number}: error:[/] {p.error}", highlight=False)
+            continue
+        argv = p.spec.argv("<run_folder>/config.yaml")
+        console.print(f"[bold]row {p.number}[/]  " + shlex.join(argv), highlight=False, soft_wrap=True)
+        for key, old, new in cfg.diff(p.spec.default_config, p.spec.config):
+            console.print(f"    {key}: {old!r} -> {new!r}", highlight=False)
+        for name, value in p.spec.env.items():
+            console.print(f"    env {name}={value}", highlight=False)
+        if p.spec.depends_on:
+            console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", highlight=False)
+    return 0 if all(p.ok for p in planned) else 1
+
+
+def cmd_status(args) -> int:
+    table = open_sheet(args.sheet).read()
+    counts = Counter(row.get(C.STATUS) or "(never run)" for row in table.rows)
+    summary = RichTable(title=f"{args.sheet}: {len(table)} rows", title_justify="left")
+    summary.add_column("status")
+    summary.add_column("rows", justify="right")
+    for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        summary.add_row(status, str(n))
+    console.print(summary)
+    bad = [r for r in table.rows if r.get(C.STATUS) in Status.TERMINAL - {Status.COMPLETED}]
+    if bad:
+        failed = RichTable(title="rows that did not complete", title_justify="left")
+        for col in ("row", "run_id", "status", "exit_code", "error"):
+            failed.add_column(col, overflow="fold")
+        for r in bad:
+            failed.add_row(str(r.number), r.get(C.RUN_ID), r.get(C.STATUS), r.get(C.EXIT_CODE),
+                           r.get(C.ERROR))
+        console.print(failed)
+    return 0
+
+
+def cmd_sync(args) -> int:
+    from runner.sync import sync
+
+    changes = sync(open_sheet(args.sheet), _root(args))
+    if not changes:
+        console.print("no row is Submitted or Running; nothing to reconcile")
+        return 0
+    out = RichTable(title="sync", title_justify="left")
+    for col in ("row", "run_id", "was", "now", "why"):
+        out.add_column(col, overflow="fold")
+    for c in changes:
+        out.add_row(str(c.number), c.run_id, c.before, c.after, c.reason)
+    console.print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sheetrun", description="Run the experiments listed in a results sheet and write "
+                                     "their status and metrics back into it.")
+    parser.add_argument("--version", action="version", version=f"sheetrun {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("sheet", metavar="SHEET", help="path to a CSV results sheet")
+        p.add_argument("--root", help="project root that relative paths resolve against "
+                                      "(default: the directory holding result_sheets/)")
+
+    run = sub.add_parser("run", help="run the rows whose whether_to_run is 1")
+    common(run)
+    run.add_argument("-j", "--jobs", type=int, default=1, help="rows to run at once (default 1)")
+    run.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print each row's command and config changes; change nothing")
+    run.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="summarise the sheet's statuses and errors")
+    common(status)
+    status.set_defaults(func=cmd_status)
+
+    sync = sub.add_parser("sync", help="reconcile rows left Submitted/Running by a dead job or runner")
+    common(sync)
+    sync.set_defaults(func=cmd_sync)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SheetError as exc:
+        err_console.print(f"sheetrun: {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

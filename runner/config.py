@@ -1,0 +1,119 @@
+"""Default YAML configs and the per-row deltas applied to them."""
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from typing import Any, Iterator
+
+import yaml
+
+from runner.cells import KEEP_DEFAULT
+
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+SEPARATOR = "/"
+
+
+class ConfigError(ValueError):
+    """A config cannot be loaded or a delta cannot be applied."""
+
+
+def load_yaml(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"YAML error in {path}{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def apply_deltas(default: dict, deltas: list[tuple[str, Any, bool]]) -> dict:
+    """Return a copy of ``default`` with each ``(key path, value, create)`` applied.
+
+    ``a/b/c`` addresses nested mappings (and list indices). An unknown key is an
+    error with a did-you-mean hint unless ``create`` is set (``delta+:`` columns).
+    """
+    config = copy.deepcopy(default)
+    for path, value, create in deltas:
+        if value is KEEP_DEFAULT:
+            continue        # a column may only concern rows whose config has that key
+        parent, key = _locate(config, path, create=create)
+        parent[key] = value
+    return config
+
+
+def _locate(config: dict, path: str, create: bool):
+    parts = path.split(SEPARATOR)
+    if any(p == "" for p in parts):
+        raise ConfigError(f"bad key path {path!r}")
+    node: Any = config
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = SEPARATOR.join(parts[:depth]) or "the top level"
+        if isinstance(node, dict):
+            if part not in node:
+                if not create:
+                    raise ConfigError(_unknown_key(path, part, node, where))
+                if not last:
+                    node[part] = {}
+            if last:
+                return node, part
+            node = node[part]
+        elif isinstance(node, list) and re.fullmatch(r"\d+", part) and int(part) < len(node):
+            if last:
+                return node, int(part)
+            node = node[int(part)]
+        else:
+            raise ConfigError(f"cannot set {path!r}: {where} is not a mapping")
+    raise AssertionError("unreachable")
+
+
+def _unknown_key(path: str, part: str, node: dict, where: str) -> str:
+    msg = f"unknown config key {path!r}: {where} has no key {part!r}"
+    close = difflib.get_close_matches(part, [str(k) for k in node], n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    return msg + "; use a 'delta+:' column to add a new key"
+
+
+def iter_leaves(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(config, dict):
+        for key, val in config.items():
+            yield from iter_leaves(val, f"{prefix}{SEPARATOR}{key}" if prefix else str(key))
+    elif isinstance(config, list) and any(isinstance(v, (dict, list)) for v in config):
+        for i, val in enumerate(config):
+            yield from iter_leaves(val, f"{prefix}{SEPARATOR}{i}")
+    else:
+        yield prefix, config
+
+
+def unfilled_placeholders(config: dict) -> list[str]:
+    """Key paths whose value is still a ``<placeholder>``-style marker."""
+    return [path for path, val in iter_leaves(config)
+            if isinstance(val, str) and _PLACEHOLDER.fullmatch(val.strip())]
+
+
+def diff(default: dict, resolved: dict) -> list[tuple[str, Any, Any]]:
+    """(key path, default value, resolved value) for every leaf that differs."""
+    old = dict(iter_leaves(default))
+    new = dict(iter_leaves(resolved))
+    missing = object()
+    out = []
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key, missing), new.get(key, missing)
+        if a != b or type(a) is not type(b):
+            out.append((key, None if a is missing else a, None if b is missing else b))
+    return out
+
+
+def dump_yaml(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

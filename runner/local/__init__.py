@@ -1,0 +1,3 @@
+from runner.local.executor import LocalExecutor, LocalJob
+
+__all__ = ["LocalExecutor", "LocalJob"]

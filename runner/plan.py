@@ -1,0 +1,153 @@
+"""Choosing the rows to run: selection, validation and dependencies.
+
+``plan(table, ...)`` is a pure function of the sheet's current contents; the
+scheduler calls it inside the sheet transaction that stamps the run ids, so
+what is validated is exactly what gets claimed.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from runner import columns as C
+from runner.cells import CellError, parse_whether_to_run
+from runner.columns import Status
+from runner.rows import RowError, RowSpec, build_spec
+from runner.sheet import Table
+
+
+@dataclass
+class PlannedRow:
+    number: int
+    run_id: str
+    spec: RowSpec | None = None
+    error: str = ""
+    deps: list[str] = field(default_factory=list)      # run ids within this launch
+    run_folder: str = ""
+    run_dir: object = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class RowFilter:
+    numbers: set[int] = field(default_factory=set)
+    run_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, spec: str | None) -> "RowFilter | None":
+        """``"1,3,5-8 r1a2b3c4"``: row numbers, ranges and run ids."""
+        if not spec:
+            return None
+        out = cls()
+        for token in re.split(r"[\s,]+", spec.strip()):
+            if not token:
+                continue
+            m = re.fullmatch(r"(\d+)-(\d+)", token)
+            if m:
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if lo > hi:
+                    raise ValueError(f"bad row range {token!r}")
+                out.numbers.update(range(lo, hi + 1))
+            elif token.isdigit():
+                out.numbers.add(int(token))
+            else:
+                out.run_ids.add(token)
+        return out
+
+    def __contains__(self, row) -> bool:
+        return row.number in self.numbers or row.get(C.RUN_ID) in self.run_ids
+
+
+def new_run_id(taken: set[str]) -> str:
+    while True:
+        rid = "r" + secrets.token_hex(4)
+        if rid not in taken:
+            taken.add(rid)
+            return rid
+
+
+def plan(table: Table, root: str, rows: RowFilter | None = None) -> list[PlannedRow]:
+    """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
+
+    Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
+    so the error lands in their row.
+    """
+    missing = [c for c in C.REQUIRED if c not in table.index]
+    if missing:
+        raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing))
+    taken = {r.get(C.RUN_ID) for r in table.rows}
+    planned: list[PlannedRow] = []
+    by_row: dict[int, PlannedRow] = {}
+    for row in table.rows:
+        if rows is not None and row not in rows:
+            continue
+        try:
+            selected = parse_whether_to_run(row.get(C.WHETHER_TO_RUN))
+        except CellError as exc:
+            p = PlannedRow(row.number, new_run_id(taken), error=str(exc))
+        else:
+            if not selected:
+                continue
+            p = PlannedRow(row.number, new_run_id(taken))
+            try:
+                p.spec = build_spec(row.as_dict(), row.number, root)
+                p.spec.run_id = p.run_id
+            except RowError as exc:
+                p.error = str(exc)
+        planned.append(p)
+        by_row[row.number] = p
+    _resolve_dependencies(table, planned, by_row)
+    return planned
+
+
+def _resolve_dependencies(table: Table, planned: list[PlannedRow], by_row: dict[int, PlannedRow]) -> None:
+    by_old_id = {r.get(C.RUN_ID): r for r in table.rows if r.get(C.RUN_ID)}
+    by_number = {r.number: r for r in table.rows}
+    for p in planned:
+        if not p.ok:
+            continue
+        for token in p.spec.depends_on:
+            target = by_number.get(int(token)) if token.isdigit() else by_old_id.get(token)
+            if target is None:
+                p.error = f"depends_on names no row or run id {token!r}"
+                break
+            if target.number == p.number:
+                p.error = "a row cannot depend on itself"
+                break
+            if target.number in by_row:
+                p.deps.append(by_row[target.number].run_id)
+            elif target.get(C.STATUS) != Status.COMPLETED:
+                status = target.get(C.STATUS) or "never run"
+                p.error = (f"dependency {token} is not Completed ({status}) "
+                           "and is not selected to run")
+                break
+    # Failed validation and cycles propagate to dependents.
+    by_id = {p.run_id: p for p in planned}
+    state: dict[str, int] = {}          # 1 = visiting, 2 = done
+
+    def visit(p: PlannedRow, path: list[PlannedRow]) -> None:
+        if state.get(p.run_id) == 2:
+            return
+        if state.get(p.run_id) == 1:
+            cycle = path[path.index(p):] + [p]
+            text = " -> ".join(str(c.number) for c in cycle)
+            for c in cycle[:-1]:
+                if c.ok:
+                    c.error = f"dependency cycle: rows {text}"
+            return
+        state[p.run_id] = 1
+        for dep in p.deps:
+            visit(by_id[dep], path + [p])
+        state[p.run_id] = 2
+        if p.ok:
+            for dep in p.deps:
+                if not by_id[dep].ok:
+                    p.error = f"dependency {by_id[dep].number} failed"
+                    break
+
+    for p in planned:
+        visit(p, [])

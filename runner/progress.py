@@ -1,0 +1,92 @@
+"""What a person sees while ``sheetrun run`` works: a live summary line, a line per
+finished row, and a results table at the end (rich; plain lines when not a TTY)."""
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from runner.columns import Status
+
+STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yellow",
+         Status.LOST: "magenta", Status.TIMEOUT: "red", Status.RUNNING: "cyan",
+         Status.SUBMITTED: "dim"}
+
+
+class Progress:
+    def __init__(self, console: Console | None = None, sheet_name: str = ""):
+        self.console = console or Console(stderr=True)
+        self.sheet_name = sheet_name
+        self.live: Live | None = None
+        self.counts: dict[str, int] = {}
+        self.total = 0
+        self.t0 = time.time()
+        self._last = 0.0
+
+    def start(self, planned) -> None:
+        self.total = len(planned)
+        self.counts = {Status.SUBMITTED: sum(p.ok for p in planned),
+                       Status.FAILED: sum(not p.ok for p in planned)}
+        for p in planned:
+            if not p.ok:
+                self.console.print(f"[red]✗ row {p.number}[/] not run: {p.error}", highlight=False)
+        if self.console.is_terminal:
+            self.live = Live(self._line(), console=self.console, auto_refresh=False, transient=True)
+            self.live.start()
+
+    def _move(self, old: str, new: str) -> None:
+        self.counts[old] = self.counts.get(old, 0) - 1
+        self.counts[new] = self.counts.get(new, 0) + 1
+
+    def started(self, outcome) -> None:
+        self._move(Status.SUBMITTED, Status.RUNNING)
+
+    def finished(self, outcome, previous: str) -> None:
+        self._move(previous, outcome.status)
+        mark = "✓" if outcome.status == Status.COMPLETED else "✗"
+        style = STYLE.get(outcome.status, "")
+        text = Text(f"{mark} row {outcome.number} {outcome.run_id} ", style=style)
+        text.append(outcome.status, style=f"bold {style}")
+        if outcome.walltime:
+            text.append(f"  {outcome.walltime}")
+        if outcome.error:
+            text.append(f"  {outcome.error}", style="dim" if outcome.status == Status.COMPLETED else "")
+        self.console.print(text, highlight=False)
+        self.tick(force=True)
+
+    def _line(self) -> Text:
+        done = sum(self.counts.get(s, 0) for s in Status.TERMINAL)
+        elapsed = time.time() - self.t0
+        text = Text(f"{self.sheet_name}  [{done}/{self.total}]  ")
+        for status in (Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.LOST):
+            n = self.counts.get(status, 0)
+            if n:
+                text.append(f"{status.lower()} {n}  ", style=STYLE.get(status, ""))
+        queued = self.counts.get(Status.SUBMITTED, 0)
+        if queued:
+            text.append(f"queued {queued}  ", style="dim")
+        text.append(f"{int(elapsed // 60)}:{int(elapsed % 60):02d}", style="dim")
+        return text
+
+    def tick(self, force: bool = False) -> None:
+        now = time.time()
+        if self.live and (force or now - self._last > 0.25):
+            self._last = now
+            self.live.update(self._line(), refresh=True)
+
+    def stop(self, result) -> None:
+        if self.live:
+            self.live.stop()
+        table = RichTable(title=f"{self.sheet_name}: {len(result.outcomes)} rows", title_justify="left")
+        for col in ("row", "run_id", "status", "walltime", "error"):
+            table.add_column(col, overflow="fold")
+        for o in sorted(result.outcomes, key=lambda o: o.number):
+            table.add_row(str(o.number), o.run_id, Text(o.status, style=STYLE.get(o.status, "")),
+                          o.walltime, o.error)
+        if result.outcomes:
+            self.console.print(table)
+        if result.interrupted:
+            self.console.print(f"[yellow]interrupted by {result.interrupted}[/]")

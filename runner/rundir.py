@@ -1,0 +1,116 @@
+"""The run folder: every file a job leaves behind, and how to read them.
+
+::
+
+    <run folder>/
+        config.yaml          resolved config the script reads (--config)
+        command.txt          the exact command, shell-quoted for a person to copy
+        job.json             what the job wrapper runs: argv, cwd, env, sheet, run_id
+        stdout.log, stderr.log
+        wrapper.json         wrapper pid, host, start time
+        heartbeat            touched every few seconds while the job runs
+        metrics.jsonl        one line per runner.report() call
+        metrics.json         the final value of every metric (written at the end)
+        results.json         optional flat object a script writes itself
+        exit.json            the exit record: status, exit code, error, times
+        pending_updates.jsonl  sheet writes that could not be delivered yet
+        provenance/          git commit, diff, untracked files, installed packages, host
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+HEARTBEAT_INTERVAL_S = 5.0
+FORWARD_INTERVAL_S = 0.5       # how often new metrics are forwarded to the sheet
+HEARTBEAT_STALE_S = 60.0
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON atomically (temp file + rename in the same directory)."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=False, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str, default: Any = None) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+class RunDir:
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    config = property(lambda self: self.file("config.yaml"))
+    command = property(lambda self: self.file("command.txt"))
+    job = property(lambda self: self.file("job.json"))
+    stdout = property(lambda self: self.file("stdout.log"))
+    stderr = property(lambda self: self.file("stderr.log"))
+    wrapper = property(lambda self: self.file("wrapper.json"))
+    wrapper_log = property(lambda self: self.file("wrapper.log"))
+    heartbeat = property(lambda self: self.file("heartbeat"))
+    metrics = property(lambda self: self.file("metrics.json"))
+    metrics_log = property(lambda self: self.file("metrics.jsonl"))
+    results = property(lambda self: self.file("results.json"))
+    exit_record = property(lambda self: self.file("exit.json"))
+    pending = property(lambda self: self.file("pending_updates.jsonl"))
+    provenance = property(lambda self: self.file("provenance"))
+
+    def read_exit(self) -> dict | None:
+        try:
+            return read_json(self.exit_record)
+        except (OSError, ValueError):
+            return None
+
+    def heartbeat_age(self) -> float | None:
+        try:
+            return time.time() - os.stat(self.heartbeat).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def add_pending(self, values: dict) -> None:
+        with open(self.pending, "a", encoding="utf-8") as f:
+            f.write(json.dumps(values, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_pending(self) -> list[dict]:
+        try:
+            with open(self.pending, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue        # a line torn by a kill mid-write
+        return out
+
+
+def format_walltime(seconds: float) -> str:
+    """``H:MM:SS`` with tenths for short runs: 0:00:03.2, 1:02:07."""
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h == 0 and m == 0:
+        return f"0:00:{s:04.1f}"
+    return f"{int(h)}:{int(m):02d}:{int(s):02d}"

@@ -1,0 +1,26 @@
+"""Results sheets: ``open_sheet(location)`` picks the backend for a location."""
+from __future__ import annotations
+
+from typing import Callable
+
+from runner.sheet.base import Sheet, SheetError, format_cell
+from runner.sheet.table import Row, SheetFormatError, Table
+
+# (predicate on the location, factory). Later backends (Google Sheets) register here.
+_BACKENDS: list[tuple[Callable[[str], bool], Callable[[str], Sheet]]] = []
+
+
+def register_backend(matches: Callable[[str], bool], factory: Callable[[str], Sheet]) -> None:
+    _BACKENDS.insert(0, (matches, factory))
+
+
+def open_sheet(location: str) -> Sheet:
+    for matches, factory in _BACKENDS:
+        if matches(location):
+            return factory(location)
+    from runner.sheet.csv_sheet import CsvSheet
+    return CsvSheet(location)
+
+
+__all__ = ["Sheet", "SheetError", "SheetFormatError", "Table", "Row", "open_sheet",
+           "register_backend", "format_cell"]

@@ -1,0 +1,82 @@
+"""What every results-sheet backend provides.
+
+A backend implements ``read`` (a snapshot) and ``transact`` (an atomic
+read-modify-write of the current contents). Row identity is the ``run_id``
+cell, never the position: a person may insert, delete or sort rows between
+two writes and every write still lands in its own row.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Iterable, Mapping, TypeVar
+
+from runner.columns import RUN_ID, STATUS, WHETHER_TO_RUN
+from runner.sheet.table import Table
+
+T = TypeVar("T")
+
+
+class SheetError(RuntimeError):
+    """The sheet cannot be read or written."""
+
+
+class Sheet(ABC):
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the sheet lives (an absolute path or a URL); passed to jobs."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """A short name for run folders and messages."""
+
+    @abstractmethod
+    def read(self) -> Table:
+        """A snapshot of the sheet."""
+
+    @abstractmethod
+    def transact(self, change: Callable[[Table], T]) -> T:
+        """Apply ``change`` to the current contents atomically and return its result."""
+
+    def update(self, run_id: str, values: Mapping[str, object], *,
+               skip_statuses: Iterable[str] = ()) -> bool:
+        """Write ``values`` into the row stamped ``run_id``; False if it is gone."""
+        return run_id not in self.update_many({run_id: values}, skip_statuses=skip_statuses)
+
+    def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
+                    skip_statuses: Iterable[str] = ()) -> set[str]:
+        """Write several rows' cells in one transaction.
+
+        Rows whose current status is in ``skip_statuses`` are left alone.
+        Returns the run ids whose rows no longer exist.
+        """
+        skip = frozenset(skip_statuses)
+
+        def change(table: Table) -> set[str]:
+            missing = set()
+            for run_id, values in updates.items():
+                row = table.find(RUN_ID, run_id)
+                if row is None:
+                    missing.add(run_id)
+                    continue
+                if skip and row.get(STATUS) in skip:
+                    continue
+                for column, value in values.items():
+                    if column == WHETHER_TO_RUN and row.get(column).strip() != "1":
+                        continue    # a person's cell: the runner only ever flips a 1 to 0
+                    row.set(column, format_cell(value))
+            return missing
+
+        return self.transact(change)
+
+
+def format_cell(value: object) -> str:
+    """How a runner-written value appears in a cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, ".6g")
+    return str(value)

@@ -1,0 +1,229 @@
+"""An in-memory results table that round-trips its CSV text byte for byte.
+
+Every field keeps the exact text it was read from (quotes, spacing, ``007``,
+``1e-3``, dates...). Serialising writes that text back unchanged; only cells
+the runner sets are re-encoded. A sheet that nobody changed therefore
+serialises to exactly the text it was parsed from, and a runner update
+changes exactly the cells it owns.
+
+Parsing follows RFC 4180 as Python's ``csv`` module reads it (default
+dialect): comma separated, ``"`` quoting with ``""`` as an escaped quote,
+records ended by ``\\n``, ``\\r\\n`` or ``\\r`` outside quotes.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+_UNQUOTED = re.compile(r"[^,\r\n]*")
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+BOM = "\ufeff"
+
+
+class SheetFormatError(ValueError):
+    """The sheet's text is not a CSV table the runner can safely rewrite."""
+
+
+def quote(value: str) -> str:
+    """Encode one cell value the way ``csv.writer`` (QUOTE_MINIMAL) does."""
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+class Record:
+    """One CSV record: decoded values, their source text, and its line ending."""
+
+    __slots__ = ("values", "raws", "terminator")
+
+    def __init__(self, values: list[str], raws: list[str | None], terminator: str):
+        self.values = values
+        self.raws = raws            # None where the runner set the value
+        self.terminator = terminator
+
+    @property
+    def is_blank(self) -> bool:
+        return self.raws == [""]
+
+    def text(self) -> str:
+        parts = (raw if raw is not None else quote(val) for val, raw in zip(self.values, self.raws))
+        return ",".join(parts) + self.terminator
+
+
+def parse_records(text: str) -> list[Record]:
+    """Split CSV text into records, keeping each field's raw text."""
+    records: list[Record] = []
+    pos, end = 0, len(text)
+    while pos < end:
+        values: list[str] = []
+        raws: list[str] = []
+        while True:
+            start = pos
+            if pos < end and text[pos] == '"':
+                m = _QUOTED.match(text, pos)
+                if m is None:
+                    line = text.count("\n", 0, pos) + 1
+                    raise SheetFormatError(f"unterminated quoted field starting on line {line}")
+                value = m.group(1).replace('""', '"')
+                pos = m.end()
+                tail = _UNQUOTED.match(text, pos)   # csv tolerates text after the closing quote
+                value += tail.group(0)
+                pos = tail.end()
+            else:
+                m = _UNQUOTED.match(text, pos)
+                value = m.group(0)
+                pos = m.end()
+            values.append(value)
+            raws.append(text[start:pos])
+            if pos < end and text[pos] == ",":
+                pos += 1
+                continue
+            break
+        if text.startswith("\r\n", pos):
+            terminator = "\r\n"
+        elif pos < end:
+            terminator = text[pos]          # "\n" or "\r"
+        else:
+            terminator = ""
+        pos += len(terminator)
+        records.append(Record(values, raws, terminator))
+    return records
+
+
+class Row:
+    """A data row of a :class:`Table`, addressed by column name."""
+
+    __slots__ = ("table", "record", "number")
+
+    def __init__(self, table: "Table", record: Record, number: int):
+        self.table = table
+        self.record = record
+        self.number = number            # 1-based among data rows, header excluded
+
+    def get(self, column: str, default: str = "") -> str:
+        idx = self.table.index.get(column)
+        if idx is None or idx >= len(self.record.values):
+            return default
+        return self.record.values[idx]
+
+    def set(self, column: str, value: str) -> None:
+        """Set a cell, adding the column to the table if it is new."""
+        value = "" if value is None else str(value)
+        idx = self.table.ensure_column(column)
+        rec = self.record
+        if idx < len(rec.values) and rec.values[idx] == value:
+            return
+        self.table._pad(rec)
+        rec.values[idx] = value
+        rec.raws[idx] = None
+        self.table.changed = True
+
+    def as_dict(self) -> dict[str, str]:
+        return {col: self.get(col) for col in self.table.header}
+
+
+class Table:
+    """A parsed sheet: a header record, data rows, and blank lines kept in place."""
+
+    def __init__(self, text: str):
+        self.bom = text.startswith(BOM)
+        if self.bom:
+            text = text[1:]
+        self.records = parse_records(text)
+        if not self.records or self.records[0].is_blank:
+            raise SheetFormatError("the sheet has no header row")
+        self.header_record = self.records[0]
+        self.header: list[str] = self.header_record.values
+        self.index = {}
+        for i, name in enumerate(self.header):
+            if name in self.index and name:
+                raise SheetFormatError(f"column {name!r} appears twice in the header")
+            self.index.setdefault(name, i)
+        self._reindex()
+        self.changed = False
+        if self.header_record.terminator == "" and len(self.records) == 1:
+            self.header_record.terminator = "\n"   # header-only file without a newline
+
+    def _reindex(self) -> None:
+        self.rows: list[Row] = []
+        for rec in self.records[1:]:
+            if not rec.is_blank:
+                self.rows.append(Row(self, rec, len(self.rows) + 1))
+
+    # -- rows (what a person does in an editor; used by tools and tests) --------------------
+    def insert_row(self, position: int, values: dict[str, str]) -> Row:
+        """Insert a data row before data row ``position`` (0-based; len(self) appends)."""
+        for column in values:
+            self.ensure_column(column)
+        cells = [str(values.get(c, "")) for c in self.header]
+        terminator = self.header_record.terminator or "\n"
+        if self.records[-1].terminator == "":
+            self.records[-1].terminator = terminator
+        rec = Record(cells, [None] * len(cells), terminator)
+        at = self.records.index(self.rows[position].record) if position < len(self.rows) else len(self.records)
+        self.records.insert(at, rec)
+        self._reindex()
+        self.changed = True
+        return self.rows[[r.record for r in self.rows].index(rec)]
+
+    def sort_rows(self, key) -> None:
+        """Reorder the data rows by ``key(row)`` (blank lines go last)."""
+        ordered = sorted(self.rows, key=key)
+        last = self.records[-1]
+        end = last.terminator
+        if end == "":
+            last.terminator = self.header_record.terminator or "\n"
+        blanks = [r for r in self.records[1:] if r.is_blank]
+        self.records = [self.header_record] + [r.record for r in ordered] + blanks
+        if end == "":
+            self.records[-1].terminator = ""
+        self._reindex()
+        self.changed = True
+
+    # -- columns -------------------------------------------------------------------------
+    def ensure_column(self, name: str) -> int:
+        idx = self.index.get(name)
+        if idx is not None:
+            return idx
+        if not name:
+            raise ValueError("a column name cannot be empty")
+        self.header.append(name)
+        self.header_record.raws.append(None)
+        idx = self.index[name] = len(self.header) - 1
+        for row in self.rows:
+            self._pad(row.record)
+        self.changed = True
+        return idx
+
+    def _pad(self, rec: Record) -> None:
+        missing = len(self.header) - len(rec.values)
+        if missing > 0:
+            rec.values.extend([""] * missing)
+            rec.raws.extend([""] * missing)
+
+    # -- lookup ----------------------------------------------------------------------------
+    def find(self, column: str, value: str) -> Row | None:
+        if column not in self.index:
+            return None
+        for row in self.rows:
+            if row.get(column) == value:
+                return row
+        return None
+
+    def find_row(self, number: int) -> Row:
+        return self.rows[number - 1]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # -- output ----------------------------------------------------------------------------
+    def text(self) -> str:
+        body = "".join(rec.text() for rec in self.records)
+        return (BOM + body) if self.bom else body
+
+    def to_dicts(self) -> list[dict[str, str]]:
+        return [row.as_dict() for row in self.rows]

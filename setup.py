@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="sheetrun",
+    version="0.1.0",
+    description="Spreadsheet-driven experiment runner, with ensemble and distribution-shift research tasks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["runner", "runner.*", "tasks", "tasks.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "timm>=0.9",
+        "h5py>=3.8",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "gspread>=6.0",
+        "filelock>=3.12",
+        "psutil>=5.9",
+        "PyYAML>=6.0",
+        "rich>=13.0",
+        "scikit-learn>=1.2",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["sheetrun=runner.cli:main"]},
+)

@@ -1,0 +1,153 @@
+"""Shared fixtures: a throwaway project with a result sheet, configs and scripts."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPTS = {
+    # reads its config, reports two metrics
+    "ok.py": """
+        import argparse, yaml
+        from runner import report
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--config", required=True)
+        cfg = yaml.safe_load(open(parser.parse_args().config))
+        report(score=cfg["x"] * 2, name=str(cfg["name"]))
+        print("done", cfg["x"])
+    """,
+    "crash.py": """
+        import sys
+        print("about to fail")
+        raise ValueError("bad learning rate: -1")
+    """,
+    "exit3.py": """
+        import sys
+        sys.exit(3)
+    """,
+    # writes a file per run so ordering can be checked, then optionally sleeps
+    "stamp.py": """
+        import sys, time, os, yaml
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        with open(cfg["log"], "a") as f:
+            f.write(f"start {cfg['name']} {time.time()}\\n")
+        time.sleep(cfg.get("sleep", 0))
+        with open(cfg["log"], "a") as f:
+            f.write(f"end {cfg['name']} {time.time()}\\n")
+        if cfg.get("fail"):
+            sys.exit(1)
+    """,
+    # reports, then waits until told to go on (to observe mid-run state)
+    "wait.py": """
+        import sys, time, os, yaml
+        from runner import report
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        report(progress=1)
+        gate = cfg["gate"]
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+        report(progress=2)
+    """,
+    # starts a grandchild and sleeps forever (for cancellation tests)
+    "sleeper.py": """
+        import subprocess, sys, time, os, yaml
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(cfg["pidfile"], "w") as f:
+            f.write(f"{os.getpid()} {child.pid}")
+        time.sleep(600)
+    """,
+    "results_json.py": """
+        import json, os
+        with open(os.path.join(os.environ["SHEETRUN_RUN_DIR"], "results.json"), "w") as f:
+            json.dump({"top1": 0.75, "note": "no import of runner"}, f)
+    """,
+    "env.py": """
+        import os
+        from runner import report
+        report(omp=os.environ.get("OMP_NUM_THREADS"), custom=os.environ.get("MY_VAR", "unset"),
+               cwd=os.getcwd())
+    """,
+}
+
+DEFAULT_CONFIG = """
+name: <placeholder>
+x: 1
+lr: 0.1
+nested:
+  depth: 2
+  tags: [a, b]
+log: unused
+gate: unused
+pidfile: unused
+"""
+
+
+class Project:
+    def __init__(self, root: str):
+        self.root = root
+        self.sheets = os.path.join(root, "result_sheets")
+        os.makedirs(self.sheets)
+        os.makedirs(os.path.join(root, "default_configs"))
+        os.makedirs(os.path.join(root, "scripts"))
+        for name, body in SCRIPTS.items():
+            self.write(f"scripts/{name}", textwrap.dedent(body))
+        self.write("default_configs/base.yaml", DEFAULT_CONFIG)
+
+    def write(self, rel: str, text: str) -> str:
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def sheet(self, header: list[str], rows: list[list], name: str = "sheet.csv") -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        for r in rows:
+            w.writerow(r)
+        return self.write(f"result_sheets/{name}", buf.getvalue())
+
+    def read(self, name: str = "sheet.csv") -> list[dict]:
+        with open(os.path.join(self.sheets, name), newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    def sheetrun(self, *args, timeout=120, cwd=None, check=None, env=None) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ, **(env or {}))
+        proc = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd or "/",
+                              capture_output=True, text=True, timeout=timeout, env=full_env)
+        if check is not None:
+            assert proc.returncode == check, proc.stdout + proc.stderr
+        return proc
+
+    def popen(self, *args) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "runner", *args], cwd="/",
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return Project(str(tmp_path / "proj"))
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+BASE = ["path_to_main", "path_to_default_config", "whether_to_run"]
+CFG = "default_configs/base.yaml"

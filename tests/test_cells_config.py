@@ -1,0 +1,88 @@
+"""Decoding cells and applying deltas to YAML configs."""
+import pytest
+
+from runner import cells, config as cfg
+from runner.cells import KEEP_DEFAULT, CellError, decode
+
+
+@pytest.mark.parametrize("text,value", [
+    ("12", 12), ("-3", -3), ("007", 7), ("0.5", 0.5), ("1e-3", 1e-3), (".5", 0.5), ("2E5", 2e5),
+    ("true", True), ("TRUE", True), ("False", False), ("None", None), ("null", None),
+    ("[a b 3]", ["a", "b", 3]), ("[]", []), ("[[1 2] [3]]", [[1, 2], [3]]), ("[1.5 true None]", [1.5, True, None]),
+    ("'007'", "007"), ('"1e-3"', "1e-3"), ("EMPTY_STRING", ""), ("hello world", "hello world"),
+    ("./path/to/file.yaml", "./path/to/file.yaml"), ("  42  ", 42), ("1.0.0", "1.0.0"),
+    ("$(touch /tmp/x)", "$(touch /tmp/x)"), ("__import__('os')", "__import__('os')"),
+])
+def test_decode(text, value):
+    decoded = decode(text)
+    assert decoded == value and type(decoded) is type(value)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "Default", "default"])
+def test_keep_default(text):
+    assert decode(text) is KEEP_DEFAULT
+
+
+@pytest.mark.parametrize("text", ["[1 2", "1 2]", "[1 [2]", "'abc"])
+def test_undecodable(text):
+    with pytest.raises(CellError):
+        decode(text)
+
+
+@pytest.mark.parametrize("text,value", [("1", True), (" 0 ", False), ("", False)])
+def test_whether_to_run(text, value):
+    assert cells.parse_whether_to_run(text) is value
+
+
+@pytest.mark.parametrize("text", ["yes", "1.0", "true", "2", "-1"])
+def test_whether_to_run_is_strict(text):
+    with pytest.raises(CellError, match="whether_to_run must be 1 or 0"):
+        cells.parse_whether_to_run(text)
+
+
+def test_placeholders():
+    row = {"name": "exp__ROW__", "lr": "0.1"}
+    assert cells.fill_placeholders("run___ROW___lr___COL:lr__", 7, row) == "run_7_lr_0.1"
+    assert cells.fill_placeholders("__COL:name__", 3, row) == "exp3"
+    with pytest.raises(CellError, match="names no column"):
+        cells.fill_placeholders("__COL:missing__", 1, row)
+
+
+DEFAULT = {"a": {"b": {"c": 1}}, "lst": [1, {"k": 2}], "name": "<placeholder>"}
+
+
+def test_apply_deltas_nested_and_list_index():
+    out = cfg.apply_deltas(DEFAULT, [("a/b/c", 5, False), ("lst/1/k", 9, False), ("name", "x", False)])
+    assert out == {"a": {"b": {"c": 5}}, "lst": [1, {"k": 9}], "name": "x"}
+    assert DEFAULT["a"]["b"]["c"] == 1           # the default is not mutated
+
+
+def test_unknown_key_with_hint():
+    with pytest.raises(cfg.ConfigError, match=r"unknown config key 'a/b/cc'.*did you mean 'c'\?"):
+        cfg.apply_deltas(DEFAULT, [("a/b/cc", 5, False)])
+
+
+def test_empty_cell_never_fails_even_for_a_key_this_config_lacks():
+    assert cfg.apply_deltas(DEFAULT, [("nope", KEEP_DEFAULT, False)]) == DEFAULT
+
+
+def test_delta_plus_creates_keys():
+    out = cfg.apply_deltas(DEFAULT, [("new/deep/key", "v", True)])
+    assert out["new"] == {"deep": {"key": "v"}}
+
+
+def test_placeholders_left():
+    assert cfg.unfilled_placeholders(DEFAULT) == ["name"]
+    assert cfg.unfilled_placeholders({"a": "<not> a placeholder"}) == []
+
+
+def test_diff():
+    new = cfg.apply_deltas(DEFAULT, [("a/b/c", 2, False), ("x", 1, True)])
+    assert cfg.diff(DEFAULT, new) == [("a/b/c", 1, 2), ("x", None, 1)]
+
+
+def test_yaml_error_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("a: 1\nb: [unclosed\n")
+    with pytest.raises(cfg.ConfigError, match=r"YAML error in .*bad.yaml \(line"):
+        cfg.load_yaml(str(p))

@@ -1,0 +1,69 @@
+"""runner.report from inside scripts: light, validated, never failing the job for the sheet."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BASE, CFG, wait_for
+from runner import report
+from runner.report import read_metrics_log
+from runner.rundir import RunDir
+
+HEAVY = ("pandas", "torch", "gspread", "numpy", "rich", "timm", "h5py")
+
+
+@pytest.mark.parametrize("module", ["runner", "runner.jobwrapper"])
+def test_job_side_imports_nothing_heavy(module):
+    code = f"import sys, {module}; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_outside_sheetrun_report_is_a_no_op(monkeypatch, capsys):
+    monkeypatch.delenv("SHEETRUN_RUN_DIR", raising=False)
+    assert report(acc=np.float32(0.5), step=np.int64(3)) == {"acc": 0.5, "step": 3}
+    assert "not running under sheetrun" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [{"status": 1}, {"delta:x": 1}, {"": 1}, {"x": [1, 2]}, {"x": np.ones(3)}])
+def test_bad_metrics_are_refused(bad):
+    with pytest.raises((ValueError, TypeError)):
+        report(bad)
+
+
+def test_report_appends_to_the_metrics_log(tmp_path):
+    env = dict(os.environ, SHEETRUN_RUN_DIR=str(tmp_path))
+    code = "from runner import report; report(acc=0.5); report({'acc': 0.9, 'val loss': 0.1})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    assert [l["values"] for l in lines] == [{"acc": 0.5}, {"acc": 0.9, "val loss": 0.1}]
+    merged, offset = read_metrics_log(str(tmp_path / "metrics.jsonl"))
+    assert merged == {"acc": 0.9, "val loss": 0.1} and offset == os.path.getsize(tmp_path / "metrics.jsonl")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"t": 1, "values": {"acc"')          # a line still being written
+    assert read_metrics_log(str(tmp_path / "metrics.jsonl"), offset) == ({}, offset)
+
+
+def test_unreachable_sheet_keeps_updates_for_sync(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/wait.py", CFG, "1", "a", gate]])
+    runner = project.popen("run", path)
+    wait_for(lambda: project.read()[0].get("progress") == "1", what="job start")
+    runner.kill()                                  # the job goes on without its runner
+    runner.wait()
+    run_dir = os.path.join(project.root, project.read()[0]["run_folder"])
+    away = path + ".away"
+    os.rename(path, away)                          # the sheet becomes unreachable
+    open(gate, "w").close()
+    wait_for(lambda: os.path.exists(os.path.join(run_dir, "exit.json")), what="job end")
+    pending = RunDir(run_dir).read_pending()
+    assert pending and pending[-1]["values"]["status"] == "Completed"
+    os.rename(away, path)
+    assert project.read()[0]["status"] == "Running"
+    project.sheetrun("sync", path, check=0)
+    row = project.read()[0]
+    assert row["status"] == "Completed" and row["progress"] == "2" and row["whether_to_run"] == "0"
+    assert not os.path.exists(os.path.join(run_dir, "pending_updates.jsonl"))

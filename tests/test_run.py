@@ -1,0 +1,328 @@
+"""`sheetrun run` end to end: real subprocesses, a real CSV sheet on disk."""
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from conftest import BASE, CFG, wait_for
+
+
+def test_rows_run_and_write_back(project):
+    project.sheet(BASE + ["delta:x", "delta:name", "notes"], [
+        ["scripts/ok.py", CFG, "1", "21", "first", "keep, me \"exactly\""],
+        ["scripts/ok.py", CFG, "0", "5", "skipped", "not selected"],
+        ["scripts/ok.py", CFG, "1", "[1 2]", "'007'", "ünïcode\nnewline"],
+    ])
+    os.chmod(os.path.join(project.sheets, "sheet.csv"), 0o640)
+    proc = project.sheetrun("run", os.path.join(project.sheets, "sheet.csv"), "--jobs", "2")
+    rows = project.read()
+    assert proc.returncode == 1, proc.stderr       # row 3 fails: [1 2] * 2 is a list, fine; name ok
+    assert rows[0]["status"] == "Completed" and rows[0]["whether_to_run"] == "0"
+    assert rows[0]["score"] == "42" and rows[0]["name"] == "first"
+    assert rows[0]["exit_code"] == "0" and rows[0]["job_id"].isdigit()
+    assert rows[0]["notes"] == 'keep, me "exactly"'
+    assert rows[1]["status"] == "" and rows[1]["whether_to_run"] == "0" and rows[1]["score"] == ""
+    assert rows[2]["notes"] == "ünïcode\nnewline"
+    assert stat.S_IMODE(os.stat(os.path.join(project.sheets, "sheet.csv")).st_mode) == 0o640
+    folder = os.path.join(project.root, rows[0]["run_folder"])
+    assert rows[0]["run_folder"].startswith("./experiments/sheet/")
+    for name in ("config.yaml", "command.txt", "stdout.log", "stderr.log", "exit.json",
+                 "metrics.json", "provenance/pip_freeze.txt", "provenance/host.json",
+                 "provenance/git.json"):
+        assert os.path.exists(os.path.join(folder, name)), name
+    assert "done 21" in open(os.path.join(folder, "stdout.log")).read()
+    assert json.load(open(os.path.join(folder, "provenance/git.json")))["git_commit"] is None
+
+
+def test_second_run_only_reruns_flipped_rows(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"],
+                                                 ["scripts/ok.py", CFG, "1", "b"]])
+    project.sheetrun("run", path, check=0)
+    first = project.read()
+    project.sheetrun("run", path, check=0)
+    assert project.read() == first                   # nothing selected, nothing changed
+    text = open(path).read().replace(f"0,a", "1,a", 1)
+    open(path, "w").write(text)
+    project.sheetrun("run", path, check=0)
+    again = project.read()
+    assert again[0]["run_id"] != first[0]["run_id"] and again[1]["run_id"] == first[1]["run_id"]
+
+
+def test_bad_inputs_fail_only_their_own_row(project):
+    project.write("default_configs/broken.yaml", "a: [1, 2\n")
+    project.write("default_configs/missing_name.yaml", "x: 1\nname: <fill me>\n")
+    path = project.sheet(BASE + ["delta:name", "delta:lr", "delta:nested/dpeth"], [
+        ["scripts/ok.py", CFG, "1", "good", "", ""],                      # 1 ok
+        ["scripts/nope.py", CFG, "1", "a", "", ""],                      # 2 missing script
+        ["scripts/ok.py", "default_configs/nope.yaml", "1", "a", "", ""],  # 3 missing config
+        ["scripts/ok.py", "default_configs/broken.yaml", "1", "a", "", ""],  # 4 YAML error
+        ["scripts/ok.py", CFG, "1", "a", "", "3"],                        # 5 unknown key
+        ["scripts/ok.py", CFG, "1", "a", "[1 2", ""],                     # 6 undecodable
+        ["scripts/ok.py", CFG, "yes", "a", "", ""],                       # 7 bad whether_to_run
+        ["scripts/ok.py", "default_configs/missing_name.yaml", "1", "", "", ""],  # 8 placeholder
+        ["scripts/ok.py", CFG, "1", "also good", "0.5", ""],              # 9 ok
+    ])
+    proc = project.sheetrun("run", path, "--jobs", "3")
+    assert proc.returncode == 1
+    rows = project.read()
+    assert [r["status"] for r in rows] == ["Completed"] + ["Failed"] * 7 + ["Completed"]
+    errors = [r["error"] for r in rows]
+    assert "script not found" in errors[1] and "nope.py" in errors[1]
+    assert "config file not found" in errors[2]
+    assert "YAML error" in errors[3] and "line" in errors[3]
+    assert "unknown config key 'nested/dpeth'" in errors[4] and "did you mean 'depth'" in errors[4]
+    assert "delta:lr" in errors[5] and "no closing ']'" in errors[5]
+    assert "whether_to_run must be 1 or 0, got 'yes'" == errors[6]
+    assert "placeholder" in errors[7] and "name" in errors[7]
+    assert all(r["run_id"] for r in rows)
+    assert rows[8]["score"] == "2" and rows[0]["name"] == "good"
+
+
+def test_empty_delta_cell_keeps_default_and_placeholders(project):
+    path = project.sheet(BASE + ["delta:name", "delta:x", "tag"], [
+        ["scripts/ok.py", CFG, "1", "row__ROW___tag__COL:tag__", "", "T"],
+    ])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert row["name"] == "row1_tagT" and row["score"] == "2"
+
+
+def test_crashing_script_reports_its_exception(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/crash.py", CFG, "1", "a"],
+                                                 ["scripts/exit3.py", CFG, "1", "b"]])
+    proc = project.sheetrun("run", path, "--jobs", "2")
+    assert proc.returncode == 1
+    crash, exit3 = project.read()
+    assert crash["status"] == "Failed" and crash["exit_code"] == "1"
+    assert crash["error"] == "ValueError: bad learning rate: -1"
+    assert crash["whether_to_run"] == "1"
+    assert exit3["exit_code"] == "3" and exit3["error"] == "exited with code 3"
+    assert "ValueError" in proc.stderr
+
+
+def test_results_json_is_merged_into_the_row(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/results_json.py", CFG, "1", "a"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert row["top1"] == "0.75" and row["note"] == "no import of runner"
+
+
+def test_metrics_appear_while_the_job_runs(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/wait.py", CFG, "1", "a", gate]])
+    runner = project.popen("run", path)
+    try:
+        row = wait_for(lambda: next((r for r in project.read() if r.get("progress") == "1"), None),
+                       what="first report")
+        assert row["status"] == "Running"
+        open(gate, "w").close()
+        assert runner.wait(60) == 0
+    finally:
+        runner.kill()
+    row = project.read()[0]
+    assert row["progress"] == "2" and row["status"] == "Completed"
+
+
+def test_dependencies_order_and_failure_propagation(project, tmp_path):
+    log = str(tmp_path / "log.txt")
+    path = project.sheet(BASE + ["delta:name", "delta:log", "delta+:sleep", "delta+:fail", "depends_on"], [
+        ["scripts/stamp.py", CFG, "1", "A", log, "0.5", "false", ""],      # 1
+        ["scripts/stamp.py", CFG, "1", "B", log, "0", "false", "1"],       # 2 after 1
+        ["scripts/stamp.py", CFG, "1", "C", log, "0", "true", ""],         # 3 fails
+        ["scripts/stamp.py", CFG, "1", "D", log, "0", "false", "3"],       # 4 after failed 3
+        ["scripts/stamp.py", CFG, "1", "E", log, "0", "false", "4 2"],     # 5 transitively failed
+        ["scripts/stamp.py", CFG, "1", "F", log, "0", "false", "7"],       # 6 cycle with 7
+        ["scripts/stamp.py", CFG, "1", "G", log, "0", "false", "6"],       # 7
+        ["scripts/stamp.py", CFG, "1", "H", log, "0", "false", "99"],      # 8 unknown
+    ])
+    proc = project.sheetrun("run", path, "--jobs", "4")
+    assert proc.returncode == 1
+    rows = project.read()
+    status = [r["status"] for r in rows]
+    assert status == ["Completed", "Completed", "Failed", "Failed", "Failed", "Failed", "Failed", "Failed"]
+    assert rows[3]["error"] == "dependency 3 failed"
+    assert rows[4]["error"] in ("dependency 4 failed",)
+    assert "dependency cycle" in rows[5]["error"] and "dependency cycle" in rows[6]["error"]
+    assert "no row or run id '99'" in rows[7]["error"]
+    events = [line.split() for line in open(log)]
+    t = {(kind, name): float(ts) for kind, name, ts in events}
+    assert t[("start", "B")] >= t[("end", "A")]
+    assert ("start", "D") not in t and ("start", "E") not in t and ("start", "F") not in t
+
+
+def test_depends_on_run_id_of_a_completed_row(project, tmp_path):
+    log = str(tmp_path / "log.txt")
+    path = project.sheet(BASE + ["delta:name", "delta:log", "depends_on"],
+                         [["scripts/stamp.py", CFG, "1", "A", log, ""]])
+    project.sheetrun("run", path, check=0)
+    rid = project.read()[0]["run_id"]
+    with open(path, "a") as f:
+        f.write(f"scripts/stamp.py,{CFG},1,B,{log},{rid}\n")
+    project.sheetrun("run", path, check=0)
+    assert [r["status"] for r in project.read()] == ["Completed", "Completed"]
+
+
+def test_runner_rows_run_any_program(project):
+    project.write("tools/prog.py", "import sys, json\nprint(json.dumps(sys.argv[1:]))\n")
+    project.write("default_configs/runner.yaml",
+                  "exec_path: ./tools/prog.py\nis_python: true\nkwargs:\n  model: <placeholder>\n"
+                  "  n_epochs: 1\n  layers: [1, 2]\n")
+    path = project.sheet(BASE + ["delta:kwargs/model", "delta:kwargs/n_epochs"],
+                         [["__RUNNER__", "default_configs/runner.yaml", "1", "deit3b; rm -rf ~", "4"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    out = open(os.path.join(project.root, row["run_folder"], "stdout.log")).read()
+    assert json.loads(out) == ["--model=deit3b; rm -rf ~", "--n_epochs=4", "--layers", "1", "2"]
+
+
+def test_env_columns_and_thread_budget(project):
+    path = project.sheet(BASE + ["delta:name", "env:MY_VAR", "env:OMP_NUM_THREADS"], [
+        ["scripts/env.py", CFG, "1", "a", "hello $(whoami)", ""],
+        ["scripts/env.py", CFG, "1", "b", "", "7"],
+    ])
+    project.sheetrun("run", path, "--jobs", "2", check=0)
+    a, b = project.read()
+    budget = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert a["omp"] == str(budget) and a["custom"] == "hello $(whoami)"
+    assert b["omp"] == "7" and b["custom"] == "unset"
+    assert a["cwd"] == project.root
+
+
+def test_dry_run_prints_commands_and_changes_nothing(project):
+    path = project.sheet(BASE + ["delta:name", "delta:nested/depth"], [
+        ["scripts/ok.py", CFG, "1", "a", "5"], ["scripts/ok.py", CFG, "1", "b", "zz"]])
+    before = open(path).read()
+    proc = project.sheetrun("run", path, "--dry-run", check=0)
+    assert open(path).read() == before
+    assert not os.path.exists(os.path.join(project.root, "experiments"))
+    assert "scripts/ok.py --config" in proc.stdout
+    assert "nested/depth: 2 -> 5" in proc.stdout and "name: '<placeholder>' -> 'a'" in proc.stdout
+
+
+def test_relative_paths_resolve_against_project_root_not_cwd(project, tmp_path):
+    path = project.sheet(BASE + ["delta:name"], [["./scripts/ok.py", "./" + CFG, "1", "a"]])
+    project.sheetrun("run", path, cwd=str(tmp_path), check=0)
+    assert project.read()[0]["status"] == "Completed"
+
+
+def test_rows_option_and_missing_required_column(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", n] for n in "abcd"])
+    project.sheetrun("run", path, "--rows", "2-3", check=0)
+    assert [r["status"] for r in project.read()] == ["", "Completed", "Completed", ""]
+    bad = project.sheet(["path_to_main", "whether_to_run"], [["scripts/ok.py", "1"]], name="bad.csv")
+    proc = project.sheetrun("run", bad)
+    assert proc.returncode != 0 and "path_to_default_config" in proc.stderr
+
+
+def _tree_alive(pids):
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cancels_rows_and_ends_process_trees(project, tmp_path, sig):
+    pidfiles = [str(tmp_path / f"pids{i}") for i in range(2)]
+    path = project.sheet(BASE + ["delta:name", "delta:pidfile"],
+                         [["scripts/sleeper.py", CFG, "1", "a", pidfiles[0]],
+                          ["scripts/sleeper.py", CFG, "1", "b", pidfiles[1]],
+                          ["scripts/sleeper.py", CFG, "1", "c", str(tmp_path / "never")]])
+    runner = project.popen("run", path, "--jobs", "2")
+    try:
+        wait_for(lambda: all(os.path.exists(p) and open(p).read() for p in pidfiles), what="jobs to start")
+        pids = [int(x) for p in pidfiles for x in open(p).read().split()]
+        runner.send_signal(sig)
+        code = runner.wait(30)
+    finally:
+        runner.kill()
+    assert code == (130 if sig == signal.SIGINT else 143)
+    rows = project.read()
+    assert [r["status"] for r in rows] == ["Cancelled"] * 3
+    assert rows[2]["error"] == "cancelled before it started"
+    wait_for(lambda: not _tree_alive(pids), timeout=10, what="process trees to end")
+
+
+def test_sync_marks_a_killed_job_lost(project, tmp_path):
+    pidfile = str(tmp_path / "pids")
+    path = project.sheet(BASE + ["delta:name", "delta:pidfile"],
+                         [["scripts/sleeper.py", CFG, "1", "a", pidfile]])
+    runner = project.popen("run", path)
+    try:
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), what="job start")
+        script_pid, grandchild = map(int, open(pidfile).read().split())
+        wrapper = int(project.read()[0]["job_id"])
+        runner.kill()                            # the runner dies first...
+        runner.wait()
+        os.kill(wrapper, signal.SIGKILL)         # ...then the job wrapper, no exit record
+        for p in (script_pid, grandchild):
+            os.kill(p, signal.SIGKILL)
+        wait_for(lambda: not _tree_alive([wrapper]), what="wrapper to die")
+    finally:
+        runner.kill()
+    assert project.read()[0]["status"] == "Running"
+    proc = project.sheetrun("sync", path, check=0)
+    row = project.read()[0]
+    assert row["status"] == "Lost" and "without an exit record" in row["error"]
+    assert "Lost" in proc.stdout
+
+
+def test_job_outlives_a_killed_runner_and_sync_reads_exit_record(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/wait.py", CFG, "1", "a", gate]])
+    runner = project.popen("run", path)
+    wait_for(lambda: project.read()[0].get("progress") == "1", what="job start")
+    runner.kill()
+    runner.wait()
+    proc = project.sheetrun("sync", path, check=0)
+    assert "still running" in proc.stdout
+    open(gate, "w").close()
+    wait_for(lambda: project.read()[0]["status"] == "Completed", what="orphaned job to finish")
+    assert project.read()[0]["progress"] == "2"
+
+
+def test_stnd_sed_caching_sheet_shape_runs(project):
+    """The SED paper's caching sheet: __RUNNER__ rows, kwargs deltas, placeholders in the config."""
+    project.write("tools/cache.py", "import sys\nprint(' '.join(sys.argv[1:]))\n")
+    project.write("configs/caching/caching.yaml",
+                  "params:\n  random_seed: 42\nis_python: True\n\nexec_path: ./tools/cache.py\n"
+                  "conda_env: ./envs/x\n\nkwargs:\n  model: <placeholder>\n  layer_cutoff: <placeholder>\n"
+                  "  original_dataset_name: <placeholder>\n  cache_save_path: <placeholder>\n")
+    header = ("path_to_main,path_to_default_config,whether_to_run,delta:kwargs/model,"
+              "delta:kwargs/layer_cutoff,delta:kwargs/original_dataset_name,delta:kwargs/cache_save_path,"
+              "delta:kwargs/n_epochs\n")
+    rows = ("__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_val,./data/in_val.hdf5,1\n"
+            "__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_train,./data/in_train.hdf5,4\n")
+    path = project.write("result_sheets/caching.csv", header + rows)
+    proc = project.sheetrun("run", path)
+    rows = project.read("caching.csv")
+    # n_epochs is not a key of caching.yaml: the row error says how to add it.
+    assert proc.returncode == 1
+    assert all("unknown config key 'kwargs/n_epochs'" in r["error"] and "delta+:" in r["error"] for r in rows)
+    text = open(path).read().replace("delta:kwargs/n_epochs", "delta+:kwargs/n_epochs")
+    text = text.replace("Failed", "").replace(",1,deit3b", ",1,deit3b")
+    open(path, "w").write(text)
+    project.sheetrun("run", path, check=0)
+    rows = project.read("caching.csv")
+    out = open(os.path.join(project.root, rows[1]["run_folder"], "stdout.log")).read()
+    assert out.split() == ["--model=deit3b", "--layer_cutoff=-1", "--original_dataset_name=in_train",
+                           "--cache_save_path=./data/in_train.hdf5", "--n_epochs=4"]
+
+
+def test_provenance_in_a_git_repository(project):
+    subprocess.run(["git", "init", "-q", project.root], check=True)
+    subprocess.run(["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n", "add", "scripts"],
+                   check=True)
+    subprocess.run(["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-qm",
+                    "init"], check=True)
+    project.write("scripts/ok.py", open(os.path.join(project.root, "scripts/ok.py")).read() + "# edited\n")
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"]])
+    project.sheetrun("run", path, check=0)
+    prov = os.path.join(project.root, project.read()[0]["run_folder"], "provenance")
+    info = json.load(open(os.path.join(prov, "git.json")))
+    assert len(info["git_commit"]) == 40 and info["git_dirty"]
+    assert "# edited" in open(os.path.join(prov, "git.diff")).read()
+    assert "result_sheets/sheet.csv" in open(os.path.join(prov, "untracked.txt")).read()
+    assert "experiments/" not in open(os.path.join(prov, "untracked.txt")).read()
