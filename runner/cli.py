@@ -55,20 +55,29 @@ def cmd_run(args) -> int:
 
 
 def dry_run(sheet, root: str, rows) -> int:
+    from runner.sync import still_active
+
+    skipped: list[int] = []
     try:
-        planned = plan(sheet.read(), root, rows)
+        planned = plan(sheet.read(), root, rows, still_active=lambda r: still_active(r, root),
+                       skipped=skipped)
     except RowError as exc:
         raise SystemExit(f"sheetrun: {exc}")
     if not planned:
         console.print("nothing to run: no row has whether_to_run = 1")
+    for number in skipped:
+        console.print(f"row {number}: still queued or running from an earlier run; would not start")
     for p in planned:
         if not p.ok:
             console.print(f"[red]row {p.number}: error:[/] {p.error}", highlight=False)
             continue
         argv = p.spec.argv("<run_folder>/config.yaml")
         console.print(f"[bold]row {p.number}[/]  " + shlex.join(argv), highlight=False, soft_wrap=True)
-        for key, old, new in cfg.diff(p.spec.default_config, p.spec.config):
+        changes = cfg.diff(p.spec.default_config, p.spec.config)
+        for key, old, new in changes:
             console.print(f"    {key}: {old!r} -> {new!r}", highlight=False)
+        if not changes:
+            console.print("    (the default config, unchanged)")
         for name, value in p.spec.env.items():
             console.print(f"    env {name}={value}", highlight=False)
         if p.spec.depends_on:
@@ -79,7 +88,8 @@ def dry_run(sheet, root: str, rows) -> int:
 def cmd_status(args) -> int:
     table = open_sheet(args.sheet).read()
     counts = Counter(row.get(C.STATUS) or "(never run)" for row in table.rows)
-    summary = RichTable(title=f"{args.sheet}: {len(table)} rows", title_justify="left")
+    console.print(f"[bold]{args.sheet}[/]: {len(table)} rows", highlight=False)
+    summary = RichTable()
     summary.add_column("status")
     summary.add_column("rows", justify="right")
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):

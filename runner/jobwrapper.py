@@ -42,7 +42,9 @@ def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
     """Write values into the run's row; on failure keep them in the run folder."""
     try:
         from runner.sheet import open_sheet
-        open_sheet(sheet_location).update(run_id, values, skip_statuses=skip_statuses)
+        if not open_sheet(sheet_location).update(run_id, values, skip_statuses=skip_statuses):
+            print(f"sheetrun: no row has run_id {run_id} any more (deleted, or rerun); "
+                  f"not written: {values}", file=sys.stderr)
         return True
     except Exception as exc:           # the sheet is optional for the job's success
         rd.add_pending({"values": values, "skip_statuses": list(skip_statuses)})

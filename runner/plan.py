@@ -70,11 +70,14 @@ def new_run_id(taken: set[str]) -> str:
             return rid
 
 
-def plan(table: Table, root: str, rows: RowFilter | None = None) -> list[PlannedRow]:
+def plan(table: Table, root: str, rows: RowFilter | None = None,
+         still_active=None, skipped: list | None = None) -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
-    so the error lands in their row.
+    so the error lands in their row. A row whose previous run is still going
+    (``still_active(row)`` is true) is not run twice: it is left out, and its
+    number added to ``skipped``.
     """
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
@@ -91,6 +94,10 @@ def plan(table: Table, root: str, rows: RowFilter | None = None) -> list[Planned
             p = PlannedRow(row.number, new_run_id(taken), error=str(exc))
         else:
             if not selected:
+                continue
+            if still_active is not None and row.get(C.STATUS) in Status.ACTIVE and still_active(row):
+                if skipped is not None:
+                    skipped.append(row.number)
                 continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:

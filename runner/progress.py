@@ -3,6 +3,7 @@ finished row, and a results table at the end (rich; plain lines when not a TTY).
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from rich.console import Console
 from rich.live import Live
@@ -14,6 +15,15 @@ from runner.columns import Status
 STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yellow",
          Status.LOST: "magenta", Status.TIMEOUT: "red", Status.RUNNING: "cyan",
          Status.SUBMITTED: "dim"}
+
+
+MAX_METRIC_COLUMNS = 4
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return format(value, ".4g") if isinstance(value, float) else str(value)
 
 
 class Progress:
@@ -80,13 +90,24 @@ class Progress:
     def stop(self, result) -> None:
         if self.live:
             self.live.stop()
-        table = RichTable(title=f"{self.sheet_name}: {len(result.outcomes)} rows", title_justify="left")
-        for col in ("row", "run_id", "status", "walltime", "error"):
-            table.add_column(col, overflow="fold")
+        table = RichTable()
+        metric_names: list[str] = []
+        for o in result.outcomes:
+            metric_names += [m for m in o.metrics if m not in metric_names]
+        metric_names = metric_names[-MAX_METRIC_COLUMNS:]   # the last reported are the headline ones
+        errors = any(o.error for o in result.outcomes)
+        for col in ("row", "run_id", "status", "walltime", *metric_names):
+            table.add_column(col, no_wrap=True, justify="right" if col in metric_names else "left")
+        if errors:
+            table.add_column("error", overflow="fold", ratio=1)
         for o in sorted(result.outcomes, key=lambda o: o.number):
+            values = [_fmt(o.metrics.get(m)) for m in metric_names]
             table.add_row(str(o.number), o.run_id, Text(o.status, style=STYLE.get(o.status, "")),
-                          o.walltime, o.error)
+                          o.walltime, *values, *([o.error] if errors else []))
         if result.outcomes:
+            counts = Counter(o.status for o in result.outcomes)
+            self.console.print(f"[bold]{self.sheet_name}[/]: " + ", ".join(
+                f"{n} {status}" for status, n in counts.most_common()), highlight=False)
             self.console.print(table)
         if result.interrupted:
             self.console.print(f"[yellow]interrupted by {result.interrupted}[/]")

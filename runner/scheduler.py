@@ -29,8 +29,9 @@ from runner.config import dump_yaml
 from runner.core import Executor, Job
 from runner.plan import PlannedRow, RowFilter, plan
 from runner.rows import RowError
-from runner.rundir import RunDir, format_walltime, write_json
+from runner.rundir import RunDir, format_walltime, read_json, write_json
 from runner.sheet import Sheet, SheetError, Table
+from runner.sync import deliver_pending, still_active
 
 CANCEL_GRACE_S = 10.0
 POLL_S = 0.25          # upper bound; job ends wake the loop at once
@@ -54,6 +55,7 @@ class Outcome:
     status: str
     error: str = ""
     walltime: str = ""
+    metrics: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -79,12 +81,17 @@ def display_path(path: str, root: str) -> str:
     return path if rel.startswith("..") else "./" + rel
 
 
-def claim(sheet: Sheet, opts: RunOptions) -> list[PlannedRow]:
-    """Plan and stamp the rows in one transaction; returns the planned rows."""
+def claim(sheet: Sheet, opts: RunOptions, skipped: list[int]) -> list[PlannedRow]:
+    """Plan and stamp the rows in one transaction; returns the planned rows.
+
+    Rows left out because their previous run is still going are listed in ``skipped``.
+    """
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
 
     def change(table: Table) -> list[PlannedRow]:
-        planned = plan(table, opts.root, opts.rows)
+        skipped.clear()
+        planned = plan(table, opts.root, opts.rows,
+                       still_active=lambda row: still_active(row, opts.root), skipped=skipped)
         if planned:
             for column in C.OWNED:          # a fixed, readable order for new sheets
                 table.ensure_column(column)
@@ -170,10 +177,14 @@ class Scheduler:
 
     def _run(self) -> RunResult:
         opts = self.opts
+        skipped: list[int] = []
         try:
-            planned = claim(self.sheet, opts)
+            planned = claim(self.sheet, opts, skipped)
         except RowError as exc:
             raise SystemExit(f"sheetrun: {exc}")
+        for number in skipped:
+            print(f"sheetrun: row {number} is still queued or running from an earlier "
+                  "'sheetrun run'; not started twice", file=sys.stderr)
         result = RunResult()
         outcomes = {p.run_id: Outcome(p.number, p.run_id, Status.SUBMITTED if p.ok else Status.FAILED,
                                       p.error) for p in planned}
@@ -280,18 +291,6 @@ class Scheduler:
             self._write(outcome, {C.STATUS: status, C.ERROR: error}, job.run_dir)
             self._finish(outcome, status, error, write=False)
         else:
+            outcome.metrics = read_json(job.run_dir.metrics, {}) or {}
             self._finish(outcome, record["status"], record.get("error", ""), write=False,
                          walltime=format_walltime(record.get("walltime_s", 0)))
-
-
-def deliver_pending(sheet: Sheet, rd: RunDir, run_id: str) -> int:
-    """Push sheet writes a job could not deliver itself; returns how many were sent."""
-    updates = rd.read_pending()
-    if not updates:
-        return 0
-    merged: dict = {}
-    for u in updates:
-        merged.update(u.get("values", {}))
-    sheet.update(run_id, merged)
-    os.unlink(rd.pending)
-    return len(updates)

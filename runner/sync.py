@@ -18,8 +18,20 @@ from runner import columns as C
 from runner.columns import Status
 from runner.jobwrapper import final_row_values, load_results
 from runner.rundir import HEARTBEAT_STALE_S, RunDir, read_json
-from runner.scheduler import deliver_pending
 from runner.sheet import Sheet
+
+
+def deliver_pending(sheet: Sheet, rd: RunDir, run_id: str) -> int:
+    """Push sheet writes a job could not deliver itself; returns how many were sent."""
+    updates = rd.read_pending()
+    if not updates:
+        return 0
+    merged: dict = {}
+    for u in updates:
+        merged.update(u.get("values", {}))
+    sheet.update(run_id, merged)
+    os.unlink(rd.pending)
+    return len(updates)
 
 
 @dataclass
@@ -65,6 +77,15 @@ def judge(rd: RunDir) -> tuple[str | None, str, dict | None]:
     if launcher and _alive(int(launcher), job.get("created", 0)):
         return None, "queued in a live sheetrun process", None
     return Status.LOST, f"never started: the launcher (pid {launcher}) is gone", None
+
+
+def still_active(row, root: str) -> bool:
+    """True if the row's last run is still queued or running somewhere."""
+    folder = row.get(C.RUN_FOLDER)
+    if not folder:
+        return False
+    new, _, _ = judge(RunDir(os.path.join(root, folder)))
+    return new is None
 
 
 def sync(sheet: Sheet, root: str) -> list[SyncChange]:

@@ -326,3 +326,65 @@ def test_provenance_in_a_git_repository(project):
     assert "# edited" in open(os.path.join(prov, "git.diff")).read()
     assert "result_sheets/sheet.csv" in open(os.path.join(prov, "untracked.txt")).read()
     assert "experiments/" not in open(os.path.join(prov, "untracked.txt")).read()
+
+
+def test_a_second_run_does_not_start_rows_that_are_still_running(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/wait.py", CFG, "1", "a", gate]])
+    first = project.popen("run", path)
+    try:
+        wait_for(lambda: project.read()[0].get("progress") == "1", what="first run's job")
+        run_id = project.read()[0]["run_id"]
+        with open(path, "a") as f:
+            f.write(f"scripts/ok.py,{CFG},1,b,\n")
+        second = project.sheetrun("run", path, check=0)
+        assert "row 1 is still queued or running" in second.stderr
+        rows = project.read()
+        assert rows[0]["run_id"] == run_id and rows[0]["status"] == "Running"
+        assert rows[1]["status"] == "Completed"
+        open(gate, "w").close()
+        assert first.wait(60) == 0
+    finally:
+        first.kill()
+    assert project.read()[0]["status"] == "Completed"
+
+
+def test_sync_marks_rows_of_a_dead_runner_lost(project, tmp_path):
+    pidfile = str(tmp_path / "pids")
+    path = project.sheet(BASE + ["delta:name", "delta:pidfile"],
+                         [["scripts/sleeper.py", CFG, "1", "a", pidfile],
+                          ["scripts/ok.py", CFG, "1", "b", ""]])
+    runner = project.popen("run", path, "--jobs", "1")
+    try:
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), what="job start")
+        wrapper = int(project.read()[0]["job_id"])
+        runner.kill()
+        runner.wait()
+        import runner.local.executor as ex
+        ex.kill_process_tree(wrapper)
+        for p in map(int, open(pidfile).read().split()):
+            ex.kill_process_tree(p)
+    finally:
+        runner.kill()
+    assert [r["status"] for r in project.read()] == ["Running", "Submitted"]
+    project.sheetrun("sync", path, check=0)
+    first, second = project.read()
+    assert first["status"] == "Lost" and second["status"] == "Lost"
+    assert "never started" in second["error"] and "launcher" in second["error"]
+    # Lost rows keep whether_to_run = 1, so the next run picks them up again.
+    project.write("scripts/sleeper.py", "pass\n")
+    project.sheetrun("run", path, check=0)
+    assert [r["status"] for r in project.read()] == ["Completed", "Completed"]
+
+
+def test_bad_slurm_columns_fail_only_their_row(project):
+    path = project.sheet(BASE + ["delta:name", "slurm:time", "slurm:partiton", "slurm:mem"], [
+        ["scripts/ok.py", CFG, "1", "a", "1:00:00", "", "4G"],
+        ["scripts/ok.py", CFG, "1", "b", "an hour", "", ""],
+        ["scripts/ok.py", CFG, "1", "c", "", "gpu", ""],
+    ])
+    project.sheetrun("run", path)
+    a, b, c = project.read()
+    assert a["status"] == "Completed"
+    assert "slurm:time='an hour' is not a time" in b["error"]
+    assert "slurm:partiton is not an sbatch option (did you mean slurm:partition?)" in c["error"]

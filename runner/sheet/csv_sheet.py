@@ -65,6 +65,7 @@ class CsvSheet(Sheet):
 
     def transact(self, change: Callable[[Table], T]) -> T:
         with self._lock:
+            self._remove_stale_temps()
             for _ in range(MAX_RETRIES):
                 text, before = self._read_text()
                 try:
@@ -77,6 +78,17 @@ class CsvSheet(Sheet):
                 if self._replace(table.text(), before):
                     return result
             raise SheetError(f"{self.path} kept changing during {MAX_RETRIES} attempts to update it")
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files of writers killed mid-write (only the lock holder ever writes one)."""
+        directory, name = os.path.split(self.path)
+        prefix = f".{name}."
+        for entry in os.listdir(directory):
+            if entry.startswith(prefix) and entry.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, entry))
+                except OSError:
+                    pass
 
     def _replace(self, text: str, before: tuple) -> bool:
         """Atomically replace the sheet with ``text`` unless it changed since ``before``."""

@@ -1,0 +1,36 @@
+"""The README's Quick start is what CI runs, and the demo sheet is valid."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def quick_start_commands():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)\n```", section, re.S)
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
+    commands = quick_start_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    install_and_run, install_and_test = commands
+    assert "sheetrun run result_sheets/quickstart.csv" in install_and_run
+    ci = open(os.path.join(REPO, ".ci", "run")).read()
+    assert install_and_test in ci.splitlines()
+
+
+def test_quickstart_sheet_runs(tmp_path):
+    root = tmp_path / "copy"
+    for part in ("tasks", "default_configs", "result_sheets"):
+        shutil.copytree(os.path.join(REPO, part), root / part)
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(root / "result_sheets/quickstart.csv"),
+                           "--jobs", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import csv
+    rows = list(csv.DictReader(open(root / "result_sheets/quickstart.csv")))
+    assert all(r["status"] == "Completed" for r in rows)
+    assert all(float(r["val_acc"]) > 0.8 for r in rows)
