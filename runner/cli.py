@@ -62,7 +62,7 @@ def dry_run(sheet, root: str, rows) -> int:
         planned = plan(sheet.read(), root, rows, still_active=lambda r: still_active(r, root),
                        skipped=skipped)
     except RowError as exc:
-        raise SystemExit(f"sheetrun: {exc}")
+        raise SystemExit(f"sheetrun: {exc}") from None
     if not planned:
         console.print("nothing to run: no row has whether_to_run = 1")
     for number in skipped:

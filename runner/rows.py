@@ -70,11 +70,16 @@ def build_spec(row: dict[str, str], number: int, root: str) -> RowSpec:
         raise RowError("path_to_main is empty")
     if not config_path:
         raise RowError("path_to_default_config is empty")
+    script: str | None = None
+    if main != RUNNER_MARKER:
+        script = resolve_path(main, root)
+        if not os.path.isfile(script):
+            problems.append(f"script not found: {script}")
     config_file = resolve_path(config_path, root)
     try:
         default = cfg.load_yaml(config_file)
     except cfg.ConfigError as exc:
-        raise RowError(str(exc)) from None
+        raise RowError("; ".join(problems + [str(exc)])) from None
 
     deltas: list[tuple[str, Any, bool]] = []
     env: dict[str, str] = {}
@@ -116,7 +121,6 @@ def build_spec(row: dict[str, str], number: int, root: str) -> RowSpec:
             problems.append("config still has placeholder values for " + ", ".join(
                 f"{k} ({_leaf(config, k)!s})" for k in unfilled) + "; set them with delta: columns")
 
-    script: str | None = None
     if main == RUNNER_MARKER:
         if not problems:
             try:
@@ -127,10 +131,6 @@ def build_spec(row: dict[str, str], number: int, root: str) -> RowSpec:
                     problems.append(f"exec_path not found: {exec_path}")
             except RowError as exc:
                 problems.append(str(exc))
-    else:
-        script = resolve_path(main, root)
-        if not os.path.isfile(script):
-            problems.append(f"script not found: {script}")
 
     try:
         depends = [t for t in _DEP_SPLIT.split(cell(C.DEPENDS_ON).strip()) if t]

@@ -181,7 +181,7 @@ class Scheduler:
         try:
             planned = claim(self.sheet, opts, skipped)
         except RowError as exc:
-            raise SystemExit(f"sheetrun: {exc}")
+            raise SystemExit(f"sheetrun: {exc}") from None
         for number in skipped:
             print(f"sheetrun: row {number} is still queued or running from an earlier "
                   "'sheetrun run'; not started twice", file=sys.stderr)

@@ -1,6 +1,5 @@
 """Many writers and a person editing the same sheet: nothing is lost, nothing is torn."""
 import multiprocessing as mp
-import os
 import random
 import signal
 import subprocess
@@ -110,7 +109,7 @@ def test_writer_killed_mid_write_never_leaves_a_torn_sheet(tmp_path):
     script = tmp_path / "w.py"
     script.write_text(KILLED_WRITER)
     rng = random.Random(0)
-    for attempt in range(15):
+    for _attempt in range(15):
         proc = subprocess.Popen([sys.executable, str(script), path], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))

@@ -4,7 +4,6 @@ import os
 import signal
 import stat
 import subprocess
-import time
 
 import psutil
 import pytest
@@ -46,7 +45,7 @@ def test_second_run_only_reruns_flipped_rows(project):
     first = project.read()
     project.sheetrun("run", path, check=0)
     assert project.read() == first                   # nothing selected, nothing changed
-    text = open(path).read().replace(f"0,a", "1,a", 1)
+    text = open(path).read().replace("0,a", "1,a", 1)
     open(path, "w").write(text)
     project.sheetrun("run", path, check=0)
     again = project.read()
@@ -388,3 +387,39 @@ def test_bad_slurm_columns_fail_only_their_row(project):
     assert a["status"] == "Completed"
     assert "slurm:time='an hour' is not a time" in b["error"]
     assert "slurm:partiton is not an sbatch option (did you mean slurm:partition?)" in c["error"]
+
+
+def test_exec_spawn_mode_runs_the_same(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"], ["scripts/crash.py", CFG, "1", "b"]])
+    project.sheetrun("run", path, "--jobs", "2", env={"SHEETRUN_SPAWN": "exec"})
+    ok, crash = project.read()
+    assert ok["status"] == "Completed" and ok["score"] == "2"
+    assert crash["status"] == "Failed" and crash["error"] == "ValueError: bad learning rate: -1"
+
+
+def test_root_option_for_a_sheet_outside_result_sheets(project, tmp_path):
+    elsewhere = tmp_path / "sheets"
+    elsewhere.mkdir()
+    path = str(elsewhere / "s.csv")
+    with open(path, "w") as f:
+        f.write(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,a\n")
+    proc = project.sheetrun("run", path)
+    assert proc.returncode == 1 and "script not found" in open(path).read()
+    with open(path, "w") as f:
+        f.write(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,a\n")
+    project.sheetrun("run", path, "--root", project.root, check=0)
+    assert os.path.isdir(os.path.join(project.root, "experiments", "s"))
+
+
+def test_status_command_summarises(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"], ["scripts/crash.py", CFG, "1", "b"],
+                                                 ["scripts/ok.py", CFG, "0", "c"]])
+    project.sheetrun("run", path)
+    out = project.sheetrun("status", path, check=0).stdout
+    assert "Completed" in out and "(never run)" in out
+    assert "ValueError: bad learning rate: -1" in out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(["sheetrun", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("sheetrun ")

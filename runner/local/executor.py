@@ -4,7 +4,7 @@ Each job's wrapper runs in its own session, so a Ctrl-C typed at the
 terminal reaches only ``sheetrun run``, which then stops the jobs in order.
 By default the wrapper is forked from the runner (no second interpreter start
 per row); ``spawn="exec"`` starts ``python -m runner.jobwrapper`` instead and
-is used where ``fork`` is unavailable.
+is used where ``fork`` is unavailable (or when ``SHEETRUN_SPAWN=exec``).
 """
 from __future__ import annotations
 
@@ -82,7 +82,10 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, spawn: str | None = None):
-        self.spawn = spawn or ("fork" if hasattr(os, "fork") else "exec")
+        spawn = spawn or os.environ.get("SHEETRUN_SPAWN") or ("fork" if hasattr(os, "fork") else "exec")
+        if spawn not in ("fork", "exec"):
+            raise ValueError(f"SHEETRUN_SPAWN must be 'fork' or 'exec', not {spawn!r}")
+        self.spawn = spawn
 
     def submit(self, run_dir: RunDir) -> LocalJob:
         if self.spawn == "exec":
