@@ -18,6 +18,7 @@ STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yel
 
 
 MAX_METRIC_COLUMNS = 4
+QUIET_ABOVE = 30       # rows; above this a terminal shows only rows that did not complete
 
 
 def _fmt(value) -> str:
@@ -56,6 +57,9 @@ class Progress:
 
     def finished(self, outcome, previous: str) -> None:
         self._move(previous, outcome.status)
+        if self.live and self.total > QUIET_ABOVE and outcome.status == Status.COMPLETED:
+            self.tick()            # many rows on a terminal: the live line counts them
+            return
         mark = "✓" if outcome.status == Status.COMPLETED else "✗"
         style = STYLE.get(outcome.status, "")
         text = Text(f"{mark} row {outcome.number} {outcome.run_id} ", style=style)

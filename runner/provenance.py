@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -53,8 +54,7 @@ def collect(root: str, dest: str, exclude_dirs: tuple[str, ...] = ()) -> str:
         info["note"] = "project is not a git repository"
     with open(os.path.join(dest, "git.json"), "w") as f:
         json.dump(info, f, indent=1)
-    packages = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                       if d.metadata["Name"]}, key=str.lower)
+    packages = sorted(installed_packages(), key=str.lower)
     with open(os.path.join(dest, "pip_freeze.txt"), "w") as f:
         f.write("\n".join(packages) + "\n")
     with open(os.path.join(dest, "host.json"), "w") as f:
@@ -62,6 +62,23 @@ def collect(root: str, dest: str, exclude_dirs: tuple[str, ...] = ()) -> str:
                    "python": sys.version, "executable": sys.executable,
                    "cpu_count": os.cpu_count()}, f, indent=1)
     return dest
+
+
+def installed_packages() -> set[str]:
+    """``name==version`` of every installed distribution, as ``pip freeze`` lists them.
+
+    Read from the ``*.dist-info`` folder names where possible: parsing every
+    package's metadata costs a third of a second per run.
+    """
+    out = set()
+    for dist in metadata.distributions():
+        folder = os.path.basename(str(getattr(dist, "_path", "")))
+        m = re.fullmatch(r"(.+?)-([^-]+)\.(?:dist|egg)-info", folder)
+        if m:
+            out.add(f"{m.group(1)}=={m.group(2)}")
+        elif dist.metadata["Name"]:
+            out.add(f"{dist.metadata['Name']}=={dist.version}")
+    return out
 
 
 def _archive_untracked(root: str, paths: list[str], dest: str) -> None:

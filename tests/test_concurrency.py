@@ -26,10 +26,10 @@ def person(path: str, stop_at: float, seed: int, out: "mp.Queue") -> None:
     """Inserts rows, edits notes and sorts the sheet, holding the lock like any tool would."""
     rng = random.Random(seed)
     sheet = open_sheet(path)
-    inserted, edits, k = [], {}, 0
+    inserted, deleted, edits, k = [], [], {}, 0
     while time.time() < stop_at:
         k += 1
-        action = rng.choice(["insert", "edit", "edit", "sort"])
+        action = rng.choice(["insert", "insert", "edit", "edit", "delete", "sort"])
 
         def change(table: Table):
             if action == "insert":
@@ -41,19 +41,29 @@ def person(path: str, stop_at: float, seed: int, out: "mp.Queue") -> None:
                 key = row.get("run_id") or row.get("notes")
                 row.set("notes", f"edit-{k}, \"quoted\"\nline")
                 return ("edit", key)
+            if action == "delete":
+                mine = [r for r in table.rows if r.get("notes") in inserted]
+                if mine:
+                    victim = rng.choice(mine)
+                    table.delete_row(victim)
+                    return ("delete", victim.get("notes"))
+                return ("none", None)
             table.sort_rows(key=lambda r: rng.random())
             return ("sort", None)
 
         kind, key = sheet.transact(change)
         if kind == "insert":
             inserted.append(key)
+        elif kind == "delete":
+            inserted.remove(key)
+            deleted.append(key)
         elif kind == "edit":
             edits[key] = f"edit-{k}, \"quoted\"\nline"
             if key in inserted:
                 inserted.remove(key)
                 inserted.append(edits[key])
         time.sleep(0.005)
-    out.put((inserted, edits))
+    out.put((inserted, deleted, edits))
 
 
 def test_concurrent_reports_and_a_person_editing_lose_nothing(tmp_path):
@@ -73,7 +83,7 @@ def test_concurrent_reports_and_a_person_editing_lose_nothing(tmp_path):
     editor.start()
     for p in procs:
         assert p.wait(120) == 0
-    inserted, edits = queue.get(timeout=60)
+    inserted, deleted, edits = queue.get(timeout=60)
     editor.join(30)
 
     table = open_sheet(path).read()
@@ -87,7 +97,9 @@ def test_concurrent_reports_and_a_person_editing_lose_nothing(tmp_path):
             assert by_id[key].get("notes") == value
     for note in inserted:
         assert note in notes, f"a person's inserted row {note!r} was lost"
-    assert len(inserted) > 0 and len(edits) > 0
+    for note in deleted:
+        assert note not in notes, f"a row the person deleted ({note!r}) came back"
+    assert len(inserted) > 0 and len(edits) > 0 and len(deleted) > 0
     assert len(table) == WRITERS + 5 + len(inserted)
 
 

@@ -423,3 +423,24 @@ def test_status_command_summarises(project):
 def test_console_script_is_installed():
     out = subprocess.run(["sheetrun", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("sheetrun ")
+
+
+def test_deleting_a_running_rows_line_loses_no_other_row(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate", "notes"],
+                         [["scripts/wait.py", CFG, "1", "a", gate, "doomed"],
+                          ["scripts/ok.py", CFG, "0", "b", "", "kept, as typed"]])
+    runner = project.popen("run", path)
+    try:
+        wait_for(lambda: project.read()[0].get("progress") == "1", what="job start")
+        folder = os.path.join(project.root, project.read()[0]["run_folder"])
+        from runner.sheet import open_sheet
+        open_sheet(path).transact(lambda t: t.delete_row(t.rows[0]))    # a person deletes the row
+        open(gate, "w").close()
+        assert runner.wait(60) == 0
+    finally:
+        runner.kill()
+    rows = project.read()
+    assert len(rows) == 1 and rows[0]["notes"] == "kept, as typed" and rows[0]["status"] == ""
+    assert json.load(open(os.path.join(folder, "exit.json")))["status"] == "Completed"
+    assert "no row has run_id" in open(os.path.join(folder, "wrapper.log")).read()

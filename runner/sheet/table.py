@@ -167,6 +167,14 @@ class Table:
         self.changed = True
         return self.rows[[r.record for r in self.rows].index(rec)]
 
+    def delete_row(self, row: Row) -> None:
+        idx = self.records.index(row.record)
+        if idx == len(self.records) - 1 and row.record.terminator == "" and idx > 0:
+            self.records[idx - 1].terminator = ""      # keep "no newline at end of file"
+        del self.records[idx]
+        self._reindex()
+        self.changed = True
+
     def sort_rows(self, key) -> None:
         """Reorder the data rows by ``key(row)`` (blank lines go last)."""
         ordered = sorted(self.rows, key=key)
