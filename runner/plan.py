@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 
 from runner import columns as C
 from runner.cells import CellError, parse_whether_to_run
+from runner.config import ConfigError, load_yaml
 from runner.columns import Status
 from runner.rows import RowError, RowSpec, build_spec
 from runner.sheet import Table
+
+
+# stnd / stuned sheets may say "Complete" (its older spelling) for a finished row.
+COMPLETED_SPELLINGS = frozenset({Status.COMPLETED, "Complete"})
 
 
 @dataclass
@@ -83,6 +88,18 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     if missing:
         raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing))
     taken = {r.get(C.RUN_ID) for r in table.rows}
+    configs: dict[str, object] = {}
+
+    def load_config(path: str) -> dict:
+        if path not in configs:
+            try:
+                configs[path] = load_yaml(path)
+            except ConfigError as exc:
+                configs[path] = exc
+        if isinstance(configs[path], ConfigError):
+            raise configs[path]
+        return configs[path]
+
     planned: list[PlannedRow] = []
     by_row: dict[int, PlannedRow] = {}
     for row in table.rows:
@@ -101,7 +118,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                 continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:
-                p.spec = build_spec(row.as_dict(), row.number, root)
+                p.spec = build_spec(row.as_dict(), row.number, root, load_config)
                 p.spec.run_id = p.run_id
             except RowError as exc:
                 p.error = str(exc)
@@ -127,7 +144,7 @@ def _resolve_dependencies(table: Table, planned: list[PlannedRow], by_row: dict[
                 break
             if target.number in by_row:
                 p.deps.append(by_row[target.number].run_id)
-            elif target.get(C.STATUS) != Status.COMPLETED:
+            elif target.get(C.STATUS) not in COMPLETED_SPELLINGS:
                 status = target.get(C.STATUS) or "never run"
                 p.error = (f"dependency {token} is not Completed ({status}) "
                            "and is not selected to run")

@@ -444,3 +444,18 @@ def test_deleting_a_running_rows_line_loses_no_other_row(project, tmp_path):
     assert len(rows) == 1 and rows[0]["notes"] == "kept, as typed" and rows[0]["status"] == ""
     assert json.load(open(os.path.join(folder, "exit.json")))["status"] == "Completed"
     assert "no row has run_id" in open(os.path.join(folder, "wrapper.log")).read()
+
+
+def test_stnd_filled_sheet_keeps_working(project):
+    """A sheet stnd already filled in: its own columns stay, 'Complete' counts as done."""
+    path = project.write("result_sheets/filled.csv",
+                         "path_to_main,path_to_default_config,whether_to_run,status,run_folder,slurm job id,"
+                         "delta:name,val accuracy-top-k->mean,walltime,depends_on\n"
+                         f"scripts/ok.py,{CFG},0,Complete,./experiments/old---1b6c---27,Not found,a,0.8499,"
+                         "0:47:16.333734,\n"
+                         f"scripts/ok.py,{CFG},1,,,,b,,,1\n")
+    before = project.read("filled.csv")[0]
+    project.sheetrun("run", path, check=0)
+    old, new = project.read("filled.csv")
+    assert {k: old[k] for k in before} == before          # stnd's cells untouched
+    assert new["status"] == "Completed" and new["score"] == "2"
