@@ -6,13 +6,14 @@ what is validated is exactly what gets claimed.
 """
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass, field
 
 from runner import columns as C
 from runner.cells import CellError, parse_whether_to_run
-from runner.config import ConfigError, load_yaml
+from runner.config import load_yaml
 from runner.columns import Status
 from runner.rows import RowError, RowSpec, build_spec
 from runner.sheet import Table
@@ -88,17 +89,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     if missing:
         raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing))
     taken = {r.get(C.RUN_ID) for r in table.rows}
-    configs: dict[str, object] = {}
-
-    def load_config(path: str) -> dict:
-        if path not in configs:
-            try:
-                configs[path] = load_yaml(path)
-            except ConfigError as exc:
-                configs[path] = exc
-        if isinstance(configs[path], ConfigError):
-            raise configs[path]
-        return configs[path]
+    load_config = functools.lru_cache(maxsize=None)(load_yaml)   # rows share configs
 
     planned: list[PlannedRow] = []
     by_row: dict[int, PlannedRow] = {}
