@@ -3,10 +3,9 @@
 The same code runs every job, whatever launched it: the local backend forks
 it, a batch system runs ``python -m runner.jobwrapper RUN_FOLDER``. It
 
-1. records its pid and host (``wrapper.json``) and starts a watcher thread that
-   touches the heartbeat and forwards metrics the script reports
-   (``metrics.jsonl``) to the row, batched, every half second,
-2. marks the row Running,
+1. records its pid and host (``wrapper.json``) and marks the row Running,
+2. starts a watcher thread that touches the heartbeat and forwards metrics the
+   script reports (``metrics.jsonl``) to the row, batched, every half second,
 3. runs the command with stdout/stderr going to the run folder,
 4. on SIGTERM/SIGINT ends the command's whole process tree (Cancelled),
 5. writes the exit record (``exit.json``), then the final status, exit code,
@@ -39,15 +38,21 @@ ERROR_MAX_CHARS = 300
 
 def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
                   skip_statuses=()) -> bool:
-    """Write values into the run's row; on failure keep them in the run folder."""
+    """Write values into the run's row; on failure keep them in the run folder.
+
+    Writes held back earlier go first, in the same transaction, so a held-back
+    "Running" can never land after the final status.
+    """
     try:
         from runner.sheet import open_sheet
-        if not open_sheet(sheet_location).update(run_id, values, skip_statuses=skip_statuses):
+        batches = rd.pending_batches() + [(values, skip_statuses)]
+        if not open_sheet(sheet_location).update_in_order(run_id, batches):
             print(f"sheetrun: no row has run_id {run_id} any more (deleted, or rerun); "
                   f"not written: {values}", file=sys.stderr)
+        rd.clear_pending()
         return True
     except Exception as exc:           # the sheet is optional for the job's success
-        rd.add_pending({"values": values, "skip_statuses": list(skip_statuses)})
+        rd.add_pending(values, skip_statuses)
         print(f"sheetrun: could not update the sheet ({type(exc).__name__}: {exc}); "
               f"kept in {rd.pending}", file=sys.stderr)
         return False
@@ -141,11 +146,11 @@ def run_job(run_dir: str) -> int:
                 push_to_sheet(rd, sheet, run_id, new)
             stop.wait(FORWARD_INTERVAL_S)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     push_to_sheet(rd, sheet, run_id, {
         C.STATUS: Status.RUNNING, C.JOB_ID: job.get("job_id") or os.getpid()},
         skip_statuses=Status.TERMINAL)
+    watcher = threading.Thread(target=watch, daemon=True)   # the only pusher until joined
+    watcher.start()
 
     env = dict(os.environ)
     env.update(job.get("env", {}))

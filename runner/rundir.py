@@ -85,11 +85,23 @@ class RunDir:
         except FileNotFoundError:
             return None
 
-    def add_pending(self, values: dict) -> None:
+    def add_pending(self, values: dict, skip_statuses=()) -> None:
+        """Keep a sheet write for later: its values and the statuses that void it."""
+        entry = {"values": values, "skip_statuses": sorted(skip_statuses)}
         with open(self.pending, "a", encoding="utf-8") as f:
-            f.write(json.dumps(values, default=str) + "\n")
+            f.write(json.dumps(entry, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def pending_batches(self) -> list[tuple[dict, list[str]]]:
+        """The held-back writes, oldest first, as ``(values, skip_statuses)``."""
+        return [(u.get("values", {}), u.get("skip_statuses", [])) for u in self.read_pending()]
+
+    def clear_pending(self) -> None:
+        try:
+            os.unlink(self.pending)
+        except FileNotFoundError:
+            pass
 
     def read_pending(self) -> list[dict]:
         try:

@@ -231,7 +231,7 @@ class Scheduler:
             self.sheet.update(outcome.run_id, values, skip_statuses=Status.TERMINAL)
         except SheetError as exc:
             if run_dir is not None:
-                run_dir.add_pending({"values": values})
+                run_dir.add_pending(values, Status.TERMINAL)
             print(f"sheetrun: row {outcome.number}: could not write {values} ({exc})", file=sys.stderr)
 
     def _loop(self, pending: dict[str, PlannedRow], outcomes: dict[str, Outcome]) -> None:

@@ -23,15 +23,12 @@ from runner.sheet import Sheet
 
 def deliver_pending(sheet: Sheet, rd: RunDir, run_id: str) -> int:
     """Push sheet writes a job could not deliver itself; returns how many were sent."""
-    updates = rd.read_pending()
-    if not updates:
+    batches = rd.pending_batches()
+    if not batches:
         return 0
-    merged: dict = {}
-    for u in updates:
-        merged.update(u.get("values", {}))
-    sheet.update(run_id, merged)
-    os.unlink(rd.pending)
-    return len(updates)
+    sheet.update_in_order(run_id, batches)
+    rd.clear_pending()
+    return len(batches)
 
 
 @dataclass

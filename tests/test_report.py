@@ -67,3 +67,43 @@ def test_unreachable_sheet_keeps_updates_for_sync(project, tmp_path):
     row = project.read()[0]
     assert row["status"] == "Completed" and row["progress"] == "2" and row["whether_to_run"] == "0"
     assert not os.path.exists(os.path.join(run_dir, "pending_updates.jsonl"))
+
+
+def _row_sheet(tmp_path, status):
+    path = tmp_path / "s.csv"
+    path.write_text(f"path_to_main,path_to_default_config,whether_to_run,run_id,status\nx.py,c.yaml,1,rX,{status}\n")
+    return str(path)
+
+
+def test_a_held_back_running_write_never_lands_after_the_final_status(tmp_path):
+    from runner.columns import Status
+    from runner.jobwrapper import push_to_sheet
+    from runner.sheet import open_sheet
+    from runner.sync import deliver_pending
+
+    rd = RunDir(str(tmp_path))
+    rd.add_pending({"status": "Running", "job_id": 7}, Status.TERMINAL)   # the sheet was away
+    path = _row_sheet(tmp_path, "Submitted")
+    assert push_to_sheet(rd, path, "rX", {"status": "Completed", "acc": 0.5})
+    assert rd.read_pending() == []
+    assert deliver_pending(open_sheet(path), rd, "rX") == 0
+    row = open_sheet(path).read().rows[0]
+    assert row.get("status") == "Completed" and row.get("job_id") == "7" and row.get("acc") == "0.5"
+
+
+def test_delivered_writes_keep_their_order_and_conditions(tmp_path):
+    from runner.columns import Status
+    from runner.sheet import open_sheet
+    from runner.sync import deliver_pending
+
+    rd = RunDir(str(tmp_path))
+    rd.add_pending({"status": "Running"}, Status.TERMINAL)
+    path = _row_sheet(tmp_path, "Cancelled")
+    assert deliver_pending(open_sheet(path), rd, "rX") == 1
+    assert open_sheet(path).read().rows[0].get("status") == "Cancelled"   # voided: row is terminal
+    rd.add_pending({"status": "Running"}, Status.TERMINAL)
+    rd.add_pending({"status": "Completed", "acc": 1})
+    path = _row_sheet(tmp_path, "Submitted")
+    assert deliver_pending(open_sheet(path), rd, "rX") == 2
+    row = open_sheet(path).read().rows[0]
+    assert row.get("status") == "Completed" and row.get("acc") == "1"

@@ -44,6 +44,28 @@ class Sheet(ABC):
         """Write ``values`` into the row stamped ``run_id``; False if it is gone."""
         return run_id not in self.update_many({run_id: values}, skip_statuses=skip_statuses)
 
+    def update_in_order(self, run_id: str,
+                        batches: Iterable[tuple[Mapping[str, object], Iterable[str]]]) -> bool:
+        """Apply ``(values, skip_statuses)`` batches to one row, in order, in one transaction.
+
+        Each batch is skipped if the row's status at that point is in its
+        ``skip_statuses``; later batches see what earlier ones wrote. Used to
+        deliver writes that were held back while the sheet was unreachable.
+        False if the row is gone.
+        """
+        batches = [(values, frozenset(skip)) for values, skip in batches]
+
+        def change(table: Table) -> bool:
+            row = table.find(RUN_ID, run_id)
+            if row is None:
+                return False
+            for values, skip in batches:
+                if row.get(STATUS) not in skip:
+                    _set_cells(row, values)
+            return True
+
+        return self.transact(change)
+
     def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
                     skip_statuses: Iterable[str] = ()) -> set[str]:
         """Write several rows' cells in one transaction.
@@ -62,13 +84,17 @@ class Sheet(ABC):
                     continue
                 if skip and row.get(STATUS) in skip:
                     continue
-                for column, value in values.items():
-                    if column == WHETHER_TO_RUN and row.get(column).strip() != "1":
-                        continue    # a person's cell: the runner only ever flips a 1 to 0
-                    row.set(column, format_cell(value))
+                _set_cells(row, values)
             return missing
 
         return self.transact(change)
+
+
+def _set_cells(row, values: Mapping[str, object]) -> None:
+    for column, value in values.items():
+        if column == WHETHER_TO_RUN and row.get(column).strip() != "1":
+            continue    # a person's cell: the runner only ever flips a 1 to 0
+        row.set(column, format_cell(value))
 
 
 def format_cell(value: object) -> str:
