@@ -21,6 +21,8 @@ setup(
         "PyYAML>=6.0",
         "rich>=13.0",
         "scikit-learn>=1.2",
+        "matplotlib>=3.5",
+        "tqdm>=4.60",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"]},
     entry_points={"console_scripts": ["sheetrun=runner.cli:main"]},

@@ -151,3 +151,46 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
 
 BASE = ["path_to_main", "path_to_default_config", "whether_to_run"]
 CFG = "default_configs/base.yaml"
+
+
+# --- the SED tasks ------------------------------------------------------------------------
+
+def tiny_backbone_file(path, seed=0):
+    """A random tiny ViT saved in tasks/pretrain_backbone.py's format (no training)."""
+    import timm
+    import torch
+
+    from tasks.sed.backbones import BACKBONE_FORMAT
+
+    torch.manual_seed(seed)
+    overlay = {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0,
+               "interpolation": "bilinear", "num_classes": 5}
+    kwargs = {"img_size": 16, "patch_size": 8, "embed_dim": 24, "depth": 1, "num_heads": 2,
+              "num_classes": 5, "pretrained_cfg_overlay": overlay}
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs)
+    torch.save({"format": BACKBONE_FORMAT, "name": "vit_tiny_patch16_224", "kwargs": kwargs,
+                "state_dict": model.state_dict()}, path)
+    return path
+
+
+def sed_config(name, **changes):
+    """A default SED config with nested changes given as 'a/b' keys."""
+    import yaml
+
+    with open(os.path.join(REPO, "default_configs", "sed", f"{name}.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    for key, value in changes.items():
+        node = cfg
+        *parents, last = key.split("/")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def write_yaml(path, cfg):
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return str(path)

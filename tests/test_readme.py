@@ -18,7 +18,8 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     commands = quick_start_commands()
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     install_and_run, install_and_test = commands
-    assert "sheetrun run result_sheets/quickstart.csv" in install_and_run
+    assert "sheetrun run result_sheets/demo.csv" in install_and_run
+    assert "scripts/generate_result_tables.py result_sheets/demo.csv" in install_and_run
     ci = open(os.path.join(REPO, ".ci", "run")).read()
     assert install_and_test in ci.splitlines()
 

@@ -1,0 +1,149 @@
+"""Datasets behind one interface: a *set spec* (a dict from a config) becomes a
+torch ``Dataset`` of ``(image, label, index)`` items.
+
+    from tasks.data import build_set, expand_catalog
+    specs = expand_catalog(cfg["catalog"], ["in_val", "C"])
+    dataset, class_subset = build_set(specs["in_val"], data_cfg)
+
+``spec["dataset"]`` picks a builder from :data:`DATASETS` (``digits``,
+``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``); the other
+keys are that builder's arguments. ``data_cfg`` is the backbone's input
+configuration (timm's ``resolve_data_config``: input_size, mean, std,
+interpolation, crop_pct). ``class_subset`` is None, or the class indices a set
+covers (ImageNet-A / -R), to which evaluation restricts the logits.
+
+A catalog entry with ``corruptions`` (a list, or ``all``) and ``severities``
+expands into one set per pair, named ``<corruption>_<severity>`` and grouped as
+``C-<severity>`` — the "mean over corruption types" sets of the papers.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional
+
+from tasks.data import folders
+from tasks.data.corruptions import CORRUPTIONS
+
+# ImageNet-C's corruption folders (the 15 benchmark ones)
+IMAGENET_C_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+    "jpeg_compression",
+)
+
+Builder = Callable[[dict, dict, bool], tuple]
+DATASETS: Dict[str, Builder] = {}
+
+# keys every spec may have, besides its builder's arguments
+COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities"}
+
+
+def register(name: str):
+    def wrap(fn: Builder) -> Builder:
+        DATASETS[name] = fn
+        return fn
+    return wrap
+
+
+def _transform(data_cfg: dict, augment: bool):
+    from timm.data import create_transform
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=augment)
+
+
+def _args(spec: dict, allowed: set) -> dict:
+    args = {k: v for k, v in spec.items() if k not in COMMON_KEYS and k != "corruption" and k != "severity"}
+    unknown = set(args) - allowed
+    if unknown:
+        raise ValueError(f"dataset {spec['dataset']!r} does not take {', '.join(sorted(unknown))} "
+                         f"(it takes {', '.join(sorted(allowed)) or 'nothing'})")
+    return args
+
+
+@register("digits")
+def _digits(spec, data_cfg, augment):
+    from tasks.data.digits import DigitsDataset
+
+    args = _args(spec, {"split", "id_classes", "val_fraction", "seed"})
+    _, h, w = data_cfg["input_size"]
+    ds = DigitsDataset(image_size=h, mean=data_cfg["mean"], std=data_cfg["std"], augment=augment,
+                       corruption=spec.get("corruption"), severity=spec.get("severity"), **args)
+    return ds, None
+
+
+@register("image_folder")
+def _image_folder(spec, data_cfg, augment):
+    args = _args(spec, {"root", "classes"})
+    return folders.image_folder(args["root"], _transform(data_cfg, augment), args.get("classes"))
+
+
+@register("imagenet_c")
+def _imagenet_c(spec, data_cfg, augment):
+    args = _args(spec, {"root", "classes"})
+    return folders.imagenet_c(args["root"], spec["corruption"], spec["severity"],
+                              _transform(data_cfg, augment), args.get("classes"))
+
+
+@register("class_subset")
+def _class_subset(spec, data_cfg, augment):
+    args = _args(spec, {"root", "classes"})
+    return folders.class_subset(args["root"], _transform(data_cfg, augment), args.get("classes"))
+
+
+@register("ood_folder")
+def _ood_folder(spec, data_cfg, augment):
+    args = _args(spec, {"root"})
+    return folders.ood_folder(args["root"], _transform(data_cfg, augment))
+
+
+def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
+    """Build the dataset of one (expanded) set spec: ``(dataset, class_subset)``.
+
+    Relative ``root`` paths are taken relative to ``root`` (the project root).
+    """
+    kind = spec.get("dataset")
+    if kind not in DATASETS:
+        raise ValueError(f"unknown dataset {kind!r}; known: {', '.join(sorted(DATASETS))}")
+    spec = dict(spec)
+    if root and isinstance(spec.get("root"), str) and not os.path.isabs(spec["root"]):
+        spec["root"] = os.path.join(root, spec["root"])
+    return DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+
+
+def expand_catalog(catalog: dict, names="all") -> Dict[str, dict]:
+    """The named set specs selected by ``names`` (``all``, or catalog / expanded names)."""
+    expanded: Dict[str, dict] = {}
+    families: Dict[str, list] = {}
+    for name, spec in catalog.items():
+        if not isinstance(spec, dict) or "dataset" not in spec:
+            raise ValueError(f"catalog entry {name!r} must be a mapping with a 'dataset' key")
+        if "corruptions" not in spec:
+            expanded[name] = dict(spec)
+            families[name] = [name]
+            continue
+        corruptions = spec["corruptions"]
+        if corruptions == "all":
+            corruptions = sorted(CORRUPTIONS) if spec["dataset"] == "digits" else list(IMAGENET_C_CORRUPTIONS)
+        families[name] = []
+        for c in corruptions:
+            if spec["dataset"] == "digits" and c not in CORRUPTIONS:
+                raise ValueError(f"catalog entry {name!r}: unknown corruption {c!r}; "
+                                 f"known: {', '.join(sorted(CORRUPTIONS))}")
+            for s in spec.get("severities", [1, 2, 3, 4, 5]):
+                set_name = f"{c}_{s}"
+                expanded[set_name] = dict(spec, corruption=c, severity=int(s), group=f"C-{s}")
+                families[name].append(set_name)
+    if names == "all" or names is None:
+        return expanded
+    if isinstance(names, str):
+        names = [names]
+    chosen: Dict[str, dict] = {}
+    for n in names:
+        if n in families:
+            chosen.update({m: expanded[m] for m in families[n]})
+        elif n in expanded:
+            chosen[n] = expanded[n]
+        else:
+            raise ValueError(f"no set {n!r} in the catalog; it has: {', '.join(families)}")
+    return chosen

@@ -1,0 +1,116 @@
+"""Full-scale datasets read from image folders.
+
+- ``image_folder``: an ImageFolder tree, ``<root>/<class>/<image>`` (ImageNet
+  train / val). Classes are ImageNet's 1000 WordNet ids in timm's order when
+  ``classes: imagenet`` (the default when the folder names are wnids), else the
+  sorted folder names.
+- ``imagenet_c``: the ImageNet-C layout ``<root>/<corruption>/<severity>/<class>/<image>``.
+- ``class_subset``: ImageNet-A / ImageNet-R style: a folder with a subset (200)
+  of the classes. Labels are indices into the full class list, and the set
+  records which classes it covers, so evaluation can restrict the logits to them.
+- ``ood_folder``: any folder of images (iNaturalist, OpenImages, ...), searched
+  recursively; every label is -1.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from torch.utils.data import Dataset
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def imagenet_classes() -> List[str]:
+    """ImageNet-1k WordNet ids in the standard (timm / torchvision) label order."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def class_list(spec, folder_names: Sequence[str]) -> List[str]:
+    """The full class list a folder's labels index into.
+
+    ``spec`` is ``"imagenet"``, a list of names, a path to a text file with one
+    name per line, or None (ImageNet if every folder is an ImageNet wnid, else
+    the sorted folder names).
+    """
+    if spec is None:
+        names = imagenet_classes()
+        return names if set(folder_names) <= set(names) else sorted(folder_names)
+    if spec == "imagenet":
+        return imagenet_classes()
+    if isinstance(spec, str):
+        with open(spec, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    return [str(c) for c in spec]
+
+
+def list_images(root: str) -> List[str]:
+    """Every image file under ``root``, recursively, in a stable (sorted) order."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder not found: {root}")
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort()
+        found += [os.path.join(folder, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def labelled_images(root: str, classes=None) -> Tuple[List[Tuple[str, int]], List[int]]:
+    """``(path, label)`` pairs of a ``<root>/<class>/...`` tree, and the labels present."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder not found: {root}")
+    folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not folders:
+        raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
+    names = class_list(classes, folders)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = [f for f in folders if f not in index]
+    if unknown:
+        raise ValueError(f"{root}: class folders not in the class list: {', '.join(unknown[:5])}")
+    samples = [(path, index[f]) for f in folders for path in list_images(os.path.join(root, f))]
+    if not samples:
+        raise ValueError(f"{root} has class folders but no images")
+    return samples, sorted(index[f] for f in folders)
+
+
+class ImageFiles(Dataset):
+    """Images from a list of files; items are ``(image, label, index)``."""
+
+    def __init__(self, samples: List[Tuple[str, int]], transform=None):
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from torchvision.datasets.folder import default_loader
+
+        path, label = self.samples[i]
+        img = default_loader(path)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, label, i
+
+
+def image_folder(root: str, transform, classes=None) -> Tuple[ImageFiles, Optional[List[int]]]:
+    samples, _ = labelled_images(root, classes)
+    return ImageFiles(samples, transform), None
+
+
+def imagenet_c(root: str, corruption: str, severity: int, transform, classes=None):
+    return image_folder(os.path.join(root, corruption, str(severity)), transform, classes)
+
+
+def class_subset(root: str, transform, classes=None):
+    samples, present = labelled_images(root, classes)
+    return ImageFiles(samples, transform), present
+
+
+def ood_folder(root: str, transform):
+    paths = list_images(root)
+    if not paths:
+        raise ValueError(f"no images under {root}")
+    return ImageFiles([(p, -1) for p in paths], transform), None

@@ -1,0 +1,141 @@
+"""Evaluate an ensemble on cached sets: OOD generalization and OOD detection.
+
+    python tasks/evaluate.py --config default_configs/sed/evaluate.yaml
+
+Per evaluation set (a cached set, or a group such as ``C-1`` = the mean over
+its corruption types): ensemble accuracy (argmax of the mean logits), mean /
+best / worst single-member accuracy and the accuracy of the "soup" (the
+members' weights averaged). Per OOD set: the AUROC, against
+``in_distribution``, of every score in :data:`tasks.metrics.ood.SCORES`.
+Sets that cover only some classes (ImageNet-A / -R) are scored on the logits
+of those classes.
+
+Everything is computed batch by batch; only per-sample scalars (one per score)
+and per-member correct counts are kept, so memory does not grow with
+M x N x K (ImageNet val with 50 members and 1000 classes fits). All results go
+to ``eval_results.json`` in the run folder, headline numbers into the row.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from runner import report
+from tasks.common import load_config, pick_device, run_dir
+from tasks.metrics.ood import SCORES, all_scores, auroc
+from tasks.sed.cache import resolve_sets
+from tasks.sed.features import CachedFeatures
+from tasks.sed.heads import EnsembleHeads
+
+
+def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, device, max_memory_gb: float) -> dict:
+    """Accuracies and per-sample scores of one cached set."""
+    feats = CachedFeatures(entry["path"], max_memory_gb)
+    subset = entry.get("class_subset")
+    subset_t = torch.tensor(subset, device=device) if subset is not None else None
+    position = None
+    if subset is not None:
+        position = torch.full((model.num_classes,), -1, dtype=torch.long, device=device)
+        position[subset_t] = torch.arange(len(subset), device=device)
+    m = model.num_members
+    member_correct = torch.zeros(m, dtype=torch.long)
+    ens_correct = soup_correct = labelled = 0
+    scores: Dict[str, List[np.ndarray]] = {name: [] for name in SCORES}
+    with torch.no_grad():
+        for x, y in feats.batches(batch_size, shuffle=False, device=device):
+            logits = model(x)                                   # [M, B, K]
+            soup_logits = model.soup_forward(x, soup)           # [B, K]
+            if subset_t is not None:
+                logits, soup_logits = logits[..., subset_t], soup_logits[..., subset_t]
+                y = torch.where(y >= 0, position[y.clamp_min(0)], y)
+            for name, value in all_scores(logits).items():
+                scores[name].append(value.float().cpu().numpy())
+            keep = y >= 0
+            if keep.any():
+                yk = y[keep]
+                member_correct += (logits[:, keep].argmax(-1) == yk).sum(1).cpu()
+                ens_correct += (logits[:, keep].mean(0).argmax(-1) == yk).sum().item()
+                soup_correct += (soup_logits[keep].argmax(-1) == yk).sum().item()
+                labelled += int(keep.sum())
+    feats.close()
+    out = {"n": len(feats), "labelled": labelled, "group": entry.get("group"),
+           "scores": {k: np.concatenate(v) for k, v in scores.items()}}
+    if labelled:
+        acc = (member_correct.double() / labelled).tolist()
+        out.update(ensemble_acc=ens_correct / labelled, member_acc=acc, mean_member_acc=float(np.mean(acc)),
+                   best_member_acc=max(acc), worst_member_acc=min(acc), soup_acc=soup_correct / labelled)
+    return out
+
+
+ACC_KEYS = ("ensemble_acc", "mean_member_acc", "best_member_acc", "worst_member_acc", "soup_acc")
+
+
+def main(argv=None) -> None:
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    device = pick_device(cfg.get("device", "auto"))
+    saved = torch.load(cfg["model"], map_location="cpu", weights_only=False)
+    model = EnsembleHeads.from_file_dict(saved).to(device).eval()
+    soup = {k: v.detach() for k, v in model.soup().items()}
+    cache_dir, bs, mem = cfg["cache_dir"], int(cfg.get("batch_size", 1024)), float(cfg.get("max_memory_gb", 4))
+
+    wanted = [cfg["in_distribution"], *cfg.get("eval_sets", []), *cfg.get("ood_sets", [])]
+    groups = {name: resolve_sets(cache_dir, name) for name in dict.fromkeys(wanted)}
+    for entries in groups.values():
+        for e in entries:
+            if e["backbone_id"] != saved["backbone_id"]:
+                raise ValueError(f"{e['file']} was cached with another backbone than the ensemble was "
+                                 "trained on; recache the evaluation sets")
+    per_set: Dict[str, dict] = {}
+    print(f"{model.num_members} members; evaluating {sum(len(v) for v in groups.values())} cached sets", flush=True)
+    for name, entries in groups.items():
+        for e in entries:
+            if e["name"] not in per_set:
+                per_set[e["name"]] = evaluate_set(model, soup, e, bs, device, mem)
+    members_of = {name: [e["name"] for e in entries] for name, entries in groups.items()}
+
+    accuracy = {}
+    for name in cfg.get("eval_sets", []):
+        results = [per_set[s] for s in members_of[name] if "ensemble_acc" in per_set[s]]
+        if not results:
+            raise ValueError(f"evaluation set {name!r} has no labels; list it under ood_sets")
+        accuracy[name] = {k: float(np.mean([r[k] for r in results])) for k in ACC_KEYS}
+        accuracy[name]["sets"] = len(results)
+    ind = per_set[members_of[cfg["in_distribution"]][0]]["scores"]
+    detection = {}
+    for name in cfg.get("ood_sets", []):
+        table = {}
+        for score, (_, higher_is_ood) in SCORES.items():
+            sign = 1.0 if higher_is_ood else -1.0
+            table[score] = float(np.mean([auroc(sign * ind[score], sign * per_set[s]["scores"][score])
+                                          for s in members_of[name]]))
+        detection[name] = table
+
+    results = {"model": cfg["model"], "members": model.num_members, "backbone_id": saved["backbone_id"],
+               "in_distribution": cfg["in_distribution"], "accuracy": accuracy, "ood_detection": detection,
+               "sets": {s: {k: v for k, v in r.items() if k != "scores"} | {
+                   "mean_scores": {k: float(np.mean(v)) for k, v in r["scores"].items()}}
+                   for s, r in per_set.items()}}
+    path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_results.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+
+    row = {f"acc_{name}": round(100 * a["ensemble_acc"], 2) for name, a in accuracy.items()}
+    for name, table in detection.items():
+        for score in cfg.get("headline_scores", ["pds"]):
+            row[f"auroc_{score}_{name}"] = round(table[score], 4)
+    report(row)
+    for name, a in accuracy.items():
+        print(f"{name:>16}: ensemble {100 * a['ensemble_acc']:.1f}%  members {100 * a['mean_member_acc']:.1f}% "
+              f"(best {100 * a['best_member_acc']:.1f}, worst {100 * a['worst_member_acc']:.1f})  "
+              f"soup {100 * a['soup_acc']:.1f}%")
+    for name, table in detection.items():
+        print(f"{name:>16}: AUROC " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Scalable ensemble diversification (SED): backbones, feature caches, ensemble heads, losses."""

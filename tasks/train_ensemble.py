@@ -1,0 +1,222 @@
+"""Train an ensemble of M heads on cached features, with optional diversification.
+
+    python tasks/train_ensemble.py --config default_configs/sed/train_ensemble.yaml
+
+Members start from the backbone's head (saved by tasks/cache_features.py) and
+are computed as one batched model (:class:`tasks.sed.heads.EnsembleHeads`).
+Each batch trains ``active_members`` random members (SED: 2) with the loss of
+:mod:`tasks.sed.losses`. Per-epoch metrics go into the sheet row. A checkpoint
+is written every ``checkpoint_every`` epochs and when the job is stopped
+(SIGTERM, e.g. Ctrl-C in sheetrun or a SLURM preemption); with ``resume: true``
+the next run with the same config continues from it, batch for batch as if it
+had not stopped. The finished ensemble goes to ``save_path``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from runner import report
+from tasks.common import load_config, pick_device, save_atomic
+from tasks.sed.cache import digest, resolve_sets
+from tasks.sed.features import CachedFeatures
+from tasks.sed.heads import EnsembleHeads, mlp_head
+from tasks.sed.losses import sed_loss
+
+# config keys that do not change the result (left out of the resume check)
+NOT_RESULT = ("resume", "checkpoint_path", "checkpoint_every", "device", "save_path", "max_memory_gb")
+
+
+def one_set(cache_dir: str, name: str) -> dict:
+    entries = resolve_sets(cache_dir, name)
+    if len(entries) != 1:
+        raise ValueError(f"{name!r} names a group of {len(entries)} sets; give one set")
+    return entries[0]
+
+
+def load_head(cache_dir: str, backbone_id: str) -> dict:
+    path = os.path.join(cache_dir, "heads", f"{backbone_id}.pt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing; rerun tasks/cache_features.py for this backbone")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def make_optimizer(params, o: dict) -> torch.optim.Optimizer:
+    if o["name"] == "sgd":
+        return torch.optim.SGD(params, lr=o["lr"], momentum=o.get("momentum", 0.9),
+                               weight_decay=o.get("weight_decay", 0.0), nesterov=bool(o.get("nesterov", False)))
+    if o["name"] == "adamw":
+        return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o.get("weight_decay", 0.01))
+    raise ValueError(f"optim.name must be sgd or adamw, got {o['name']!r}")
+
+
+def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def ensemble_accuracy(model: EnsembleHeads, feats: CachedFeatures, device, batch_size: int = 4096) -> float:
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in feats.batches(batch_size, shuffle=False, device=device):
+            correct += (model(x).mean(0).argmax(-1) == y).sum().item()
+            total += len(y)
+    return correct / max(1, total)
+
+
+def build(cfg: dict):
+    """The ensemble, its head description and the train set's index entry."""
+    e = cfg["ensemble"]
+    train_entry = one_set(cfg["cache_dir"], cfg["train_set"])
+    saved = load_head(cfg["cache_dir"], train_entry["backbone_id"])
+    head = {k: saved[k] for k in saved if k not in ("backbone", "backbone_id", "data_config")}
+    if e.get("head", "auto") == "mlp":
+        head = mlp_head(head["dim"], int(e.get("mlp_hidden", 512)), head["num_classes"], cfg["seed"])
+    elif e.get("head", "auto") != "auto":
+        raise ValueError(f"ensemble.head must be auto or mlp, got {e['head']!r}")
+    model = EnsembleHeads(head, int(e["members"]), float(e.get("init_noise", 0.0)), cfg["seed"])
+    return model, train_entry
+
+
+class StopFlag:
+    """Turns SIGTERM / SIGINT into a flag the training loop checks after each step."""
+
+    def __init__(self):
+        self.raised: Optional[int] = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, frame):
+        self.raised = signum
+
+
+def train(cfg: dict) -> dict:
+    device = pick_device(cfg.get("device", "auto"))
+    torch.manual_seed(cfg["seed"])
+    model, train_entry = build(cfg)
+    model.to(device)
+    m = model.num_members
+    active_n = int(cfg["ensemble"].get("active_members", 2)) or m
+    active_n = min(active_n, m)
+    mem = float(cfg.get("max_memory_gb", 4))
+    train_set = CachedFeatures(train_entry["path"], mem)
+    div_name = cfg.get("diversity_set")
+    div_set = CachedFeatures(one_set(cfg["cache_dir"], div_name)["path"], mem) if div_name else None
+    val_set = CachedFeatures(one_set(cfg["cache_dir"], cfg["val_set"])["path"], mem) if cfg.get("val_set") else None
+    loss_cfg, o = cfg["loss"], cfg["optim"]
+    if div_set is not None and div_set.num_batches(int(cfg.get("div_batch_size", cfg["batch_size"])), True) == 0:
+        raise ValueError(f"div_batch_size is larger than the diversity set {div_name!r} ({len(div_set)} rows)")
+
+    bs = int(cfg["batch_size"])
+    steps_per_epoch = train_set.num_batches(bs, drop_last=True)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {bs} is larger than the training set ({len(train_set)} rows)")
+    total = steps_per_epoch * int(cfg["epochs"])
+    opt = make_optimizer(model.parameters(), o)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, int(o.get("warmup_steps", 0)), bool(o.get("cosine", True))))
+
+    config_digest = digest({"cfg": {k: v for k, v in cfg.items() if k not in NOT_RESULT},
+                            "train": train_entry["key"]})
+    ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
+    start_epoch, start_step, history = 0, 0, []
+    if cfg.get("resume", True) and os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("config_digest") == config_digest:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            start_epoch, start_step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+            print(f"resuming from {ckpt_path}: epoch {start_epoch + 1}, batch {start_step}", flush=True)
+        else:
+            print(f"ignoring {ckpt_path}: it was written for another config", flush=True)
+
+    def checkpoint(epoch: int, step: int) -> None:
+        save_atomic({"config_digest": config_digest, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "epoch": epoch, "step": step, "history": history}, ckpt_path)
+
+    stop = StopFlag()
+    print(f"{m} members ({model.head['kind']} heads, {active_n} active per batch), "
+          f"{len(train_set)} training rows, {steps_per_epoch} batches per epoch, on {device}", flush=True)
+    started = time.time()
+    for epoch in range(start_epoch, int(cfg["epochs"])):
+        sums = {"loss": 0.0, "ce": 0.0, "div": 0.0}
+        n_steps = 0
+        skip = start_step if epoch == start_epoch else 0
+        div_batches = None
+        if div_set is not None:
+            div_batches = iter(_cycle(div_set, int(cfg.get("div_batch_size", bs)), cfg["seed"] + 1, epoch, device))
+            for _ in range(skip):
+                next(div_batches)
+        batches = train_set.batches(bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=device, skip=skip)
+        for step, (x, y) in enumerate(batches, start=skip):
+            rng = np.random.default_rng([cfg["seed"], epoch, step])
+            active = sorted(rng.choice(m, size=active_n, replace=False).tolist())
+            anchor = int(rng.integers(active_n))
+            if div_batches is not None:
+                xd, yd = next(div_batches)
+                logits_all = model(torch.cat([x, xd]), active)
+                logits, div_logits = logits_all[:, :len(x)], logits_all[:, len(x):]
+            else:
+                logits, div_logits, yd = model(x, active), None, None
+            loss, parts = sed_loss(logits, y, div_logits, yd, lam=float(loss_cfg["lam"]),
+                                   lam_manual=float(loss_cfg["lam_manual"]),
+                                   diversity=loss_cfg.get("diversity", "a2d"), budget=bool(loss_cfg.get("budget")),
+                                   label_smoothing=float(loss_cfg.get("label_smoothing", 0.0)), anchor=anchor)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums["loss"] += loss.item()
+            sums["ce"] += parts["ce"]
+            sums["div"] += parts["div"]
+            n_steps += 1
+            if stop.raised:
+                checkpoint(epoch, step + 1)
+                print(f"stopped by signal {stop.raised}; checkpoint saved at epoch {epoch + 1}, "
+                      f"batch {step + 1} ({ckpt_path})", flush=True)
+                sys.exit(128 + stop.raised)
+        row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0],
+               **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
+        if val_set is not None:
+            row["val_acc"] = ensemble_accuracy(model, val_set, device)
+        history.append(row)
+        report({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
+        print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+              + f"  ({time.time() - started:.1f} s)", flush=True)
+        if (epoch + 1) % int(cfg.get("checkpoint_every", 1)) == 0:
+            checkpoint(epoch + 1, 0)
+
+    save_atomic(model.to("cpu").to_file_dict({"backbone_id": train_entry["backbone_id"], "config": cfg,
+                                              "train_set": train_entry, "history": history}), cfg["save_path"])
+    if os.path.exists(ckpt_path):
+        os.remove(ckpt_path)        # finished: a rerun of this row trains afresh
+    print(f"saved {cfg['save_path']}", flush=True)
+    return {"history": history}
+
+
+def _cycle(feats: CachedFeatures, batch_size: int, seed: int, epoch: int, device):
+    """Endless shuffled batches (a diversity set may be shorter than the training set)."""
+    k = 0
+    while True:
+        for batch in feats.batches(batch_size, seed=seed, epoch=epoch * 1000 + k, drop_last=True, device=device):
+            yield batch
+        k += 1
+
+
+def main(argv=None) -> None:
+    train(load_config(__doc__.splitlines()[0], argv))
+
+
+if __name__ == "__main__":
+    main()

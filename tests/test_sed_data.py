@@ -1,0 +1,136 @@
+"""Datasets: the digits benchmark, the corruptions, and the image-folder loaders on generated trees."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tasks.data import build_set, expand_catalog
+from tasks.data.corruptions import CORRUPTIONS, corrupt
+from tasks.data.digits import digits_images
+from tasks.data.folders import imagenet_classes
+
+DATA_CFG = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
+            "interpolation": "bilinear", "crop_pct": 1.0}
+
+
+def test_at_least_eight_corruptions_behave():
+    assert len(CORRUPTIONS) >= 8
+    x, _ = digits_images(32)
+    x = x[:16]
+    for name in CORRUPTIONS:
+        out = [corrupt(x, name, s, np.random.default_rng(0)) for s in range(1, 6)]
+        for y in out:
+            assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1, name
+        change = [float((y - x).abs().mean()) for y in out]
+        assert change[0] > 0, f"{name} at severity 1 left the images unchanged"
+        assert change[4] > change[0], f"{name}: severity 5 is not stronger than severity 1 ({change})"
+        again = corrupt(x, name, 3, np.random.default_rng(0))
+        assert torch.equal(again, out[2]), f"{name} is not reproducible from its seed"
+    with pytest.raises(ValueError):
+        corrupt(x, "gaussian_noise", 6, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(x, "rain", 1, np.random.default_rng(0))
+
+
+def test_digits_splits():
+    spec = {"dataset": "digits"}
+    train, _ = build_set(dict(spec, split="train"), DATA_CFG)
+    val, _ = build_set(dict(spec, split="val"), DATA_CFG)
+    unseen, _ = build_set(dict(spec, split="unseen_classes"), DATA_CFG)
+    assert not set(train.indices) & set(val.indices)
+    assert len(train) + len(val) + len(unseen) == 1797
+    assert set(train.labels.tolist()) == set(val.labels.tolist()) == {0, 1, 2, 3, 4}
+    assert set(unseen.labels.tolist()) == {-1}
+    counts = np.bincount(val.labels.numpy())          # stratified: classes equally represented
+    assert counts.max() - counts.min() <= 2
+    img, label, index = val[0]
+    assert img.shape == (3, 32, 32) and label == int(val.labels[0]) and index == int(val.indices[0])
+    c5, _ = build_set(dict(spec, split="val", corruption="contrast", severity=5), DATA_CFG)
+    assert torch.equal(c5.labels, val.labels) and not torch.equal(c5.images, val.images)
+
+
+def test_catalog_expands_corruption_families():
+    catalog = {"in_val": {"dataset": "digits", "split": "val"},
+               "C": {"dataset": "digits", "split": "val", "corruptions": ["contrast", "pixelate"],
+                     "severities": [1, 5]}}
+    specs = expand_catalog(catalog)
+    assert sorted(specs) == ["contrast_1", "contrast_5", "in_val", "pixelate_1", "pixelate_5"]
+    assert specs["pixelate_5"]["group"] == "C-5" and specs["pixelate_5"]["severity"] == 5
+    assert list(expand_catalog(catalog, ["C"])) == ["contrast_1", "contrast_5", "pixelate_1", "pixelate_5"]
+    assert list(expand_catalog(catalog, ["contrast_5"])) == ["contrast_5"]
+    with pytest.raises(ValueError, match="no set 'in_train'"):
+        expand_catalog(catalog, ["in_train"])
+    with pytest.raises(ValueError, match="unknown corruption"):
+        expand_catalog({"C": {"dataset": "digits", "corruptions": ["rain"]}})
+
+
+def write_images(folder, n, size=40, seed=0):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            os.path.join(folder, f"img{i}.{'png' if i % 2 else 'jpg'}"))
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trees")
+    wnids = imagenet_classes()
+    for i, w in enumerate(wnids[:3]):
+        write_images(root / "train" / w, 2 + i)
+    for corruption in ("gaussian_noise", "fog"):
+        for severity in (1, 5):
+            for w in wnids[:3]:
+                write_images(root / "imagenet-c" / corruption / str(severity) / w, 2)
+    for w in (wnids[7], wnids[500], wnids[999]):            # an ImageNet-A style subset
+        write_images(root / "imagenet-a" / w, 2)
+    write_images(root / "inat" / "a" / "b", 3)                # OOD: nested, no classes
+    write_images(root / "inat", 2, seed=1)
+    (root / "inat" / "notes.txt").write_text("not an image")
+    for name in ("cat", "dog"):                               # a non-ImageNet tree
+        write_images(root / "pets" / name, 2)
+    return root
+
+
+def test_image_folder_uses_imagenet_label_order(trees):
+    ds, subset = build_set({"dataset": "image_folder", "root": str(trees / "train")}, DATA_CFG)
+    assert subset is None and len(ds) == 2 + 3 + 4
+    labels = sorted({label for _, label in ds.samples})
+    assert labels == [0, 1, 2]
+    img, label, index = ds[0]
+    assert img.shape == (3, 32, 32) and index == 0
+    pets, _ = build_set({"dataset": "image_folder", "root": str(trees / "pets")}, DATA_CFG)
+    assert sorted({label for _, label in pets.samples}) == [0, 1]      # sorted folder names
+
+
+def test_imagenet_c_layout(trees):
+    catalog = {"in_c": {"dataset": "imagenet_c", "root": str(trees / "imagenet-c"),
+                        "corruptions": ["gaussian_noise", "fog"], "severities": [1, 5]}}
+    specs = expand_catalog(catalog)
+    assert sorted(specs) == ["fog_1", "fog_5", "gaussian_noise_1", "gaussian_noise_5"]
+    ds, _ = build_set(specs["fog_5"], DATA_CFG)
+    assert len(ds) == 6 and all(f"{os.sep}fog{os.sep}5{os.sep}" in p for p, _ in ds.samples)
+
+
+def test_class_subset_keeps_full_label_indices(trees):
+    ds, subset = build_set({"dataset": "class_subset", "root": str(trees / "imagenet-a")}, DATA_CFG)
+    assert subset == [7, 500, 999]
+    assert sorted({label for _, label in ds.samples}) == [7, 500, 999]
+
+
+def test_ood_folder_takes_every_image_recursively(trees):
+    ds, subset = build_set({"dataset": "ood_folder", "root": str(trees / "inat")}, DATA_CFG)
+    assert len(ds) == 5 and subset is None
+    assert {label for _, label in ds.samples} == {-1}
+    assert ds[4][0].shape == (3, 32, 32)
+
+
+def test_folder_errors_are_clear(trees, tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        build_set({"dataset": "image_folder", "root": str(tmp_path / "missing")}, DATA_CFG)
+    with pytest.raises(ValueError, match="does not take"):
+        build_set({"dataset": "ood_folder", "root": str(trees / "inat"), "split": "val"}, DATA_CFG)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        build_set({"dataset": "imagenet_z"}, DATA_CFG)

@@ -1,0 +1,123 @@
+"""The SED tasks end to end: pretrain -> cache -> train -> evaluate, in-process and through sheetrun."""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, sed_config, write_yaml
+from tasks import cache_features, evaluate, pretrain_backbone, train_ensemble
+
+CORRUPTIONS = ["contrast", "gaussian_noise", "pixelate"]
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    """A briefly pretrained small ViT and its cached digits features."""
+    tmp = tmp_path_factory.mktemp("sed")
+    pre = sed_config("pretrain_backbone", save_path=str(tmp / "vit.pt"), device="cpu",
+                     **{"train/epochs": 15, "model/kwargs/depth": 2})
+    pretrain_backbone.main(["--config", write_yaml(tmp / "pre.yaml", pre)])
+    cfg = sed_config("cache_features", cache_dir=str(tmp / "cache"), device="cpu",
+                     **{"backbone/checkpoint": str(tmp / "vit.pt"), "catalog/C/corruptions": CORRUPTIONS})
+    cache_features.main(["--config", write_yaml(tmp / "cache.yaml", cfg)])
+    return tmp
+
+
+def train_and_evaluate(tmp, name, **changes):
+    cfg = sed_config("train_ensemble", cache_dir=str(tmp / "cache"), save_path=str(tmp / f"{name}.pt"),
+                     device="cpu", **changes)
+    train_ensemble.main(["--config", write_yaml(tmp / f"{name}_train.yaml", cfg)])
+    ev = sed_config("evaluate", cache_dir=str(tmp / "cache"), model=str(tmp / f"{name}.pt"), device="cpu",
+                    results_path=str(tmp / f"{name}.json"))
+    evaluate.main(["--config", write_yaml(tmp / f"{name}_eval.yaml", ev)])
+    with open(tmp / f"{name}.json") as f:
+        return json.load(f)
+
+
+def test_a2d_raises_diversity_on_ood_data(cached):
+    plain = train_and_evaluate(cached, "plain", **{"loss/lam_manual": 0.0, "epochs": 6})
+    a2d = train_and_evaluate(cached, "a2d", **{"loss/lam_manual": 0.4, "epochs": 6})
+    for result in (plain, a2d):
+        assert set(result["accuracy"]) == {"in_val", "C-1", "C-5"}
+        assert result["accuracy"]["C-1"]["sets"] == len(CORRUPTIONS)
+        assert set(result["ood_detection"]["unseen_classes"]) >= {"pds", "distinct_predictions", "energy"}
+        acc = result["accuracy"]["in_val"]
+        assert acc["worst_member_acc"] <= acc["mean_member_acc"] <= acc["best_member_acc"]
+        assert acc["ensemble_acc"] > 0.5
+    def mean_score(result, sets, score):
+        return sum(result["sets"][s]["mean_scores"][score] for s in sets) / len(sets)
+
+    c5 = [f"{c}_5" for c in CORRUPTIONS]
+    for sets in (["unseen_classes"], c5):                 # semantic and covariate OOD
+        for score in ("pds", "distinct_predictions"):
+            assert mean_score(a2d, sets, score) > mean_score(plain, sets, score), (sets, score)
+
+
+def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
+    common = {"epochs": 20, "batch_size": 16, "val_set": None, "ensemble/members": 4}
+    cfg = sed_config("train_ensemble", cache_dir=str(cached / "cache"), device="cpu",
+                     save_path=str(cached / "whole.pt"), **common)
+    train_ensemble.main(["--config", write_yaml(cached / "whole.yaml", cfg)])
+    cfg["save_path"] = str(cached / "stopped.pt")
+    path = write_yaml(cached / "stopped.yaml", cfg)
+    ckpt = cached / "stopped.pt.last.pt"
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tasks", "train_ensemble.py"), "--config", path],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "checkpoint saved" in out and not (cached / "stopped.pt").exists()
+    resumed = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "train_ensemble.py"), "--config", path],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    assert not ckpt.exists()                              # finished runs leave no checkpoint
+    whole = torch.load(cached / "whole.pt", weights_only=False)
+    stopped = torch.load(cached / "stopped.pt", weights_only=False)
+    for name, value in whole["params"].items():
+        torch.testing.assert_close(stopped["params"][name], value, rtol=1e-5, atol=1e-6)
+    assert [h["epoch"] for h in stopped["history"]] == list(range(1, 21))
+
+
+def test_demo_sheet_end_to_end_through_sheetrun(tmp_path):
+    """The README's main job at small sizes: every row Completes and the tables come out."""
+    root = tmp_path / "project"
+    for part in ("default_configs", "result_sheets"):
+        shutil.copytree(os.path.join(REPO, part), root / part)
+    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    small = {"pretrain_backbone": {"train/epochs": 4}, "train_ensemble": {"epochs": 2},
+             "cache_features": {"catalog/C/corruptions": ["contrast", "pixelate"]}}
+    for name, changes in small.items():
+        cfg = sed_config(name, **changes)
+        write_yaml(root / "default_configs" / "sed" / f"{name}.yaml", cfg)
+    sheet = root / "result_sheets" / "demo.csv"
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    rows = list(csv.DictReader(open(sheet)))
+    assert proc.returncode == 0, (proc.stdout[-2000:], [(r["name"], r["error"]) for r in rows])
+    assert [r["status"] for r in rows] == ["Completed"] * 8
+    evals = [r for r in rows if r["path_to_main"].endswith("evaluate.py")]
+    for r in evals:
+        assert 0 < float(r["acc_in_val"]) <= 100 and 0 <= float(r["auroc_pds_unseen_classes"]) <= 1
+        assert os.path.exists(os.path.join(root, r["run_folder"], "eval_results.json"))
+    assert all(r["val_acc"] for r in rows if r["path_to_main"].endswith("train_ensemble.py"))
+    out = tmp_path / "tables"
+    tables = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate_result_tables.py"),
+                             str(sheet), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert tables.returncode == 0, tables.stderr
+    assert "| eval plain |" in tables.stdout and "| eval ood_det | pds |" in tables.stdout
+    for name in ("ood_gen.md", "ood_gen.csv", "ood_det.md", "ood_det.csv", "results.png"):
+        assert (out / name).stat().st_size > 0
+    gen = list(csv.reader(open(out / "ood_gen.csv")))
+    assert gen[0][1:] == ["in_val", "C-1", "C-5"] and len(gen) == 4
