@@ -91,7 +91,7 @@ def main(argv=None) -> None:
                                  "trained on; recache the evaluation sets")
     per_set: Dict[str, dict] = {}
     print(f"{model.num_members} members; evaluating {sum(len(v) for v in groups.values())} cached sets", flush=True)
-    for name, entries in groups.items():
+    for entries in groups.values():
         for e in entries:
             if e["name"] not in per_set:
                 per_set[e["name"]] = evaluate_set(model, soup, e, bs, device, mem)

@@ -49,12 +49,20 @@ def load_head(cache_dir: str, backbone_id: str) -> dict:
 
 
 def make_optimizer(params, o: dict) -> torch.optim.Optimizer:
+    """SGD or AdamW; the fused implementation where this PyTorch has it (one kernel for all
+    tensors: with M members holding their own tensors, the per-tensor loop is slow)."""
+    params = list(params)
     if o["name"] == "sgd":
-        return torch.optim.SGD(params, lr=o["lr"], momentum=o.get("momentum", 0.9),
-                               weight_decay=o.get("weight_decay", 0.0), nesterov=bool(o.get("nesterov", False)))
-    if o["name"] == "adamw":
-        return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o.get("weight_decay", 0.01))
-    raise ValueError(f"optim.name must be sgd or adamw, got {o['name']!r}")
+        cls, kwargs = torch.optim.SGD, dict(momentum=o.get("momentum", 0.9), nesterov=bool(o.get("nesterov", False)),
+                                            weight_decay=o.get("weight_decay", 0.0))
+    elif o["name"] == "adamw":
+        cls, kwargs = torch.optim.AdamW, dict(weight_decay=o.get("weight_decay", 0.01))
+    else:
+        raise ValueError(f"optim.name must be sgd or adamw, got {o['name']!r}")
+    try:
+        return cls(params, lr=o["lr"], fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, lr=o["lr"], **kwargs)
 
 
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:

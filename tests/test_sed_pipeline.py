@@ -10,7 +10,6 @@ import time
 
 import pytest
 import torch
-import yaml
 
 from conftest import REPO, sed_config, write_yaml
 from tasks import cache_features, evaluate, pretrain_backbone, train_ensemble

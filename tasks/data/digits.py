@@ -27,9 +27,12 @@ from tasks.data.corruptions import corrupt
 SPLITS = ("train", "val", "unseen_classes")
 
 
-def digits_images(image_size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """All 1797 digits as float images [N, 3, S, S] in [0, 1], and their labels."""
+def digits_images(image_size: int, indices=None) -> tuple[torch.Tensor, np.ndarray]:
+    """Digits as float images [n, 3, S, S] in [0, 1] (all 1797, or those at ``indices``), and
+    the labels of all 1797."""
     x, y = load_digits(return_X_y=True)
+    if indices is not None:
+        x = x[indices]
     img = torch.from_numpy(x.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     img = F.interpolate(img, size=(image_size, image_size), mode="bilinear", align_corners=False)
     return img.clamp(0, 1).expand(-1, 3, -1, -1).contiguous(), y
@@ -58,9 +61,9 @@ class DigitsDataset(Dataset):
     def __init__(self, split: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  id_classes: Sequence[int] = (0, 1, 2, 3, 4), val_fraction: float = 0.25, seed: int = 0,
                  augment: bool = False, corruption: Optional[str] = None, severity: Optional[int] = None):
-        images, labels = digits_images(image_size)
+        labels = load_digits().target
         self.indices = digits_split(labels, split, id_classes, val_fraction, seed)
-        images = images[self.indices]
+        images, _ = digits_images(image_size, self.indices)   # upsample only this split
         if corruption:
             # one fixed draw per (corruption, severity), so a cached set is reproducible
             # (crc32 of the name: adding a corruption never changes the others' draws)
