@@ -52,7 +52,7 @@ def main() -> None:
     def cached(folder: str) -> float:
         cfg = {"cache_dir": folder, "batch_size": a.batch_size, "num_workers": 0}
         start = time.perf_counter()
-        cache_set(featurizer, "in_val", spec, data_cfg, "bench", cfg, torch.device("cpu"))
+        cache_set(featurizer, head["dim"], "in_val", spec, data_cfg, "bench", cfg, torch.device("cpu"))
         elapsed = time.perf_counter() - start
         for f in os.listdir(folder):
             os.remove(os.path.join(folder, f))

@@ -27,33 +27,34 @@ from tasks.sed import cache
 from tasks.sed.backbones import backbone_identity, data_config, load_backbone, split_backbone
 
 
-def cache_set(featurizer, name: str, spec: dict, data_cfg: dict, backbone_id: str, cfg: dict,
+def cache_set(featurizer, dim: int, name: str, spec: dict, data_cfg: dict, backbone_id: str, cfg: dict,
               device) -> dict:
-    """Cache one set (or reuse / resume it); returns its index entry."""
+    """Cache one set (or reuse / resume it); returns its index entry.
+
+    ``dim`` is the featurizer's output size (the head's input size)."""
     key = cache.cache_key(backbone_id, spec, data_cfg)
     path = os.path.join(cfg["cache_dir"], cache.cache_filename(key, name))
     epochs = int(spec.get("epochs", 1))
+    entry = {"file": os.path.basename(path), "key": key, "backbone_id": backbone_id, "epochs": epochs,
+             "group": spec.get("group")}
     if os.path.exists(path):
         try:
             attrs = cache.check_complete(path)
             print(f"{name}: reusing {path}", flush=True)
             subset = attrs.get("class_subset")
-            return {"file": os.path.basename(path), "key": key, "backbone_id": backbone_id,
-                    "n": int(attrs["n_total"]), "epochs": epochs, "group": spec.get("group"),
-                    "class_subset": None if subset is None else [int(c) for c in subset], "reused": True}
+            return dict(entry, n=int(attrs["n_total"]), reused=True,
+                        class_subset=None if subset is None else [int(c) for c in subset])
         except cache.IncompleteCache as e:
             print(f"{name}: {e}; rebuilding", flush=True)
             os.remove(path)
 
     dataset, class_subset = build_set(spec, data_cfg)
     n_total = len(dataset) * epochs
-    entry = {"file": os.path.basename(path), "key": key, "backbone_id": backbone_id, "n": n_total,
-             "epochs": epochs, "group": spec.get("group"), "class_subset": class_subset}
+    entry.update(n=n_total, class_subset=class_subset)
     attrs = {"set_name": name, "backbone_id": backbone_id, "epochs": epochs,
              "num_samples": len(dataset), "spec": json.dumps(spec, sort_keys=True)}
     if class_subset is not None:
         attrs["class_subset"] = np.asarray(class_subset, dtype=np.int64)
-    dim = featurizer(dataset[0][0].unsqueeze(0).to(device)).shape[1]
     writer = cache.CacheWriter(path, key, n_total, dim, attrs)
     if writer.resumed:
         print(f"{name}: resuming at row {writer.start} of {n_total}", flush=True)
@@ -87,9 +88,6 @@ def main(argv=None) -> None:
     cfg = load_config(__doc__.splitlines()[0], argv)
     device = pick_device(cfg.get("device", "auto"))
     torch.manual_seed(cfg.get("seed", 0))
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit():
-        torch.set_num_threads(int(threads))
 
     specs = expand_catalog(cfg["catalog"], cfg.get("sets", "all"))
     model = load_backbone(cfg["backbone"])
@@ -105,7 +103,7 @@ def main(argv=None) -> None:
 
     start, rows, reused = time.time(), 0, 0
     for i, (name, spec) in enumerate(specs.items(), 1):
-        entry = cache_set(featurizer, name, spec, data_cfg, backbone_id, cfg, device)
+        entry = cache_set(featurizer, head["dim"], name, spec, data_cfg, backbone_id, cfg, device)
         reused += bool(entry.pop("reused", False))
         rows += entry["n"]
         cache.register_sets(cfg["cache_dir"], {name: entry})

@@ -17,7 +17,6 @@ to ``eval_results.json`` in the run folder, headline numbers into the row.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, List
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from runner import report
+from runner.rundir import write_json
 from tasks.common import load_config, pick_device, run_dir
 from tasks.metrics.ood import SCORES, all_scores, auroc
 from tasks.sed.cache import resolve_sets
@@ -120,8 +120,7 @@ def main(argv=None) -> None:
                    "mean_scores": {k: float(np.mean(v)) for k, v in r["scores"].items()}}
                    for s, r in per_set.items()}}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_results.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
+    write_json(path, results)
 
     row = {f"acc_{name}": round(100 * a["ensemble_acc"], 2) for name, a in accuracy.items()}
     for name, table in detection.items():

@@ -12,7 +12,6 @@ Reports per-epoch loss and accuracy into the sheet row.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import torch
@@ -41,9 +40,6 @@ def main(argv=None) -> None:
     cfg = load_config(__doc__.splitlines()[0], argv)
     device = pick_device(cfg.get("device", "auto"))
     torch.manual_seed(cfg["seed"])
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit():
-        torch.set_num_threads(int(threads))
 
     m, t = cfg["model"], cfg["train"]
     size = int(m["image_size"])

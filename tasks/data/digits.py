@@ -12,6 +12,7 @@ The 8x8 images are upsampled (bilinear) to the backbone's input size, made
 """
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Optional, Sequence
 
@@ -27,10 +28,15 @@ from tasks.data.corruptions import corrupt
 SPLITS = ("train", "val", "unseen_classes")
 
 
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    return load_digits(return_X_y=True)
+
+
 def digits_images(image_size: int, indices=None) -> tuple[torch.Tensor, np.ndarray]:
     """Digits as float images [n, 3, S, S] in [0, 1] (all 1797, or those at ``indices``), and
     the labels of all 1797."""
-    x, y = load_digits(return_X_y=True)
+    x, y = _digits()
     if indices is not None:
         x = x[indices]
     img = torch.from_numpy(x.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
@@ -61,7 +67,7 @@ class DigitsDataset(Dataset):
     def __init__(self, split: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  id_classes: Sequence[int] = (0, 1, 2, 3, 4), val_fraction: float = 0.25, seed: int = 0,
                  augment: bool = False, corruption: Optional[str] = None, severity: Optional[int] = None):
-        labels = load_digits().target
+        labels = _digits()[1]
         self.indices = digits_split(labels, split, id_classes, val_fraction, seed)
         images, _ = digits_images(image_size, self.indices)   # upsample only this split
         if corruption:

@@ -31,6 +31,8 @@ import h5py
 import numpy as np
 from filelock import FileLock
 
+from runner.rundir import write_json
+
 CACHE_FORMAT = 1
 INDEX = "index.json"
 
@@ -157,10 +159,7 @@ def register_sets(cache_dir: str, entries: Dict[str, dict]) -> None:
     with FileLock(os.path.join(cache_dir, ".index.json.lock")):
         index = read_index(cache_dir)
         index.update(entries)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(index, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        write_json(path, dict(sorted(index.items())))
 
 
 def resolve_sets(cache_dir: str, name: str) -> List[dict]:

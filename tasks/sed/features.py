@@ -41,9 +41,6 @@ class CachedFeatures:
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return self.n // batch_size if drop_last else -(-self.n // batch_size)
 
-    def labels(self) -> np.ndarray:
-        return self.label.numpy() if self.in_memory else self.file["label"][:, 0]
-
     def _read(self, start: int, stop: int) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.in_memory:
             return self.embed[start:stop], self.label[start:stop]
