@@ -5,7 +5,8 @@
 Members start from the backbone's head (saved by tasks/cache_features.py) and
 are computed as one batched model (:class:`tasks.sed.heads.EnsembleHeads`).
 Each batch trains ``active_members`` random members (SED: 2) with the loss of
-:mod:`tasks.sed.losses`. Per-epoch metrics go into the sheet row. A checkpoint
+:mod:`tasks.sed.losses`; only their rows of the weight matrix are differentiated
+and updated (:mod:`tasks.sed.optim`, per-member step counts). Per-epoch metrics go into the sheet row. A checkpoint
 is written every ``checkpoint_every`` epochs and when the job is stopped
 (SIGTERM, e.g. Ctrl-C in sheetrun or a SLURM preemption); with ``resume: true``
 the next run with the same config continues from it, batch for batch as if it
@@ -29,8 +30,10 @@ from tasks.sed.cache import digest, resolve_sets
 from tasks.sed.features import CachedFeatures
 from tasks.sed.heads import EnsembleHeads, mlp_head
 from tasks.sed.losses import sed_loss
+from tasks.sed.optim import make_optimizer
 
 # config keys that do not change the result (left out of the resume check)
+CHECKPOINT_FORMAT = "sheetrun_ensemble_checkpoint/2"   # /1: one tensor per member and weight
 NOT_RESULT = ("resume", "checkpoint_path", "checkpoint_every", "device", "save_path", "max_memory_gb")
 
 
@@ -46,23 +49,6 @@ def load_head(cache_dir: str, backbone_id: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} is missing; rerun tasks/cache_features.py for this backbone")
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def make_optimizer(params, o: dict) -> torch.optim.Optimizer:
-    """SGD or AdamW; the fused implementation where this PyTorch has it (one kernel for all
-    tensors: with M members holding their own tensors, the per-tensor loop is slow)."""
-    params = list(params)
-    if o["name"] == "sgd":
-        cls, kwargs = torch.optim.SGD, dict(momentum=o.get("momentum", 0.9), nesterov=bool(o.get("nesterov", False)),
-                                            weight_decay=o.get("weight_decay", 0.0))
-    elif o["name"] == "adamw":
-        cls, kwargs = torch.optim.AdamW, dict(weight_decay=o.get("weight_decay", 0.01))
-    else:
-        raise ValueError(f"optim.name must be sgd or adamw, got {o['name']!r}")
-    try:
-        return cls(params, lr=o["lr"], fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=o["lr"], **kwargs)
 
 
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
@@ -130,9 +116,9 @@ def train(cfg: dict) -> dict:
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {bs} is larger than the training set ({len(train_set)} rows)")
     total = steps_per_epoch * int(cfg["epochs"])
-    opt = make_optimizer(model.parameters(), o)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, int(o.get("warmup_steps", 0)), bool(o.get("cosine", True))))
+    opt = make_optimizer(model.flat, o)
+    lr_at = lambda step: o["lr"] * lr_factor(step, total, int(o.get("warmup_steps", 0)),  # noqa: E731
+                                             bool(o.get("cosine", True)))
 
     config_digest = digest({"cfg": {k: v for k, v in cfg.items() if k not in NOT_RESULT},
                             "train": train_entry["key"]})
@@ -140,18 +126,19 @@ def train(cfg: dict) -> dict:
     start_epoch, start_step, history = 0, 0, []
     if cfg.get("resume", True) and os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("config_digest") == config_digest:
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            print(f"ignoring {ckpt_path}: written by an older version of this script", flush=True)
+        elif ckpt.get("config_digest") == config_digest:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
             start_epoch, start_step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
             print(f"resuming from {ckpt_path}: epoch {start_epoch + 1}, batch {start_step}", flush=True)
         else:
             print(f"ignoring {ckpt_path}: it was written for another config", flush=True)
 
     def checkpoint(epoch: int, step: int) -> None:
-        save_atomic({"config_digest": config_digest, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "epoch": epoch, "step": step, "history": history}, ckpt_path)
+        save_atomic({"format": CHECKPOINT_FORMAT, "config_digest": config_digest, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "epoch": epoch, "step": step, "history": history}, ckpt_path)
 
     stop = StopFlag()
     print(f"{m} members ({model.head['kind']} heads, {active_n} active per batch), "
@@ -169,22 +156,23 @@ def train(cfg: dict) -> dict:
         batches = train_set.batches(bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=device, skip=skip)
         for step, (x, y) in enumerate(batches, start=skip):
             rng = np.random.default_rng([cfg["seed"], epoch, step])
-            active = sorted(rng.choice(m, size=active_n, replace=False).tolist())
+            chosen = np.sort(rng.choice(m, size=active_n, replace=False))
+            active = None if active_n == m else torch.as_tensor(chosen)
             anchor = int(rng.integers(active_n))
+            rows = model.rows(active)            # only these members are differentiated and updated
             if div_batches is not None:
                 xd, yd = next(div_batches)
-                logits_all = model(torch.cat([x, xd]), active)
+                logits_all = model.forward_rows(torch.cat([x, xd]), rows)
                 logits, div_logits = logits_all[:, :len(x)], logits_all[:, len(x):]
             else:
-                logits, div_logits, yd = model(x, active), None, None
+                logits, div_logits, yd = model.forward_rows(x, rows), None, None
             loss, parts = sed_loss(logits, y, div_logits, yd, lam=float(loss_cfg["lam"]),
                                    lam_manual=float(loss_cfg["lam_manual"]),
                                    diversity=loss_cfg.get("diversity", "a2d"), budget=bool(loss_cfg.get("budget")),
                                    label_smoothing=float(loss_cfg.get("label_smoothing", 0.0)), anchor=anchor)
-            opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            lr = lr_at(epoch * steps_per_epoch + step)
+            opt.step(rows.grad, active, lr)
             sums["loss"] += loss.item()
             sums["ce"] += parts["ce"]
             sums["div"] += parts["div"]
@@ -194,7 +182,7 @@ def train(cfg: dict) -> dict:
                 print(f"stopped by signal {stop.raised}; checkpoint saved at epoch {epoch + 1}, "
                       f"batch {step + 1} ({ckpt_path})", flush=True)
                 sys.exit(128 + stop.raised)
-        row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0],
+        row = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
                **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
         if val_set is not None:
             row["val_acc"] = ensemble_accuracy(model, val_set, device)

@@ -1,5 +1,6 @@
 """Datasets: the digits benchmark, the corruptions, and the image-folder loaders on generated trees."""
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -49,6 +50,12 @@ def test_digits_splits():
     assert img.shape == (3, 32, 32) and label == int(val.labels[0]) and index == int(val.indices[0])
     c5, _ = build_set(dict(spec, split="val", corruption="contrast", severity=5), DATA_CFG)
     assert torch.equal(c5.labels, val.labels) and not torch.equal(c5.images, val.images)
+    # a list of corruptions takes turns: image k gets corruption k % 2, drawn as for that corruption alone
+    mixed, _ = build_set(dict(spec, split="val", corruption=["contrast", "gaussian_noise"], severity=5), DATA_CFG)
+    assert torch.equal(mixed.labels, val.labels)
+    assert torch.equal(mixed.images[0::2], corrupt(val.images[0::2], "contrast", 5, np.random.default_rng(0)))
+    noise_rng = np.random.default_rng([0, zlib.crc32(b"gaussian_noise"), 5])
+    assert torch.equal(mixed.images[1::2], corrupt(val.images[1::2], "gaussian_noise", 5, noise_rng))
 
 
 def test_catalog_expands_corruption_families():

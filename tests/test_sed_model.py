@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tasks.sed import losses
 from tasks.sed.backbones import split_backbone
 from tasks.sed.heads import EnsembleHeads, mlp_head
+from tasks.sed.optim import make_optimizer
 
 
 def tiny_vit(**kw):
@@ -65,25 +66,31 @@ def test_vectorised_ensemble_matches_per_member_loop(vit_head, kind):
         logits = forward(x, active)
         loss, _ = losses.sed_loss(logits, y, None, None, lam=0.5, lam_manual=1.0, budget=True, anchor=1)
         loss.backward()
-        grads.append([None if p.grad is None else p.grad.clone() for p in heads.parameters()])
+        grads.append(heads.flat.grad.clone())
         if forward == heads.forward:
             vec_logits, vec_loss = logits.detach(), loss.detach()
         else:
             torch.testing.assert_close(logits.detach(), vec_logits, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(loss.detach(), vec_loss, rtol=1e-5, atol=1e-6)
-    for g_vec, g_loop in zip(*grads):
-        assert (g_vec is None) == (g_loop is None)
-        if g_vec is not None:
-            torch.testing.assert_close(g_vec, g_loop, rtol=1e-4, atol=1e-6)
+    g_vec, g_loop = grads
+    torch.testing.assert_close(g_vec, g_loop, rtol=1e-4, atol=1e-6)
+    assert g_vec[active].abs().sum(1).gt(0).all() and g_vec[[1, 3, 4]].eq(0).all()
+    # the training path: a leaf copy of the active rows gets the same gradient
+    rows = heads.rows(active)
+    loss, _ = losses.sed_loss(heads.forward_rows(x, rows), y, None, None, lam=0.5, lam_manual=1.0, budget=True,
+                              anchor=1)
+    loss.backward()
+    torch.testing.assert_close(rows.grad, g_loop[active], rtol=1e-4, atol=1e-6)
 
 
 def test_only_active_members_are_updated(vit_head):
     heads = EnsembleHeads(vit_head[2], 4)
     before = [{n: t.detach().clone() for n, t in heads.member_params(m).items()} for m in range(4)]
-    opt = torch.optim.AdamW(heads.parameters(), lr=0.1, weight_decay=0.1)
-    logits = heads(torch.randn(8, 48), [1, 3])
-    losses.ensemble_ce(logits, torch.randint(0, 5, (8,))).backward()
-    opt.step()
+    opt = make_optimizer(heads.flat, {"name": "adamw", "lr": 0.1, "weight_decay": 0.1})
+    active = torch.tensor([1, 3])
+    rows = heads.rows(active)
+    losses.ensemble_ce(heads.forward_rows(torch.randn(8, 48), rows), torch.randint(0, 5, (8,))).backward()
+    opt.step(rows.grad, active)
     changed = {m for m in range(4) for n, t in heads.member_params(m).items() if not torch.equal(t, before[m][n])}
     assert changed == {1, 3}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -66,15 +66,18 @@ class DigitsDataset(Dataset):
 
     def __init__(self, split: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  id_classes: Sequence[int] = (0, 1, 2, 3, 4), val_fraction: float = 0.25, seed: int = 0,
-                 augment: bool = False, corruption: Optional[str] = None, severity: Optional[int] = None):
+                 augment: bool = False, corruption: Union[str, Sequence[str], None] = None, severity: Optional[int] = None):
         labels = _digits()[1]
         self.indices = digits_split(labels, split, id_classes, val_fraction, seed)
         images, _ = digits_images(image_size, self.indices)   # upsample only this split
         if corruption:
-            # one fixed draw per (corruption, severity), so a cached set is reproducible
+            # a list of corruptions takes turns over the images (a mixed, "OOD-like" set).
+            # One fixed draw per (corruption, severity), so a cached set is reproducible
             # (crc32 of the name: adding a corruption never changes the others' draws)
-            rng = np.random.default_rng([seed, zlib.crc32(corruption.encode()), int(severity)])
-            images = corrupt(images, corruption, severity, rng)
+            names = [corruption] if isinstance(corruption, str) else list(corruption)
+            for k, name in enumerate(names[:len(images)]):
+                rng = np.random.default_rng([seed, zlib.crc32(name.encode()), int(severity)])
+                images[k::len(names)] = corrupt(images[k::len(names)], name, severity, rng)
         self.images = images
         position = {c: i for i, c in enumerate(id_classes)}
         self.labels = torch.tensor([position.get(int(c), -1) for c in labels[self.indices]])

@@ -1,13 +1,17 @@
 """An ensemble of M trainable heads, computed as one batched model.
 
-Each member owns its parameters (one leaf tensor per member and weight), so a
-standard ``torch.optim`` optimizer updates only the members that took part in
-a step (the others have no gradient). A forward pass stacks the parameters of
-the requested members and runs them all at once with batched matrix products
-(``torch.baddbmm``) — one call, not a Python loop over members.
-:meth:`EnsembleHeads.forward_loop` does the same math member by member with
-``F.linear``; the tests check the two agree and ``bench/ensemble_training.py``
-times them.
+All members' weights live in one ``[M, P]`` tensor (``EnsembleHeads.flat``,
+one row per member); each named weight of a head (``fc1.weight``, ...) is a
+view into a column range of it. A forward pass takes the rows of the
+requested members and runs them all at once with batched matrix products
+(``torch.baddbmm``) — a fixed number of tensor operations however many
+members there are, where a Python loop over members would issue that many per
+member. Training differentiates only the active members' rows
+(:meth:`EnsembleHeads.rows`) and updates them with a row-wise optimizer
+(:mod:`tasks.sed.optim`), so the cost of a step does not grow with the
+members that sit it out. :meth:`EnsembleHeads.forward_loop` does the same
+math member by member with ``F.linear``; the tests check the two agree and
+``bench/ensemble_training.py`` times them.
 
 Head kinds (``head["kind"]``, from :func:`tasks.sed.backbones.split_backbone`):
 
@@ -19,10 +23,11 @@ Head kinds (``head["kind"]``, from :func:`tasks.sed.backbones.split_backbone`):
 All members start from the same weights (the pretrained head), optionally
 plus Gaussian noise of scale ``init_noise``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -96,10 +101,6 @@ def single_forward(head: dict, p: Params, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown head kind {kind!r}")
 
 
-def _key(name: str) -> str:      # ParameterDict keys cannot contain dots
-    return name.replace(".", "__")
-
-
 class EnsembleHeads(nn.Module):
     """M heads of one kind; ``forward(x, members)`` gives logits [len(members), B, K]."""
 
@@ -109,35 +110,54 @@ class EnsembleHeads(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.head = {k: v for k, v in head.items() if k != "state"}
         self.names = sorted(head["state"])
-        g = torch.Generator().manual_seed(seed)
-        members = []
-        for _ in range(num_members):
-            params = {}
-            for name in self.names:
-                value = head["state"][name].detach().clone().float()
-                if init_noise:
-                    value += init_noise * torch.randn(value.shape, generator=g)
-                params[_key(name)] = nn.Parameter(value)
-            members.append(nn.ParameterDict(params))
-        self.members = nn.ModuleList(members)
+        self.layout: Dict[str, Tuple[int, int, torch.Size]] = {}    # name -> (start, end, shape)
+        start = 0
+        for name in self.names:
+            shape = head["state"][name].shape
+            self.layout[name] = (start, start + shape.numel(), shape)
+            start += shape.numel()
+        one = torch.cat([head["state"][name].detach().float().reshape(-1) for name in self.names])
+        flat = one.repeat(num_members, 1)
+        if init_noise:
+            g = torch.Generator().manual_seed(seed)
+            flat += init_noise * torch.randn(flat.shape, generator=g)
+        self.flat = nn.Parameter(flat)
 
     @property
     def num_members(self) -> int:
-        return len(self.members)
+        return self.flat.shape[0]
 
     @property
     def num_classes(self) -> int:
         return int(self.head["num_classes"])
 
+    def unflatten(self, rows: torch.Tensor) -> Params:
+        """Named views [k, ...] into rows [k, P] of the weight matrix (one ``split``, so the
+        backward pass assembles the rows' gradient with one concatenation)."""
+        parts = rows.split([b - a for a, b, _ in self.layout.values()], dim=1)
+        return {name: part.view(rows.shape[0], *shape)
+                for (name, (_, _, shape)), part in zip(self.layout.items(), parts)}
+
+    def rows(self, members: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """The weights of some members as a new autograd leaf [k, P]: differentiate it, then
+        hand its ``.grad`` to a :mod:`tasks.sed.optim` optimizer with the same ``members``.
+        A copy of those rows, or, for all members, the weight matrix's own memory (no copy)."""
+        if members is None:
+            return self.flat.detach().requires_grad_(True)
+        return self.flat.detach()[_index(members, self.flat)].requires_grad_(True)
+
     def member_params(self, m: int) -> Params:
-        return {name: self.members[m][_key(name)] for name in self.names}
+        return {name: t[0] for name, t in self.unflatten(self.flat[m:m + 1]).items()}
 
     def stacked(self, members: Optional[Sequence[int]] = None) -> Params:
-        idx = range(self.num_members) if members is None else members
-        return {name: torch.stack([self.members[m][_key(name)] for m in idx]) for name in self.names}
+        return self.unflatten(self.flat if members is None else self.flat[_index(members, self.flat)])
 
     def forward(self, x: torch.Tensor, members: Optional[Sequence[int]] = None) -> torch.Tensor:
         return stacked_forward(self.head, self.stacked(members), x)
+
+    def forward_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Logits of the members whose weights are ``rows`` (from :meth:`rows`)."""
+        return stacked_forward(self.head, self.unflatten(rows), x)
 
     def forward_loop(self, x: torch.Tensor, members: Optional[Sequence[int]] = None) -> torch.Tensor:
         idx = range(self.num_members) if members is None else members
@@ -145,7 +165,7 @@ class EnsembleHeads(nn.Module):
 
     def soup(self) -> Params:
         """The uniform average of the members' weights, as a one-member stack."""
-        return {name: p.mean(0, keepdim=True) for name, p in self.stacked().items()}
+        return self.unflatten(self.flat.mean(0, keepdim=True))
 
     def soup_forward(self, x: torch.Tensor, soup: Optional[Params] = None) -> torch.Tensor:
         return stacked_forward(self.head, soup if soup is not None else self.soup(), x)[0]
@@ -163,7 +183,11 @@ class EnsembleHeads(nn.Module):
         m = next(iter(params.values())).shape[0]
         heads = cls({**saved["head"], "state": {k: v[0] for k, v in params.items()}}, m)
         with torch.no_grad():
-            for i in range(m):
-                for name in heads.names:
-                    heads.members[i][_key(name)].copy_(params[name][i])
+            heads.flat.copy_(torch.cat([params[name].reshape(m, -1) for name in heads.names], dim=1))
         return heads
+
+
+def _index(members: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    if isinstance(members, torch.Tensor):
+        return members.to(like.device)
+    return torch.as_tensor(list(members), dtype=torch.long, device=like.device)
