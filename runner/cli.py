@@ -17,6 +17,7 @@ from runner.columns import Status
 from runner.plan import RowFilter, plan
 from runner.rows import RowError, project_root_for
 from runner.sheet import SheetError, open_sheet
+from runner.slurm.client import SlurmError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,15 +36,19 @@ def cmd_run(args) -> int:
     from runner.progress import Progress
     from runner.scheduler import RunOptions, Scheduler
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise SystemExit("sheetrun: --jobs must be at least 1")
+    if args.wait and args.backend != "slurm":
+        raise SystemExit("sheetrun: --wait is for --backend slurm (local runs always wait)")
     sheet = open_sheet(args.sheet)
     root = _root(args)
     rows = RowFilter.parse(args.rows)
     if args.dry_run:
         return dry_run(sheet, root, rows)
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
-    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs, rows=rows)
+    if args.backend == "slurm":
+        return run_on_slurm(args, sheet, root, runs_dir, rows)
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows)
     progress = Progress(err_console, sheet.name)
     result = Scheduler(sheet, LocalExecutor(), opts, progress).run()
     if not result.outcomes:
@@ -52,6 +57,39 @@ def cmd_run(args) -> int:
     if result.interrupted:
         return 130 if result.interrupted == "SIGINT" else 143
     return 0 if result.ok else 1
+
+
+def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
+    from runner.scheduler import RunOptions
+    from runner.slurm import SlurmExecutor
+    from runner.submit import submit
+    from runner.sync import default_client, follow
+
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows)
+    client = default_client()
+    executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
+                             max_parallel=args.jobs)
+    result = submit(sheet, executor, opts, progress=lambda msg: err_console.print(msg, highlight=False))
+    if not result.outcomes:
+        err_console.print("nothing to run: no row has whether_to_run = 1"
+                          + (" among the rows given by --rows" if rows else ""))
+        return 0
+    for o in result.outcomes:
+        if o.status == Status.FAILED:
+            err_console.print(f"[red]row {o.number}: {o.error}[/]", highlight=False)
+    submitted = {o.run_id for o in result.outcomes if o.status == Status.SUBMITTED}
+    err_console.print(f"{len(submitted)} row(s) submitted to SLURM ({client.calls} scheduler calls)"
+                      + ("" if args.wait else f"; 'sheetrun sync {args.sheet}' updates their rows"),
+                      highlight=False)
+    if not args.wait:
+        return 0 if len(submitted) == len(result.outcomes) else 1
+
+    def show(number, status, error):
+        err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""), highlight=False)
+
+    final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show)
+    ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
+    return 0 if ok else 1
 
 
 def dry_run(sheet, root: str, rows) -> int:
@@ -123,6 +161,17 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_cancel(args) -> int:
+    from runner.cancel import cancel
+
+    numbers = cancel(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
+    if not numbers:
+        console.print("no selected row is Submitted or Running; nothing to cancel")
+    else:
+        console.print(f"cancelled rows {', '.join(map(str, numbers))}", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sheetrun", description="Run the experiments listed in a results sheet and write "
@@ -137,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the rows whose whether_to_run is 1")
     common(run)
-    run.add_argument("-j", "--jobs", type=int, default=1, help="rows to run at once (default 1)")
+    run.add_argument("-j", "--jobs", type=int, default=None,
+                     help="rows to run at once (default: 1 locally; on SLURM, no limit of sheetrun's own)")
+    run.add_argument("--backend", choices=("local", "slurm"), default="local",
+                     help="run here (default) or submit to SLURM as job arrays")
+    run.add_argument("--wait", action="store_true",
+                     help="with --backend slurm: after submitting, follow the rows until they end")
+    run.add_argument("--poll", type=float, default=5.0, help="seconds between SLURM polls with --wait")
     run.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
     run.add_argument("--dry-run", action="store_true",
                      help="print each row's command and config changes; change nothing")
@@ -148,9 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(status)
     status.set_defaults(func=cmd_status)
 
-    sync = sub.add_parser("sync", help="reconcile rows left Submitted/Running by a dead job or runner")
+    sync = sub.add_parser("sync", help="reconcile Submitted/Running rows with their jobs (SLURM or local)")
     common(sync)
     sync.set_defaults(func=cmd_sync)
+
+    cancel = sub.add_parser("cancel", help="cancel the jobs of Submitted/Running rows and mark them Cancelled")
+    common(cancel)
+    cancel.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
+    cancel.set_defaults(func=cmd_cancel)
     return parser
 
 
@@ -160,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SheetError as exc:
         err_console.print(f"sheetrun: {exc}", highlight=False)
+        return 2
+    except SlurmError as exc:
+        err_console.print(f"sheetrun: SLURM: {exc}", highlight=False)
         return 2
 
 

@@ -121,13 +121,63 @@ def kill_tree(pid: int, sig: int) -> None:
         pass
 
 
+def slurm_job_id() -> str | None:
+    """``<array>_<task>`` (or the plain job id) when running inside a SLURM job."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def slurm_stop_reason() -> tuple[str, str] | None:
+    """Why SLURM signalled this job, when it was not a plain cancel: (status, error).
+
+    Asked once, right after the signal: a time limit shows as Reason=TimeLimit, a
+    requeue (the node went down, preemption with requeue) as the job already PENDING.
+    """
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    info = dict(item.split("=", 1) for item in out.split() if "=" in item)
+    reason, state = info.get("Reason", ""), info.get("JobState", "")
+    if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD"):      # stopped in order to run again
+        return Status.SUBMITTED, "requeued by SLURM (node failure or preemption); it will run again"
+    if reason == "TimeLimit" or state == "TIMEOUT":
+        return Status.TIMEOUT, f"time limit reached (TimeLimit={info.get('TimeLimit', '?')})"
+    if "Preempt" in reason or info.get("JobState") == "PREEMPTED":
+        return Status.CANCELLED, "preempted by SLURM"
+    return None
+
+
+def thread_env(job_env: dict) -> dict:
+    """Under SLURM, thread counts follow --cpus-per-task unless the row set them."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if not cpus:
+        return {}
+    return {var: cpus for var in THREAD_VARS if var not in job_env}
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def run_job(run_dir: str) -> int:
     rd = RunDir(run_dir)
     job = read_json(rd.job)
     sheet, run_id = job["sheet"], job["run_id"]
     started = time.time()
+    job_id = slurm_job_id() or job.get("job_id") or str(os.getpid())
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    if requeued:            # SLURM runs this job again: the earlier attempt's ending is void
+        for stale in (rd.exit_record, rd.metrics):
+            if os.path.exists(stale):
+                os.unlink(stale)
     write_json(rd.wrapper, {"pid": os.getpid(), "host": socket.gethostname(), "started": started,
-                            "job_id": job.get("job_id") or str(os.getpid())})
+                            "job_id": job_id})
 
     stop = threading.Event()
 
@@ -146,13 +196,13 @@ def run_job(run_dir: str) -> int:
                 push_to_sheet(rd, sheet, run_id, new)
             stop.wait(FORWARD_INTERVAL_S)
 
-    push_to_sheet(rd, sheet, run_id, {
-        C.STATUS: Status.RUNNING, C.JOB_ID: job.get("job_id") or os.getpid()},
-        skip_statuses=Status.TERMINAL)
+    push_to_sheet(rd, sheet, run_id, {C.STATUS: Status.RUNNING, C.JOB_ID: job_id, C.ERROR: ""},
+                  skip_statuses=() if requeued else Status.TERMINAL)
     watcher = threading.Thread(target=watch, daemon=True)   # the only pusher until joined
     watcher.start()
 
     env = dict(os.environ)
+    env.update(thread_env(job.get("env", {})))
     env.update(job.get("env", {}))
     env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": sheet, "SHEETRUN_RUN_ID": run_id})
     cancelled: list[str] = []
@@ -192,7 +242,7 @@ def run_job(run_dir: str) -> int:
     metrics, results_problem = load_results(rd)
     write_json(rd.metrics, metrics)
     if cancelled:
-        status, error = Status.CANCELLED, f"cancelled ({cancelled[0]})"
+        status, error = slurm_stop_reason() or (Status.CANCELLED, f"cancelled ({cancelled[0]})")
     elif launch_error:
         status, error = Status.FAILED, launch_error
     elif code == 0:

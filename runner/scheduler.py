@@ -131,6 +131,18 @@ def prepare(p: PlannedRow, sheet: Sheet, opts: RunOptions, prov_dir: str | None,
     return rd
 
 
+def collect_provenance(sheet: Sheet, opts: RunOptions) -> str | None:
+    """Provenance for this launch, once, to be hard-linked into each run folder."""
+    try:
+        return provenance.collect(
+            opts.root, os.path.join(opts.runs_dir, sheet.name, ".provenance",
+                                    time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}"),
+            exclude_dirs=(opts.runs_dir,))
+    except Exception as exc:                 # provenance must never block a run
+        print(f"sheetrun: could not record provenance: {exc}", file=sys.stderr)
+        return None
+
+
 class Scheduler:
     """Runs planned rows through an executor, honouring dependencies and ``jobs``."""
 
@@ -193,14 +205,7 @@ class Scheduler:
         if self.progress:
             self.progress.start(planned)
         if runnable:
-            prov_dir = None
-            try:
-                prov_dir = provenance.collect(
-                    opts.root, os.path.join(opts.runs_dir, self.sheet.name, ".provenance",
-                                            time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}"),
-                    exclude_dirs=(opts.runs_dir,))
-            except Exception as exc:                 # provenance must never block a run
-                print(f"sheetrun: could not record provenance: {exc}", file=sys.stderr)
+            prov_dir = collect_provenance(self.sheet, opts)
             env = {var: str(cpu_budget(opts.jobs)) for var in THREAD_VARS}
             pending: dict[str, PlannedRow] = {}
             for p in runnable:

@@ -77,8 +77,11 @@ class Sheet(ABC):
 
         def change(table: Table) -> set[str]:
             missing = set()
+            by_id = {}
+            for row in table.rows:                  # one pass, not one search per update
+                by_id.setdefault(row.get(RUN_ID), row)
             for run_id, values in updates.items():
-                row = table.find(RUN_ID, run_id)
+                row = by_id.get(run_id)
                 if row is None:
                     missing.add(run_id)
                     continue
