@@ -459,3 +459,24 @@ def test_stnd_filled_sheet_keeps_working(project):
     old, new = project.read("filled.csv")
     assert {k: old[k] for k in before} == before          # stnd's cells untouched
     assert new["status"] == "Completed" and new["score"] == "2"
+
+
+def test_cancel_command_stops_a_local_row_from_another_terminal(project, tmp_path):
+    pidfile = str(tmp_path / "pids")
+    path = project.sheet(BASE + ["delta:name", "delta:pidfile"],
+                         [["scripts/sleeper.py", CFG, "1", "a", pidfile],
+                          ["scripts/ok.py", CFG, "0", "b", "unused"]])
+    runner = project.popen("run", path)
+    try:
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), what="job start")
+        pids = [int(x) for x in open(pidfile).read().split()]
+        proc = project.sheetrun("cancel", path, "--rows", "1-2", check=0)
+        assert "cancelled rows 1" in proc.stdout
+        code = runner.wait(30)
+    finally:
+        runner.kill()
+    assert code == 1
+    rows = project.read()
+    assert rows[0]["status"] == "Cancelled" and rows[0]["exit_code"] != ""     # the wrapper's own record
+    assert rows[1]["status"] == ""                                             # never selected: untouched
+    wait_for(lambda: not _tree_alive(pids), timeout=10, what="the process tree to end")
