@@ -161,6 +161,24 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from runner.sheet.csv_sheet import CsvSheet
+
+    table = open_sheet(args.sheet).read()
+    CsvSheet(args.out).write_new(table)
+    console.print(f"{len(table)} rows written to {args.out}", highlight=False)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from runner.sheet.csv_sheet import CsvSheet
+
+    table = CsvSheet(args.csv).read()
+    open_sheet(args.sheet).write_new(table)
+    console.print(f"{len(table)} rows written to {args.sheet}", highlight=False)
+    return 0
+
+
 def cmd_cancel(args) -> int:
     from runner.cancel import cancel
 
@@ -180,9 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p):
-        p.add_argument("sheet", metavar="SHEET", help="path to a CSV results sheet")
+        p.add_argument("sheet", metavar="SHEET", help="a CSV results sheet, or a Google Sheets URL")
         p.add_argument("--root", help="project root that relative paths resolve against "
                                       "(default: the directory holding result_sheets/)")
+        p.add_argument("--worksheet", help="Google Sheets: the worksheet (tab) by name "
+                                           "(default: the URL's gid, else the first)")
+        p.add_argument("--credentials", help="Google Sheets: a service-account key file "
+                                             "(default: GOOGLE_APPLICATION_CREDENTIALS, then gspread's)")
 
     run = sub.add_parser("run", help="run the rows whose whether_to_run is 1")
     common(run)
@@ -207,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(sync)
     sync.set_defaults(func=cmd_sync)
 
+    export = sub.add_parser("export", help="copy a results sheet (e.g. a Google Sheet) into a new CSV file")
+    common(export)
+    export.add_argument("out", metavar="OUT.csv", help="a new (or empty) CSV file; never overwritten")
+    export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="copy a CSV results table into an empty sheet (e.g. a new worksheet)")
+    imp.add_argument("csv", metavar="IN.csv")
+    common(imp)
+    imp.set_defaults(func=cmd_import)
+
     cancel = sub.add_parser("cancel", help="cancel the jobs of Submitted/Running rows and mark them Cancelled")
     common(cancel)
     cancel.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
@@ -216,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "credentials", None):
+        # jobs inherit it; only the path travels, never the key
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = os.path.abspath(args.credentials)
+    if getattr(args, "worksheet", None):
+        if "://" not in args.sheet:
+            raise SystemExit("sheetrun: --worksheet is for Google Sheets URLs")
+        args.sheet = args.sheet.split("::")[0] + "::" + args.worksheet
     try:
         return args.func(args)
     except SheetError as exc:

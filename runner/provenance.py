@@ -81,6 +81,20 @@ def installed_packages() -> set[str]:
     return out
 
 
+def is_secret(path: str) -> bool:
+    """Credentials never go into a run folder: the Google key in use, or any file that
+    holds a private key (service-account JSON, PEM)."""
+    cred = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if cred and os.path.exists(cred) and os.path.samefile(cred, path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(UNTRACKED_FILE_MAX)
+    except OSError:
+        return False
+    return b'"private_key"' in head or b"PRIVATE KEY-----" in head
+
+
 def _archive_untracked(root: str, paths: list[str], dest: str) -> None:
     listing, total = [], 0
     with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
@@ -89,6 +103,9 @@ def _archive_untracked(root: str, paths: list[str], dest: str) -> None:
             try:
                 size = os.path.getsize(full)
             except OSError:
+                continue
+            if is_secret(full):
+                listing.append(f"not archived (credentials)\t{size}\t{rel}")
                 continue
             archived = size <= UNTRACKED_FILE_MAX and total + size <= UNTRACKED_TOTAL_MAX
             if archived:

@@ -31,6 +31,8 @@ from runner.plan import PlannedRow, RowFilter, plan
 from runner.rows import RowError
 from runner.rundir import RunDir, format_walltime, read_json, write_json
 from runner.sheet import Sheet, SheetError, Table
+from runner.jobwrapper import final_row_values
+from runner.rowwriter import RowWriter
 from runner.sync import deliver_pending, still_active
 
 CANCEL_GRACE_S = 10.0
@@ -112,7 +114,9 @@ def claim(sheet: Sheet, opts: RunOptions, skipped: list[int]) -> list[PlannedRow
     return sheet.transact(change)
 
 
-def prepare(p: PlannedRow, sheet: Sheet, opts: RunOptions, prov_dir: str | None, env: dict) -> RunDir:
+def prepare(p: PlannedRow, sheet: Sheet, opts: RunOptions, prov_dir: str | None, env: dict,
+            sheet_writes: str = "job") -> RunDir:
+    """Write a run folder. ``sheet_writes``: "job" (the wrapper writes its row) or "runner"."""
     rd = RunDir(p.run_folder)
     os.makedirs(rd.path, exist_ok=False)
     with open(rd.config, "w", encoding="utf-8") as f:
@@ -125,7 +129,7 @@ def prepare(p: PlannedRow, sheet: Sheet, opts: RunOptions, prov_dir: str | None,
         f.write(f"cd {shlex.quote(opts.root)} && {exports}{shlex.join(argv)}\n")
     write_json(rd.job, {"sheet": sheet.location, "run_id": p.run_id, "row": p.number,
                         "argv": argv, "cwd": opts.root, "env": row_env,
-                        "launcher_pid": os.getpid(), "created": time.time()})
+                        "launcher_pid": os.getpid(), "created": time.time(), "sheet_writes": sheet_writes})
     if prov_dir:
         provenance.link_into(prov_dir, rd.provenance)
     return rd
@@ -153,6 +157,8 @@ class Scheduler:
         self.progress = progress
         self.stop_reason = ""
         self.kill_now = False
+        # a remote sheet gets one batched write per flush from here, not one per job and event
+        self.writer = RowWriter(sheet) if sheet.remote else None
 
     # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
@@ -210,11 +216,13 @@ class Scheduler:
             pending: dict[str, PlannedRow] = {}
             for p in runnable:
                 try:
-                    p.run_dir = prepare(p, self.sheet, opts, prov_dir, env)
+                    p.run_dir = prepare(p, self.sheet, opts, prov_dir, env,
+                                        sheet_writes="runner" if self.writer else "job")
                     pending[p.run_id] = p
                 except (OSError, ValueError) as exc:
                     self._finish(outcomes[p.run_id], Status.FAILED,
                                  f"could not prepare the run folder: {exc}")
+            self._planned = {p.run_id: p for p in runnable}
             self._loop(pending, outcomes)
         result.interrupted = self.stop_reason
         if self.progress:
@@ -232,6 +240,9 @@ class Scheduler:
 
     def _write(self, outcome: Outcome, values: dict, run_dir: RunDir | None = None) -> None:
         """A runner-side row write that never stops the other rows when the sheet is away."""
+        if self.writer is not None:
+            self.writer.finish(outcome.run_id, values, Status.TERMINAL)
+            return
         try:
             self.sheet.update(outcome.run_id, values, skip_statuses=Status.TERMINAL)
         except SheetError as exc:
@@ -263,6 +274,8 @@ class Scheduler:
                     if all(s == Status.COMPLETED for s in dep_states):
                         del pending[rid]
                         running[rid] = self.executor.submit(p.run_dir)
+                        if self.writer is not None:
+                            self.writer.watch(rid, p.run_dir)
                         outcomes[rid].status = Status.RUNNING
                         if self.progress:
                             self.progress.started(outcomes[rid])
@@ -277,13 +290,24 @@ class Scheduler:
                 if self.kill_now or time.time() > cancel_deadline:
                     for job in running.values():
                         job.kill()
+            if self.writer is not None:
+                self.writer.poll()
+                self.writer.flush()
             if self.progress:
                 self.progress.tick()
             if pending or running:
                 self._wait(POLL_S)
+        if self.writer is not None and not self.writer.flush(force=True):
+            folders = {rid: p.run_folder for rid, p in self._planned.items()}
+            self.writer.spill(folders)
+            print("sheetrun: the sheet could not be reached; the rows' updates are kept in their run "
+                  "folders: run 'sheetrun sync' later", file=sys.stderr)
 
     def _collect(self, job: Job, outcome: Outcome) -> None:
         record = job.exit_record
+        if self.writer is not None and record is not None:
+            metrics = read_json(job.run_dir.metrics, {}) or {}
+            self.writer.finish(outcome.run_id, final_row_values(record, metrics))
         try:
             deliver_pending(self.sheet, job.run_dir, outcome.run_id)
         except SheetError as exc:

@@ -4,6 +4,7 @@ import os
 import signal
 import stat
 import subprocess
+import tarfile
 
 import psutil
 import pytest
@@ -317,6 +318,7 @@ def test_provenance_in_a_git_repository(project):
     subprocess.run(["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-qm",
                     "init"], check=True)
     project.write("scripts/ok.py", open(os.path.join(project.root, "scripts/ok.py")).read() + "# edited\n")
+    project.write("service_account.json", '{"type": "service_account", "private_key": "-----BEGIN..."}')
     path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"]])
     project.sheetrun("run", path, check=0)
     prov = os.path.join(project.root, project.read()[0]["run_folder"], "provenance")
@@ -325,6 +327,10 @@ def test_provenance_in_a_git_repository(project):
     assert "# edited" in open(os.path.join(prov, "git.diff")).read()
     assert "result_sheets/sheet.csv" in open(os.path.join(prov, "untracked.txt")).read()
     assert "experiments/" not in open(os.path.join(prov, "untracked.txt")).read()
+    # a credentials file lying in the project is listed, never archived
+    assert "not archived (credentials)" in open(os.path.join(prov, "untracked.txt")).read()
+    with tarfile.open(os.path.join(prov, "untracked.tar.gz")) as tar:
+        assert "service_account.json" not in tar.getnames() and "result_sheets/sheet.csv" in tar.getnames()
 
 
 def test_a_second_run_does_not_start_rows_that_are_still_running(project, tmp_path):

@@ -6,12 +6,25 @@ from typing import Callable
 from runner.sheet.base import Sheet, SheetError, format_cell
 from runner.sheet.table import Row, SheetFormatError, Table
 
-# (predicate on the location, factory). Later backends (Google Sheets) register here.
+# (predicate on the location, factory); the newest registration is tried first.
 _BACKENDS: list[tuple[Callable[[str], bool], Callable[[str], Sheet]]] = []
 
 
 def register_backend(matches: Callable[[str], bool], factory: Callable[[str], Sheet]) -> None:
     _BACKENDS.insert(0, (matches, factory))
+
+
+def _google(location: str) -> Sheet:
+    from runner.sheet.gsheet import GoogleSheet
+    return GoogleSheet(location)
+
+
+def _is_google(location: str) -> bool:
+    from runner.sheet.gsheet import is_google_sheet
+    return is_google_sheet(location)
+
+
+register_backend(_is_google, _google)
 
 
 def open_sheet(location: str) -> Sheet:

@@ -31,6 +31,10 @@ class Sheet(ABC):
     def name(self) -> str:
         """A short name for run folders and messages."""
 
+    #: True where every write is a network request under a quota (a Google Sheet): the local
+    #: runner then writes for its jobs, batched (``runner.rowwriter``).
+    remote = False
+
     @abstractmethod
     def read(self) -> Table:
         """A snapshot of the sheet."""
@@ -38,6 +42,10 @@ class Sheet(ABC):
     @abstractmethod
     def transact(self, change: Callable[[Table], T]) -> T:
         """Apply ``change`` to the current contents atomically and return its result."""
+
+    @abstractmethod
+    def write_new(self, table: Table) -> None:
+        """Write a whole table into an empty (or missing) sheet; SheetError if it holds anything."""
 
     def update(self, run_id: str, values: Mapping[str, object], *,
                skip_statuses: Iterable[str] = ()) -> bool:
@@ -63,6 +71,32 @@ class Sheet(ABC):
                 if row.get(STATUS) not in skip:
                     _set_cells(row, values)
             return True
+
+        return self.transact(change)
+
+    def update_rows_in_order(self, batches_by_run_id: Mapping[str, Iterable[tuple[Mapping[str, object],
+                                                                             Iterable[str]]]]) -> set[str]:
+        """:meth:`update_in_order` for many rows at once, in one transaction.
+
+        Returns the run ids whose rows no longer exist.
+        """
+        prepared = {rid: [(values, frozenset(skip)) for values, skip in batches]
+                    for rid, batches in batches_by_run_id.items()}
+
+        def change(table: Table) -> set[str]:
+            by_id = {}
+            for row in table.rows:
+                by_id.setdefault(row.get(RUN_ID), row)
+            missing = set()
+            for run_id, batches in prepared.items():
+                row = by_id.get(run_id)
+                if row is None:
+                    missing.add(run_id)
+                    continue
+                for values, skip in batches:
+                    if row.get(STATUS) not in skip:
+                        _set_cells(row, values)
+            return missing
 
         return self.transact(change)
 

@@ -79,6 +79,19 @@ class CsvSheet(Sheet):
                     return result
             raise SheetError(f"{self.path} kept changing during {MAX_RETRIES} attempts to update it")
 
+    def write_new(self, table: Table) -> None:
+        with self._lock:
+            if os.path.exists(self.path) and open(self.path, "rb").read().strip():
+                raise SheetError(f"{self.path} already has content; not overwritten")
+            directory = os.path.dirname(self.path)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(table.text().encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+
     def _remove_stale_temps(self) -> None:
         """Temp files of writers killed mid-write (only the lock holder ever writes one)."""
         directory, name = os.path.split(self.path)

@@ -1,0 +1,196 @@
+"""The Google Sheets backend: the real gspread client against a local Sheets v4 server."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BASE, CFG, wait_for
+from runner.columns import Status
+from runner.sheet import SheetError, open_sheet
+from sheets_server import SheetsServer
+
+KEY = "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+URL = f"https://docs.google.com/spreadsheets/d/{KEY}/edit#gid=0"
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with SheetsServer() as srv:
+        monkeypatch.setenv("SHEETRUN_SHEETS_API_URL", srv.url)
+        monkeypatch.setenv("SHEETRUN_SHEETS_RETRY_BASE_S", "0.01")
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        yield srv
+
+
+def values(server, title="Sheet1"):
+    return server.state.worksheet(KEY, title).grid()
+
+
+def test_read_and_write_only_changed_cells_raw(server):
+    server.state.create(KEY, rows=[["name", "lr", "date", "formula", "status", "run_id"],
+                                   ["a", "007", "2024-01-05", "=1+1", "", "r1"],
+                                   ["b", 0.001, "", "", "", "r2"]])
+    sheet = open_sheet(URL)
+    table = sheet.read()
+    assert [r.get("lr") for r in table.rows] == ["007", "0.001"]
+    before = server.state.count()
+    sheet.update("r2", {"status": "Completed", "score": 0.5, "note": "=cmd|' /C calc'!A0"})
+    grid = values(server)
+    assert grid[0][6:] == ["score", "note"]
+    assert grid[2][4] == "Completed" and grid[2][6] == 0.5       # canonical numbers stay numbers
+    assert grid[2][7] == "=cmd|' /C calc'!A0"                     # RAW: text, never a formula
+    assert grid[1] == ["a", "007", "2024-01-05", "=1+1", "", "r1"]   # other cells untouched
+    # one read + header claim (write, read back) + one batchUpdate, after opening
+    assert server.state.count() - before <= 6
+
+
+def test_worksheet_by_gid_name_and_url_suffix(server):
+    server.state.create(KEY, "first", rows=[["a"], ["1"]], gid=0)
+    server.state.create(KEY, "runs 2", rows=[["b"], ["2"]], gid=77)
+    assert open_sheet(URL).read().header == ["a"]
+    assert open_sheet(URL.replace("gid=0", "gid=77")).read().header == ["b"]
+    assert open_sheet(URL + "::runs 2").read().header == ["b"]
+    with pytest.raises(SheetError, match="no worksheet named 'nope'"):
+        open_sheet(URL + "::nope").read()
+
+
+def test_rate_limits_are_retried_and_hopeless_answers_fail_fast(server):
+    server.state.create(KEY, rows=[["a", "run_id", "status"], ["1", "r1", ""]])
+    sheet = open_sheet(URL)
+    sheet.read()
+    server.state.fail_next(429, 3)
+    server.state.fail_next(503, 1)
+    sheet.update("r1", {"status": "Running"})
+    assert values(server)[1][2] == "Running"
+    server.state.fail_next(403, 1)
+    n = server.state.count()
+    with pytest.raises(SheetError, match="403"):
+        sheet.update("r1", {"status": "Completed"})
+    assert server.state.count() - n == 1                         # not retried
+    server.state.fail_next(500, 20)
+    with pytest.raises(SheetError, match="500"):
+        sheet.read()
+
+
+def test_bad_credentials_fail_fast_with_the_sheet_named(server, monkeypatch):
+    server.state.create(KEY, rows=[["a"]])
+    server.state.token = "good-token"
+    monkeypatch.setenv("SHEETRUN_SHEETS_TOKEN", "bad-token")
+    with pytest.raises(SheetError) as err:
+        open_sheet(URL).read()
+    assert "401" in str(err.value) and KEY in str(err.value) and "bad-token" not in str(err.value)
+    monkeypatch.setenv("SHEETRUN_SHEETS_TOKEN", "good-token")
+    assert open_sheet(URL).read().header == ["a"]
+
+
+def test_sheetrun_run_against_a_google_sheet(server, project):
+    server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x"],
+                                   ["scripts/ok.py", CFG, 1, "a", 2],
+                                   ["scripts/crash.py", CFG, 1, "b", 1],
+                                   ["scripts/ok.py", CFG, 0, "c", 3]])
+    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "2", env={
+        "SHEETRUN_SHEETS_API_URL": server.url})
+    assert proc.returncode == 1, proc.stderr
+    table = open_sheet(URL).read()
+    rows = {r.get("name") or r.get("delta:name"): r for r in table.rows}
+    assert rows["a"].get("status") == Status.COMPLETED and rows["a"].get("score") == "4"
+    assert rows["a"].get("whether_to_run") == "0"
+    assert rows["b"].get("status") == Status.FAILED and "bad learning rate" in rows["b"].get("error")
+    assert rows["c"].get("status") == ""
+    folder = os.path.join(project.root, rows["a"].get("run_folder"))
+    assert os.path.exists(os.path.join(folder, "exit.json"))
+
+
+
+
+def test_unreachable_sheet_during_a_job_is_synced_afterwards(server, project, tmp_path):
+    gate = str(tmp_path / "gate")
+    server.state.create(KEY, rows=[BASE + ["delta:name", "delta:gate"], ["scripts/wait.py", CFG, 1, "a", gate]])
+    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url)
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root],
+                              cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: open_sheet(URL).read().rows[0].get("progress") == "1", what="the job to report")
+        server.state.down = True                  # the sheet goes away mid-run
+        open(gate, "w").close()
+        _, err = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, err          # the job itself did not fail because of the sheet
+    assert "sheetrun sync" in err
+    server.state.down = False
+    row = open_sheet(URL).read().rows[0]
+    assert row.get("status") == Status.RUNNING and row.get("progress") == "1"
+    folder = os.path.join(project.root, row.get("run_folder"))
+    assert os.path.exists(os.path.join(folder, "pending_updates.jsonl"))
+    proc = project.sheetrun("sync", URL, "--root", project.root, env={"SHEETRUN_SHEETS_API_URL": server.url})
+    assert proc.returncode == 0, proc.stderr
+    row = open_sheet(URL).read().rows[0]
+    assert row.get("status") == Status.COMPLETED and row.get("progress") == "2"
+    assert not os.path.exists(os.path.join(folder, "pending_updates.jsonl"))
+
+
+def test_twenty_concurrent_jobs_add_columns_and_metrics_without_losing_any(server, project):
+    rows = [["scripts/ok.py", CFG, 1, f"n{i}", i] for i in range(20)]
+    server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x"]] + rows)
+    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "20", timeout=300,
+                            env={"SHEETRUN_SHEETS_API_URL": server.url})
+    assert proc.returncode == 0, proc.stderr
+    table = open_sheet(URL).read()                  # a duplicated header would fail to parse
+    for i, row in enumerate(table.rows):
+        assert row.get("status") == Status.COMPLETED, row.as_dict()
+        assert row.get("score") == str(2 * i) and row.get("name") == f"n{i}"
+    assert sum(1 for h in table.header if h == "score") == 1
+
+
+def test_a_person_inserting_and_editing_rows_during_the_run_loses_nothing(server, project, tmp_path):
+    gate = str(tmp_path / "gate")
+    ws = server.state.create(KEY, rows=[BASE + ["delta:name", "delta:gate", "notes"],
+                                        ["scripts/wait.py", CFG, 1, "a", gate, ""],
+                                        ["scripts/ok.py", CFG, 0, "b", "", "keep me"]])
+    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url)
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root],
+                              cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: open_sheet(URL).read().rows[0].get("progress") == "1", what="the job to report")
+        # a person inserts two rows at the top of the data and types notes, through the API
+        from runner.sheet.gsheet import make_client
+        person = make_client().open_by_key(KEY)
+        person.batch_update({"requests": [{"insertDimension": {"range": {
+            "sheetId": ws.sheet_id, "dimension": "ROWS", "startIndex": 1, "endIndex": 3}}}]})
+        notes = open_sheet(URL).read().header.index("notes")
+        col = chr(65 + notes)
+        person.values_update(f"'Sheet1'!A2:{col}2", params={"valueInputOption": "RAW"},
+                             body={"values": [["new row typed by a person"] + [""] * (notes - 1) + ["hi"]]})
+        person.values_update(f"'Sheet1'!{col}4", params={"valueInputOption": "RAW"},
+                             body={"values": [["edited while running"]]})
+        open(gate, "w").close()
+        _, err = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, err
+    rows = open_sheet(URL).read().rows
+    assert rows[0].get("path_to_main") == "new row typed by a person" and rows[0].get("notes") == "hi"
+    job = rows[1]
+    assert job.get("delta:name") == "a" and job.get("status") == Status.COMPLETED
+    assert job.get("progress") == "2" and job.get("notes") == "edited while running"
+    assert rows[2].get("notes") == "keep me" and rows[2].get("status") == ""
+
+
+def test_export_and_import_round_trip_without_clobbering(server, project, tmp_path):
+    server.state.create(KEY, rows=[["name", "lr", "note", "run_id"], ["a", "007", "=1+1", "r1"],
+                                   ["b", 0.25, "", "r2"]])
+    env = {"SHEETRUN_SHEETS_API_URL": server.url}
+    out = tmp_path / "copy.csv"
+    project.sheetrun("export", URL, str(out), env=env, check=0)
+    assert out.read_text() == "name,lr,note,run_id\na,007,=1+1,r1\nb,0.25,,r2\n"
+    proc = project.sheetrun("export", URL, str(out), env=env)          # never overwrites
+    assert proc.returncode == 2 and "already has content" in proc.stderr
+    project.sheetrun("import", str(out), URL, "--worksheet", "copy", env=env, check=0)
+    assert server.state.worksheet(KEY, "copy").grid() == [["name", "lr", "note", "run_id"],
+                                                         ["a", "007", "=1+1", "r1"], ["b", 0.25, "", "r2"]]
+    proc = project.sheetrun("import", str(out), URL, env=env)          # the first worksheet is not empty
+    assert proc.returncode == 2 and "not overwritten" in proc.stderr
