@@ -37,6 +37,17 @@ REMOTE_FORWARD_INTERVAL_S = 10.0
 ERROR_MAX_CHARS = 300
 
 
+_SHEETS: dict = {}
+
+
+def _sheet(location: str):
+    """One sheet object per location for the job's life (a remote sheet keeps its connection)."""
+    if location not in _SHEETS:
+        from runner.sheet import open_sheet
+        _SHEETS[location] = open_sheet(location)
+    return _SHEETS[location]
+
+
 def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
                   skip_statuses=()) -> bool:
     """Write values into the run's row; on failure keep them in the run folder.
@@ -45,9 +56,8 @@ def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
     "Running" can never land after the final status.
     """
     try:
-        from runner.sheet import open_sheet
         batches = rd.pending_batches() + [(values, skip_statuses)]
-        if not open_sheet(sheet_location).update_in_order(run_id, batches):
+        if not _sheet(sheet_location).update_in_order(run_id, batches):
             print(f"sheetrun: no row has run_id {run_id} any more (deleted, or rerun); "
                   f"not written: {values}", file=sys.stderr)
         rd.clear_pending()

@@ -312,3 +312,21 @@ def test_no_sacct_call_without_accounting(cluster):
     assert client.accounted_states(["1_0", "2_3"]) == {}       # this cluster keeps no accounting
     assert client.calls == 1                                    # only scontrol show config, once
     assert client.max_array_size() == 1001 and client.calls == 1
+
+
+def test_slurm_jobs_write_a_google_sheet(cluster, project):
+    from sheets_server import SheetsServer
+
+    key = "slurmSheet0123456789abcdefghijklmnopqrstu"
+    url = f"https://docs.google.com/spreadsheets/d/{key}/edit#gid=0"
+    with SheetsServer() as server:
+        server.state.create(key, rows=[BASE + ["delta:name", "delta:x"]] +
+                            [["scripts/ok.py", CFG, 1, f"n{i}", i] for i in range(3)])
+        env = {"SHEETRUN_SHEETS_API_URL": server.url}
+        sr(project, "run", url, "--backend", "slurm", "--wait", "--poll", "0.5", timeout=180, env=env, check=0)
+        grid = server.state.worksheet(key, "Sheet1").grid()
+    header = grid[0]
+    for i, row in enumerate(grid[1:]):
+        cells = dict(zip(header, row))
+        assert cells["status"] == Status.COMPLETED and cells["score"] == 2 * i and cells["name"] == f"n{i}"
+        assert cells["job_id"].count("_") == 1
