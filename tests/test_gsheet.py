@@ -194,3 +194,14 @@ def test_export_and_import_round_trip_without_clobbering(server, project, tmp_pa
                                                          ["a", "007", "=1+1", "r1"], ["b", 0.25, "", "r2"]]
     proc = project.sheetrun("import", str(out), URL, env=env)          # the first worksheet is not empty
     assert proc.returncode == 2 and "not overwritten" in proc.stderr
+
+
+def test_an_unusable_key_file_fails_at_once_without_leaking_it(monkeypatch, tmp_path):
+    key_file = tmp_path / "key.json"
+    key_file.write_text('{"type": "service_account", "private_key": "not really a key", "client_email": "x"}')
+    monkeypatch.delenv("SHEETRUN_SHEETS_API_URL", raising=False)
+    monkeypatch.delenv("SHEETRUN_SHEETS_TOKEN", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    with pytest.raises(SheetError) as err:
+        open_sheet(URL).read()
+    assert str(key_file) in str(err.value) and "not really a key" not in str(err.value)
