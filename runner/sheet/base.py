@@ -61,22 +61,21 @@ class Sheet(ABC):
         deliver writes that were held back while the sheet was unreachable.
         False if the row is gone.
         """
-        batches = [(values, frozenset(skip)) for values, skip in batches]
+        return run_id not in self.update_rows_in_order({run_id: batches})
 
-        def change(table: Table) -> bool:
-            row = table.find(RUN_ID, run_id)
-            if row is None:
-                return False
-            for values, skip in batches:
-                if row.get(STATUS) not in skip:
-                    _set_cells(row, values)
-            return True
+    def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
+                    skip_statuses: Iterable[str] = ()) -> set[str]:
+        """Write several rows' cells in one transaction.
 
-        return self.transact(change)
+        Rows whose current status is in ``skip_statuses`` are left alone.
+        Returns the run ids whose rows no longer exist.
+        """
+        return self.update_rows_in_order({rid: [(values, skip_statuses)] for rid, values in updates.items()})
 
     def update_rows_in_order(self, batches_by_run_id: Mapping[str, Iterable[tuple[Mapping[str, object],
                                                                              Iterable[str]]]]) -> set[str]:
-        """:meth:`update_in_order` for many rows at once, in one transaction.
+        """:meth:`update_in_order` for many rows at once, in one transaction; the one
+        write path every other update method goes through.
 
         Returns the run ids whose rows no longer exist.
         """
@@ -85,7 +84,7 @@ class Sheet(ABC):
 
         def change(table: Table) -> set[str]:
             by_id = {}
-            for row in table.rows:
+            for row in table.rows:                  # one pass, not one search per update
                 by_id.setdefault(row.get(RUN_ID), row)
             missing = set()
             for run_id, batches in prepared.items():
@@ -96,32 +95,6 @@ class Sheet(ABC):
                 for values, skip in batches:
                     if row.get(STATUS) not in skip:
                         _set_cells(row, values)
-            return missing
-
-        return self.transact(change)
-
-    def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
-                    skip_statuses: Iterable[str] = ()) -> set[str]:
-        """Write several rows' cells in one transaction.
-
-        Rows whose current status is in ``skip_statuses`` are left alone.
-        Returns the run ids whose rows no longer exist.
-        """
-        skip = frozenset(skip_statuses)
-
-        def change(table: Table) -> set[str]:
-            missing = set()
-            by_id = {}
-            for row in table.rows:                  # one pass, not one search per update
-                by_id.setdefault(row.get(RUN_ID), row)
-            for run_id, values in updates.items():
-                row = by_id.get(run_id)
-                if row is None:
-                    missing.add(run_id)
-                    continue
-                if skip and row.get(STATUS) in skip:
-                    continue
-                _set_cells(row, values)
             return missing
 
         return self.transact(change)
