@@ -34,6 +34,9 @@ from runner.rundir import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, for
 
 KILL_GRACE_S = 5.0
 REMOTE_FORWARD_INTERVAL_S = 10.0
+# the thread-count variables sheetrun sets for a job (local: cores / jobs; SLURM: --cpus-per-task)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 ERROR_MAX_CHARS = 300
 
 
@@ -149,18 +152,18 @@ def slurm_stop_reason() -> tuple[str, str] | None:
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return None
+    from runner.slurm.client import SlurmClient, SlurmError
+
     try:
-        out = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
-                             text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+        info = SlurmClient(timeout_s=10).job_info(job_id)
+    except SlurmError:
         return None
-    info = dict(item.split("=", 1) for item in out.split() if "=" in item)
     reason, state = info.get("Reason", ""), info.get("JobState", "")
     if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD"):      # stopped in order to run again
         return Status.SUBMITTED, "requeued by SLURM (node failure or preemption); it will run again"
     if reason == "TimeLimit" or state == "TIMEOUT":
         return Status.TIMEOUT, f"time limit reached (TimeLimit={info.get('TimeLimit', '?')})"
-    if "Preempt" in reason or info.get("JobState") == "PREEMPTED":
+    if "Preempt" in reason or state == "PREEMPTED":
         return Status.CANCELLED, "preempted by SLURM"
     return None
 
@@ -171,9 +174,6 @@ def thread_env(job_env: dict) -> dict:
     if not cpus:
         return {}
     return {var: cpus for var in THREAD_VARS if var not in job_env}
-
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def run_job(run_dir: str) -> int:

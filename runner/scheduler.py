@@ -31,14 +31,12 @@ from runner.plan import PlannedRow, RowFilter, plan
 from runner.rows import RowError
 from runner.rundir import RunDir, format_walltime, read_json, write_json
 from runner.sheet import Sheet, SheetError, Table
-from runner.jobwrapper import final_row_values
+from runner.jobwrapper import THREAD_VARS, final_row_values
 from runner.rowwriter import RowWriter
 from runner.sync import deliver_pending, still_active
 
 CANCEL_GRACE_S = 10.0
 POLL_S = 0.25          # upper bound; job ends wake the loop at once
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
 @dataclass

@@ -145,7 +145,7 @@ class SlurmClient:
             return 1001
 
     def job_info(self, job_id: str) -> dict[str, str]:
-        """``scontrol show job`` of one job as key -> value (used inside a job, once)."""
+        """``scontrol show job`` of one job as key -> value (the job wrapper asks once, when signalled)."""
         out = self._run(["scontrol", "show", "job", "--oneliner", job_id], retry=False)
         return dict(item.split("=", 1) for item in out.split() if "=" in item)
 
