@@ -220,7 +220,6 @@ class Scheduler:
                 except (OSError, ValueError) as exc:
                     self._finish(outcomes[p.run_id], Status.FAILED,
                                  f"could not prepare the run folder: {exc}")
-            self._planned = {p.run_id: p for p in runnable}
             self._loop(pending, outcomes)
         result.interrupted = self.stop_reason
         if self.progress:
@@ -250,6 +249,7 @@ class Scheduler:
 
     def _loop(self, pending: dict[str, PlannedRow], outcomes: dict[str, Outcome]) -> None:
         running: dict[str, Job] = {}
+        folders = {rid: p.run_folder for rid, p in pending.items()}   # for updates left undelivered
         cancel_deadline = None
         while pending or running:
             # collect what ended, so its slot and its dependents can start at once
@@ -296,16 +296,16 @@ class Scheduler:
             if pending or running:
                 self._wait(POLL_S)
         if self.writer is not None and not self.writer.flush(force=True):
-            folders = {rid: p.run_folder for rid, p in self._planned.items()}
             self.writer.spill(folders)
             print("sheetrun: the sheet could not be reached; the rows' updates are kept in their run "
                   "folders: run 'sheetrun sync' later", file=sys.stderr)
 
     def _collect(self, job: Job, outcome: Outcome) -> None:
         record = job.exit_record
-        if self.writer is not None and record is not None:
-            metrics = read_json(job.run_dir.metrics, {}) or {}
-            self.writer.finish(outcome.run_id, final_row_values(record, metrics))
+        if record is not None:
+            outcome.metrics = read_json(job.run_dir.metrics, {}) or {}
+            if self.writer is not None:
+                self.writer.finish(outcome.run_id, final_row_values(record, outcome.metrics))
         try:
             deliver_pending(self.sheet, job.run_dir, outcome.run_id)
         except SheetError as exc:
@@ -318,6 +318,5 @@ class Scheduler:
             self._write(outcome, {C.STATUS: status, C.ERROR: error}, job.run_dir)
             self._finish(outcome, status, error, write=False)
         else:
-            outcome.metrics = read_json(job.run_dir.metrics, {}) or {}
             self._finish(outcome, record["status"], record.get("error", ""), write=False,
                          walltime=format_walltime(record.get("walltime_s", 0)))
