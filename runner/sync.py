@@ -106,16 +106,11 @@ def judge_slurm(rd: RunDir, job_id: str, states: dict) -> tuple[str | None, str,
     return new, reason, record
 
 
-def slurm_states(table, root: str, client: SlurmClient) -> dict:
-    """SLURM's view of every job of the table's unfinished rows: one squeue call, plus one
-    sacct call for jobs squeue has forgotten where the cluster keeps accounting."""
+def slurm_states(job_ids: list[str], client: SlurmClient) -> dict:
+    """SLURM's view of these jobs: one squeue call, plus one sacct call for jobs squeue has
+    forgotten where the cluster keeps accounting."""
     states = dict(client.states(fresh=True))
-    forgotten = []
-    for row in table.rows:
-        if row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_FOLDER):
-            info = slurm_info(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))))
-            if info and lookup(states, info["job_id"]) is None:
-                forgotten.append(info["job_id"])
+    forgotten = [j for j in job_ids if lookup(states, j) is None]
     if forgotten:
         states.update(client.accounted_states(forgotten))
     return states
@@ -154,7 +149,18 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None) -> list[Syn
     table = sheet.read()
     updates: dict[str, dict] = {}
     to_cancel: list[str] = []
-    states = None
+    infos = {}                                # run id -> slurm.json, for the active SLURM rows
+    for row in table.rows:
+        if row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_ID) and row.get(C.RUN_FOLDER):
+            info = slurm_info(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))))
+            if info:
+                infos[row.get(C.RUN_ID)] = info
+    states, slurm_problem = {}, ""
+    if infos:
+        try:
+            states = slurm_states([i["job_id"] for i in infos.values()], client or default_client())
+        except SlurmError as exc:
+            slurm_problem = f"SLURM cannot be asked ({exc}); row left as it is"
     for row in table.rows:
         status, run_id, folder = row.get(C.STATUS), row.get(C.RUN_ID), row.get(C.RUN_FOLDER)
         if not run_id or not folder:
@@ -166,15 +172,11 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None) -> list[Syn
                 changes.append(SyncChange(row.number, run_id, status, status,
                                           f"delivered {delivered} pending update(s)"))
             continue
-        info = slurm_info(rd) if os.path.isdir(rd.path) else None
+        info = infos.get(run_id)
         if info:
-            if states is None:
-                try:
-                    states = slurm_states(table, root, client or default_client())
-                except SlurmError as exc:
-                    changes.append(SyncChange(row.number, run_id, status, status,
-                                              f"SLURM cannot be asked ({exc}); row left as it is"))
-                    continue
+            if slurm_problem:
+                changes.append(SyncChange(row.number, run_id, status, status, slurm_problem))
+                continue
             new, reason, record = judge_slurm(rd, info["job_id"], states)
             state = lookup(states, info["job_id"])
             if new is not None and state is not None and state.state == "PENDING":
