@@ -1,8 +1,12 @@
 """``sheetrun cancel``: stop the selected rows' jobs, wherever they run, and mark them Cancelled.
 
-SLURM jobs are cancelled with one ``scancel`` for all of them; a local job's
-wrapper gets SIGTERM (it ends the command's process tree and records
-Cancelled itself). Rows that have already ended are left alone.
+SLURM jobs are cancelled with one ``scancel`` for all of them. A local run
+first gets a ``cancel_requested`` marker in its run folder, so a runner that
+has not started it yet never will (and a wrapper starting at that instant
+stops); then its wrapper gets SIGTERM (it ends the command's processes and
+records Cancelled itself). Processes of a job whose wrapper is already gone
+are found by their run id and ended. Rows that have already ended are left
+alone.
 """
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ import signal
 import socket
 
 from runner import columns as C
+from runner import procs
 from runner.columns import Status
+from runner.liveness import default_client, slurm_info
 from runner.plan import RowFilter
-from runner.rundir import RunDir, read_json
+from runner.rundir import RunDir, read_json_quietly
 from runner.sheet import Sheet
 from runner.slurm import SlurmClient
-from runner.sync import default_client, slurm_info
+
+ORPHAN_GRACE_S = 3.0
 
 
 def cancel(sheet: Sheet, root: str, rows: RowFilter | None = None,
@@ -35,13 +42,8 @@ def cancel(sheet: Sheet, root: str, rows: RowFilter | None = None,
         info = slurm_info(rd) if rd and os.path.isdir(rd.path) else None
         if info:
             slurm_jobs.append(info["job_id"])
-        elif rd:
-            wrapper = read_json(rd.wrapper) or {}
-            if wrapper.get("host") == socket.gethostname():
-                try:
-                    os.kill(int(wrapper["pid"]), signal.SIGTERM)
-                except (ProcessLookupError, KeyError, ValueError):
-                    pass
+        elif rd and os.path.isdir(rd.path):
+            _cancel_local(rd, run_id)
         cancelled[run_id] = {C.STATUS: Status.CANCELLED, C.ERROR: "cancelled by sheetrun cancel"}
         numbers.append(row.number)
     if slurm_jobs:
@@ -49,3 +51,20 @@ def cancel(sheet: Sheet, root: str, rows: RowFilter | None = None,
     if cancelled:
         sheet.update_many(cancelled, skip_statuses=Status.TERMINAL)
     return numbers
+
+
+def _cancel_local(rd: RunDir, run_id: str) -> None:
+    try:
+        open(rd.cancel_marker, "w").close()       # before looking for the wrapper: no start slips by
+    except OSError:
+        pass
+    wrapper = read_json_quietly(rd.wrapper) or {}
+    if wrapper.get("host") != socket.gethostname():
+        return
+    if procs.alive(wrapper.get("pid"), wrapper.get("pid_started")):
+        try:
+            os.kill(int(wrapper["pid"]), signal.SIGTERM)
+        except (ProcessLookupError, KeyError, ValueError):
+            pass
+    else:
+        procs.end_job(run_id, grace_s=ORPHAN_GRACE_S)   # the wrapper is gone; what it left is not

@@ -9,6 +9,7 @@ from collections import Counter
 
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from runner import __version__
 from runner import columns as C
@@ -32,9 +33,9 @@ def _root(args) -> str:
 
 
 def cmd_run(args) -> int:
+    from runner.launch import RunOptions, launch
     from runner.local import LocalExecutor
     from runner.progress import Progress
-    from runner.scheduler import RunOptions, Scheduler
 
     if args.jobs is not None and args.jobs < 1:
         raise SystemExit("sheetrun: --jobs must be at least 1")
@@ -49,9 +50,8 @@ def cmd_run(args) -> int:
     if args.backend == "slurm":
         return run_on_slurm(args, sheet, root, runs_dir, rows)
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows)
-    progress = Progress(err_console, sheet.name)
-    result = Scheduler(sheet, LocalExecutor(), opts, progress).run()
-    if not result.outcomes:
+    result = launch(sheet, LocalExecutor(), opts, Progress(err_console, sheet.name))
+    if not result.outcomes and not result.skipped:
         err_console.print("nothing to run: no row has whether_to_run = 1"
                           + (" among the rows given by --rows" if rows else ""))
     if result.interrupted:
@@ -60,32 +60,35 @@ def cmd_run(args) -> int:
 
 
 def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
-    from runner.scheduler import RunOptions
+    from runner.launch import RunOptions, launch
+    from runner.liveness import default_client
+    from runner.progress import SubmitProgress
     from runner.slurm import SlurmExecutor
-    from runner.submit import submit
-    from runner.sync import default_client, follow
+    from runner.sync import follow
 
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows)
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
-    result = submit(sheet, executor, opts, progress=lambda msg: err_console.print(msg, highlight=False))
+    result = launch(sheet, executor, opts, SubmitProgress(err_console))
     if not result.outcomes:
-        err_console.print("nothing to run: no row has whether_to_run = 1"
-                          + (" among the rows given by --rows" if rows else ""))
+        if not result.skipped:
+            err_console.print("nothing to run: no row has whether_to_run = 1"
+                              + (" among the rows given by --rows" if rows else ""))
         return 0
     for o in result.outcomes:
         if o.status == Status.FAILED:
-            err_console.print(f"[red]row {o.number}: {o.error}[/]", highlight=False)
+            err_console.print(Text(f"row {o.number}: {o.error}", style="red"), highlight=False)
     submitted = {o.run_id for o in result.outcomes if o.status == Status.SUBMITTED}
     err_console.print(f"{len(submitted)} row(s) submitted to SLURM ({client.calls} scheduler calls)"
                       + ("" if args.wait else f"; 'sheetrun sync {args.sheet}' updates their rows"),
-                      highlight=False)
+                      markup=False, highlight=False)
     if not args.wait:
         return 0 if len(submitted) == len(result.outcomes) else 1
 
     def show(number, status, error):
-        err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""), highlight=False)
+        err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""),
+                          markup=False, highlight=False)
 
     final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show)
     ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
@@ -93,54 +96,63 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
 
 
 def dry_run(sheet, root: str, rows) -> int:
-    from runner.sync import still_active
+    from runner.liveness import verdict
+    from runner.rundir import RunDir
 
-    skipped: list[int] = []
+    def held(row):
+        seen = verdict(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))), row.get(C.RUN_ID))
+        return seen.reason if seen.active else None
+
+    skipped: list = []
     try:
-        planned = plan(sheet.read(), root, rows, still_active=lambda r: still_active(r, root),
-                       skipped=skipped)
+        planned = plan(sheet.read(), root, rows, held=held, skipped=skipped)
     except RowError as exc:
         raise SystemExit(f"sheetrun: {exc}") from None
-    if not planned:
+    if not planned and not skipped:
         console.print("nothing to run: no row has whether_to_run = 1")
-    for number in skipped:
-        console.print(f"row {number}: still queued or running from an earlier run; would not start")
+    for number, holder in skipped:
+        console.print(f"row {number}: still held by an earlier run ({holder}); would not start",
+                      markup=False, highlight=False)
     for p in planned:
         if not p.ok:
-            console.print(f"[red]row {p.number}: error:[/] {p.error}", highlight=False)
+            line = Text(f"row {p.number}: error:", style="red")
+            line.append(f" {p.error}")
+            console.print(line, highlight=False)
             continue
         argv = p.spec.argv("<run_folder>/config.yaml")
-        console.print(f"[bold]row {p.number}[/]  " + shlex.join(argv), highlight=False, soft_wrap=True)
+        line = Text(f"row {p.number}", style="bold")
+        line.append("  " + shlex.join(argv))
+        console.print(line, highlight=False, soft_wrap=True)
         changes = cfg.diff(p.spec.default_config, p.spec.config)
         for key, old, new in changes:
-            console.print(f"    {key}: {old!r} -> {new!r}", highlight=False)
+            console.print(f"    {key}: {old!r} -> {new!r}", markup=False, highlight=False)
         if not changes:
             console.print("    (the default config, unchanged)")
         for name, value in p.spec.env.items():
-            console.print(f"    env {name}={value}", highlight=False)
+            console.print(f"    env {name}={value}", markup=False, highlight=False)
         if p.spec.depends_on:
-            console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", highlight=False)
+            console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", markup=False, highlight=False)
     return 0 if all(p.ok for p in planned) else 1
 
 
 def cmd_status(args) -> int:
     table = open_sheet(args.sheet).read()
     counts = Counter(row.get(C.STATUS) or "(never run)" for row in table.rows)
-    console.print(f"[bold]{args.sheet}[/]: {len(table)} rows", highlight=False)
+    console.print(Text(f"{args.sheet}: {len(table)} rows", style="bold"), highlight=False)
     summary = RichTable()
     summary.add_column("status")
     summary.add_column("rows", justify="right")
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        summary.add_row(status, str(n))
+        summary.add_row(Text(status), str(n))
     console.print(summary)
     bad = [r for r in table.rows if r.get(C.STATUS) in Status.TERMINAL - {Status.COMPLETED}]
     if bad:
         failed = RichTable(title="rows that did not complete", title_justify="left")
         for col in ("row", "run_id", "status", "exit_code", "error"):
-            failed.add_column(col, overflow="fold")
+            failed.add_column(Text(col), overflow="fold")
         for r in bad:
-            failed.add_row(str(r.number), r.get(C.RUN_ID), r.get(C.STATUS), r.get(C.EXIT_CODE),
-                           r.get(C.ERROR))
+            cells = (str(r.number), r.get(C.RUN_ID), r.get(C.STATUS), r.get(C.EXIT_CODE), r.get(C.ERROR))
+            failed.add_row(*(Text(v) for v in cells))
         console.print(failed)
     return 0
 
@@ -156,7 +168,7 @@ def cmd_sync(args) -> int:
     for col in ("row", "run_id", "was", "now", "why"):
         out.add_column(col, overflow="fold")
     for c in changes:
-        out.add_row(str(c.number), c.run_id, c.before, c.after, c.reason)
+        out.add_row(*(Text(v) for v in (str(c.number), c.run_id, c.before, c.after, c.reason)))
     console.print(out)
     return 0
 
@@ -258,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SheetError as exc:
-        err_console.print(f"sheetrun: {exc}", highlight=False)
+        err_console.print(f"sheetrun: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except SlurmError as exc:
-        err_console.print(f"sheetrun: SLURM: {exc}", highlight=False)
+        err_console.print(f"sheetrun: SLURM: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
 
 

@@ -34,6 +34,36 @@ def is_reserved(name: str) -> bool:
     return name in OWNED or is_input_column(name)
 
 
+# Cells are capped so a row stays readable; the full text stays in the run folder
+# (stderr.log, metrics.json).
+ERROR_MAX_CHARS = 300
+TEXT_MAX_CHARS = 1000
+METRIC_NAME_MAX_CHARS = 100
+METRIC_SUFFIX = " (metric)"     # where a metric goes when its name is a person's column
+
+
+def metric_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a metric column, or None when it can."""
+    if not isinstance(name, str):
+        return f"metric names must be strings, not {type(name).__name__} ({name!r})"
+    if not name.strip():
+        return "a metric name cannot be empty"
+    if name != name.strip():
+        return f"metric name {name!r} has leading or trailing spaces"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"metric name {name!r} holds a control character (a line break?)"
+    if len(name) > METRIC_NAME_MAX_CHARS:
+        return f"metric name {name[:40]!r}... is longer than {METRIC_NAME_MAX_CHARS} characters"
+    if is_reserved(name):
+        return f"{name!r} is a sheetrun column and cannot be a metric name"
+    return None
+
+
+def cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 class Status:
     SUBMITTED = "Submitted"
     RUNNING = "Running"

@@ -1,7 +1,11 @@
-"""The backend-neutral core: an Executor launches a prepared run folder as a Job.
+"""The backend-neutral core: an Executor runs prepared run folders as Jobs.
 
-Backends live in their own packages (``runner.local``; SLURM later) and only
-implement these two classes. The scheduler never needs to know which one runs.
+Backends live in their own packages (``runner.local``, ``runner.slurm``) and
+implement these two classes. The launch pipeline (``runner.launch``) claims
+rows and prepares their run folders the same way for every backend, then
+hands them to :meth:`Executor.start`: the local backend runs them here through
+its follower loop (``runner.scheduler``), the SLURM backend submits them as
+job arrays.
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ class Job(ABC):
         """True once the job's wrapper has exited (non-blocking)."""
 
     @abstractmethod
-    def cancel(self) -> None:
-        """Ask the job to stop; its wrapper ends the command and records Cancelled."""
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the job to stop; its runner ends the command and records Cancelled."""
 
     @abstractmethod
     def kill(self) -> None:
@@ -38,5 +42,9 @@ class Executor(ABC):
     name = "executor"
 
     @abstractmethod
-    def submit(self, run_dir: RunDir) -> Job:
-        """Start the job wrapper for a prepared run folder."""
+    def submit(self, run_dir: RunDir, run_id: str = "") -> Job:
+        """Start the job of one prepared run folder."""
+
+    @abstractmethod
+    def start(self, launch, rows) -> None:
+        """Run the prepared rows of ``launch`` (a :class:`runner.launch.Launch`)."""

@@ -1,25 +1,35 @@
-"""The job wrapper: runs one row's command and keeps its row and run folder up to date.
+"""Running one row's command and recording how it went.
 
-The same code runs every job, whatever launched it: the local backend forks
-it, a batch system runs ``python -m runner.jobwrapper RUN_FOLDER``. It
+:class:`JobRun` is one job: it starts the command in its own session, set to
+die with whoever started it (SIGKILL), with stdout/stderr going to the run
+folder — unless ``sheetrun cancel`` asked first; it stops it on request
+(SIGTERM, then SIGKILL after a grace period); and when the command has ended,
+it writes ``metrics.json`` and the exit record (``exit.json``) and delivers
+the final status, exit code, walltime, error and metrics.
 
-1. records its pid and host (``wrapper.json``) and marks the row Running,
-2. starts a watcher thread that touches the heartbeat and forwards metrics the
-   script reports (``metrics.jsonl``) to the row, batched, every half second,
-3. runs the command with stdout/stderr going to the run folder,
-4. on SIGTERM/SIGINT ends the command's whole process tree (Cancelled),
-5. writes the exit record (``exit.json``), then the final status, exit code,
-   walltime, error and metrics into the row.
+Two things run JobRuns:
 
-Sheet writes that fail are kept in ``pending_updates.jsonl`` for
-``sheetrun sync``; a sheet problem never fails the job itself. Imports stay
-light (no pandas, torch or gspread) because this runs once per job.
+- the local job host (``runner.local.host``), for ``sheetrun run``: one
+  process per launch runs all its jobs, and the runner writes their rows
+  (the host sends it "started" and "exit" messages, the exit record included,
+  so a full disk cannot lose how a job ended);
+- :func:`run_job`, one job per process, which writes its own row: a SLURM
+  task runs ``python -m runner.jobwrapper RUN_FOLDER``.
+
+Whoever writes the row, :class:`RowChannel` carries the updates; when the
+runner is gone, every job switches to writing its own row (Running, its
+metrics so far, then the final values). Writes that fail are kept in
+``pending_updates.jsonl`` for ``sheetrun sync``; the sheet never fails a job,
+and neither does a run folder that cannot be written (disk full): the row says
+what could not be saved, and why. Imports stay light (no pandas, torch or
+gspread).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,8 +37,10 @@ import time
 import traceback
 
 from runner import columns as C
+from runner import procs
 from runner.columns import Status
-from runner.report import read_metrics_log
+from runner.errors import describe
+from runner.report import clean_metrics, read_metrics_log
 from runner.rundir import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, format_walltime,
                            read_json, write_json)
 
@@ -37,10 +49,21 @@ REMOTE_FORWARD_INTERVAL_S = 10.0
 # the thread-count variables sheetrun sets for a job (local: cores / jobs; SLURM: --cpus-per-task)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-ERROR_MAX_CHARS = 300
+ERROR_MAX_CHARS = C.ERROR_MAX_CHARS
+LOW_DISK_BYTES = 1 << 20
+
+
+def _say(message: str) -> None:
+    """A line on the wrapper's stderr (its log, in the run folder); a full disk is no reason to fail."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 _SHEETS: dict = {}
+_POLICIES: dict = {}
+_said_missing: set = set()
 
 
 def _sheet(location: str):
@@ -51,25 +74,63 @@ def _sheet(location: str):
     return _SHEETS[location]
 
 
+def _policy(root: str):
+    if root not in _POLICIES:
+        from runner.metric_columns import MetricColumns
+        _POLICIES[root] = MetricColumns(root)
+    return _POLICIES[root]
+
+
+def merge_batches(batches: list) -> list:
+    """Consecutive batches with the same skip statuses merged into one (later values win)."""
+    out: list = []
+    for values, skip in batches:
+        skip = sorted(skip)
+        if out and out[-1][1] == skip:
+            out[-1][0].update(values)
+        else:
+            out.append((dict(values), skip))
+    return out
+
+
 def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
-                  skip_statuses=()) -> bool:
-    """Write values into the run's row; on failure keep them in the run folder.
+                  skip_statuses=(), root: str | None = None) -> bool:
+    """Write values into the run's row; what cannot be delivered is kept in the run folder.
 
     Writes held back earlier go first, in the same transaction, so a held-back
-    "Running" can never land after the final status.
+    "Running" can never land after the final status. A row that is gone (or
+    ragged) keeps the writes in the run folder too: ``sheetrun sync`` delivers
+    them if it comes back.
     """
+    batches = merge_batches(rd.pending_batches() + [(values, skip_statuses)])
+    policy = _policy(root or os.getcwd())
     try:
-        batches = rd.pending_batches() + [(values, skip_statuses)]
-        if not _sheet(sheet_location).update_in_order(run_id, batches):
-            print(f"sheetrun: no row has run_id {run_id} any more (deleted, or rerun); "
-                  f"not written: {values}", file=sys.stderr)
-        rd.clear_pending()
-        return True
+        delivery = _sheet(sheet_location).update_rows_in_order({run_id: batches}, policy)
     except Exception as exc:           # the sheet is optional for the job's success
-        rd.add_pending(values, skip_statuses)
-        print(f"sheetrun: could not update the sheet ({type(exc).__name__}: {exc}); "
-              f"kept in {rd.pending}", file=sys.stderr)
+        _keep(rd, batches)
+        _say(f"sheetrun: could not update the sheet ({type(exc).__name__}: {exc}); kept in {rd.pending}")
         return False
+    for note in delivery.notes:
+        _say(f"sheetrun: {note}")
+    if delivery.undelivered:
+        _keep(rd, batches)
+        if run_id not in _said_missing:
+            _said_missing.add(run_id)
+            why = delivery.refused.get(run_id) or "no row has it any more (deleted, or rerun)"
+            _say(f"sheetrun: run {run_id}: {why}; its updates are kept in {rd.pending}")
+        return False
+    try:
+        rd.clear_pending()
+    except OSError:
+        pass
+    return True
+
+
+def _keep(rd: RunDir, batches: list) -> None:
+    try:
+        rd.set_pending(batches)
+    except OSError as exc:
+        _say(f"sheetrun: cannot keep the row's updates in {rd.pending}: {describe(exc)}")
 
 
 def last_line(path: str, max_bytes: int = 16384) -> str:
@@ -88,8 +149,7 @@ def last_line(path: str, max_bytes: int = 16384) -> str:
 
 
 def one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 3] + "..."
+    return C.cap(" ".join(text.split()), ERROR_MAX_CHARS)
 
 
 def signal_name(num: int) -> str:
@@ -100,22 +160,29 @@ def signal_name(num: int) -> str:
 
 
 def load_results(rd: RunDir) -> tuple[dict, str]:
-    """Metrics from runner.report plus a script's own results.json (flat object)."""
+    """Metrics from runner.report plus a script's own results.json (flat object).
+
+    A name or value that cannot go into a cell is left out, and said in the
+    returned problem text; the others are kept.
+    """
     metrics, _ = read_metrics_log(rd.metrics_log)
-    problem = ""
+    problems = []
     try:
         results = read_json(rd.results, None)
     except ValueError as exc:
-        results, problem = None, f"results.json is not valid JSON: {exc}"
+        results = None
+        problems.append(f"results.json is not valid JSON: {exc}")
+    except OSError as exc:
+        results = None
+        problems.append(f"results.json cannot be read: {describe(exc)}")
     if results is not None:
-        if isinstance(results, dict) and all(not isinstance(v, (dict, list)) for v in results.values()):
+        if isinstance(results, dict):
             metrics.update(results)
         else:
-            problem = "results.json must be a flat JSON object of name: value"
-    reserved = [k for k in metrics if C.is_reserved(k)]
-    for k in reserved:
-        metrics.pop(k)
-    return metrics, problem
+            problems.append("results.json must be a flat JSON object of name: value")
+    metrics, refused = clean_metrics(metrics)
+    problems += [f"{p}; left out" for p in refused]
+    return metrics, "; ".join(problems)
 
 
 def final_row_values(record: dict, metrics: dict) -> dict:
@@ -125,14 +192,6 @@ def final_row_values(record: dict, metrics: dict) -> dict:
     if record["status"] == Status.COMPLETED:
         values[C.WHETHER_TO_RUN] = "0"
     return values
-
-
-def kill_tree(pid: int, sig: int) -> None:
-    """Signal a process group led by ``pid`` (the command runs in its own session)."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def slurm_job_id() -> str | None:
@@ -176,110 +235,255 @@ def thread_env(job_env: dict) -> dict:
     return {var: cpus for var in THREAD_VARS if var not in job_env}
 
 
+def disk_full(path: str) -> bool:
+    try:
+        return shutil.disk_usage(path).free < LOW_DISK_BYTES
+    except OSError:
+        return False
+
+
+class RowChannel:
+    """Where one job's row updates go: to the local runner (``send``), or straight to the sheet."""
+
+    def __init__(self, rd: RunDir, job: dict, send=None, requeued: bool = False):
+        self.rd, self.job = rd, job
+        self.send = send                        # message -> bool (False: the runner is gone)
+        self.direct = send is None
+        self.requeued = requeued
+        self.lock = threading.Lock()
+        self.running: dict | None = None        # the Running update, replayed on a switch
+        self.offset = 0                         # metrics.jsonl forwarded so far (direct mode)
+
+    def _push(self, values: dict, skip=()) -> None:
+        push_to_sheet(self.rd, self.job["sheet"], self.job["run_id"], values, skip, self.job.get("cwd"))
+
+    def switch(self, why: str) -> None:
+        """The runner is gone: write our own row from now on, starting with what it may have missed."""
+        with self.lock:
+            if self.direct:
+                return
+            self.direct = True
+            _say(f"sheetrun: run {self.job['run_id']}: {why}; it writes its own row from now on")
+            if self.running is not None:
+                self._push(self.running, () if self.requeued else Status.TERMINAL)
+            self.offset = 0
+            self._forward()
+
+    def _message(self, message: dict) -> bool:
+        return self.send(dict(message, run_id=self.job["run_id"]))
+
+    def started(self, values: dict) -> None:
+        with self.lock:
+            self.running = values
+            if self.direct:
+                self._push(values, () if self.requeued else Status.TERMINAL)
+                return
+            if self._message({"event": "started", "values": values}):
+                return
+        self.switch("the runner's pipe is closed")
+
+    def forward_metrics(self) -> None:
+        with self.lock:
+            if self.direct:
+                self._forward()
+
+    def _forward(self) -> None:
+        new, self.offset = read_metrics_log(self.rd.metrics_log, self.offset)
+        new, _ = clean_metrics(new)
+        if new:
+            self._push(new)
+
+    def finished(self, record: dict, metrics: dict) -> None:
+        with self.lock:
+            if not self.direct and self._message({"event": "exit", "record": record, "metrics": metrics}):
+                return
+        self.switch("the runner's pipe is closed")
+        with self.lock:
+            self._push(final_row_values(record, metrics))
+
+
+class JobRun:
+    """One row's command: start it, stop it on request, and record how it ended.
+
+    Shared by the single-job wrapper (:func:`run_job`, what a SLURM task runs)
+    and the local job host (``runner.local.host``), which runs many at once.
+    The caller waits for the command (``proc``) and calls :meth:`finish`.
+    """
+
+    def __init__(self, run_dir: str, send=None, requeued: bool = False):
+        self.rd = RunDir(run_dir)
+        self.job = read_json(self.rd.job)
+        self.run_id = self.job["run_id"]
+        self.requeued = requeued
+        self.channel = RowChannel(self.rd, self.job, send, requeued)
+        self.proc: subprocess.Popen | None = None
+        self.started = time.time()
+        self.cancelled: list[str] = []           # why it was asked to stop (first reason wins)
+        self.launch_error = ""
+        self.folder_problems: list[str] = []     # what could not be written into the run folder, and why
+        self.kill_at: float | None = None        # when a stop request escalates to SIGKILL
+        self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
+
+    def save(self, what: str, fn) -> None:
+        try:
+            fn()
+        except OSError as exc:
+            note = f"could not write {what}: {describe(exc)}"
+            if note not in self.folder_problems:
+                self.folder_problems.append(note)
+
+    def start(self, job_id: str | None = None) -> bool:
+        """Start the command (False if it did not start: cancelled first, or it cannot be run)."""
+        rd, job = self.rd, self.job
+        if self.requeued:            # SLURM runs this job again: the earlier attempt's ending is void
+            for stale in (rd.exit_record, rd.metrics):
+                if os.path.exists(stale):
+                    self.save(os.path.basename(stale), lambda p=stale: os.unlink(p))
+        if rd.cancel_requested():            # 'sheetrun cancel' came first: never start
+            self.cancelled.append("sheetrun cancel, before it started")
+        else:
+            env = dict(os.environ)
+            env.update(thread_env(job.get("env", {})))
+            env.update(job.get("env", {}))
+            env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": job["sheet"],
+                        procs.RUN_ID_VAR: self.run_id})
+            try:
+                self.proc = _start_command(rd, job, env)
+            except OSError as exc:
+                self.launch_error = f"could not start {job['argv'][0]}: {describe(exc)}"
+        self.job_id = job_id or (str(self.proc.pid) if self.proc else "")
+        me = procs.identity()
+        self.host = me["host"]
+        info = dict(me, started=self.started, job_id=self.job_id, child_pid=self.proc and self.proc.pid)
+        self.save("wrapper.json", lambda: write_json(rd.wrapper, info))
+        if self.proc is not None:
+            self.channel.started({C.STATUS: Status.RUNNING, C.JOB_ID: self.job_id, C.ERROR: ""})
+        return self.proc is not None
+
+    def stop(self, reason: str, grace_s: float = KILL_GRACE_S) -> None:
+        """Ask the command to stop (SIGTERM to its session), SIGKILL after ``grace_s``."""
+        if not self.cancelled:
+            self.cancelled.append(reason)
+        if self.proc is not None and self.proc.returncode is None:
+            _end_command(self.proc, signal.SIGTERM)
+            if self.kill_at is None:
+                self.kill_at = time.monotonic() + grace_s
+
+    def escalate(self) -> None:
+        """SIGKILL a command that ignored its stop request for the grace period."""
+        if self.kill_at is not None and time.monotonic() >= self.kill_at and self.proc is not None:
+            _end_command(self.proc, signal.SIGKILL)
+
+    def heartbeat(self, now: float) -> None:
+        self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))
+
+    def finish(self, code: int | None) -> dict:
+        """The command has exited with ``code`` (None: it never started): record how it went."""
+        rd = self.rd
+        ended = time.time()
+        metrics, results_problem = load_results(rd)
+        if self.cancelled or (code is not None and code != 0 and rd.cancel_requested()):
+            reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
+            status, error = ((slurm_stop_reason() if self.in_slurm else None)
+                             or (Status.CANCELLED, f"cancelled ({reason})"))
+        elif self.launch_error:
+            status, error = Status.FAILED, self.launch_error
+            code = 127
+        elif code == 0:
+            status, error = Status.COMPLETED, results_problem
+        else:
+            status = Status.FAILED
+            error = last_line(rd.stderr) or (f"killed by {signal_name(-code)}" if code < 0
+                                             else f"exited with code {code}")
+            if code < 0 and last_line(rd.stderr):
+                error = f"killed by {signal_name(-code)}; last stderr line: {error}"
+        self.save("metrics.json", lambda: write_json(rd.metrics, metrics))
+        record = {"status": status, "exit_code": code, "error": error,
+                  "started": self.started, "ended": ended, "walltime_s": ended - self.started,
+                  "host": getattr(self, "host", "")}
+        self.save("exit.json", lambda: write_json(rd.exit_record, record))
+        problems = self.folder_problems
+        if (problems or code) and disk_full(rd.path) and not any("disk full" in p for p in problems):
+            problems.append(f"the run folder's disk is full ({rd.path})")
+        if problems:
+            record["error"] = "; ".join([error] * bool(error) + ["run folder: " + problems[0]])
+        record["error"] = one_line(record["error"])
+        # The exit record is the truth: it also corrects a row that sync marked Lost meanwhile.
+        self.channel.finished(record, metrics)
+        return record
+
+
 def run_job(run_dir: str) -> int:
-    rd = RunDir(run_dir)
-    job = read_json(rd.job)
-    sheet, run_id = job["sheet"], job["run_id"]
-    started = time.time()
-    job_id = slurm_job_id() or job.get("job_id") or str(os.getpid())
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    if requeued:            # SLURM runs this job again: the earlier attempt's ending is void
-        for stale in (rd.exit_record, rd.metrics):
-            if os.path.exists(stale):
-                os.unlink(stale)
-    write_json(rd.wrapper, {"pid": os.getpid(), "host": socket.gethostname(), "started": started,
-                            "job_id": job_id})
-
-    stop = threading.Event()
-    # a remote sheet has a per-minute request quota shared by every job: forward less often
-    interval = REMOTE_FORWARD_INTERVAL_S if "://" in sheet else FORWARD_INTERVAL_S
-    if job.get("sheet_writes") == "runner":       # a live runner writes the row from the run folder
-        def push(values, skip_statuses=()):
-            return True
-    else:
-        def push(values, skip_statuses=()):
-            return push_to_sheet(rd, sheet, run_id, values, skip_statuses)
-
-    def watch() -> None:
-        """Heartbeat, and forward newly reported metrics to the row in one write per tick."""
-        offset, last_beat = 0, 0.0
-        while not stop.is_set():
-            now = time.time()
-            if now - last_beat >= HEARTBEAT_INTERVAL_S:
-                with open(rd.heartbeat, "w") as f:
-                    f.write(f"{now:.3f}\n")
-                last_beat = now
-            new, offset = read_metrics_log(rd.metrics_log, offset)
-            new = {k: v for k, v in new.items() if not C.is_reserved(k)}
-            if new:
-                push(new)
-            stop.wait(interval)
-
-    push({C.STATUS: Status.RUNNING, C.JOB_ID: job_id, C.ERROR: ""},
-         skip_statuses=() if requeued else Status.TERMINAL)
-    watcher = threading.Thread(target=watch, daemon=True)   # the only pusher until joined
-    watcher.start()
-
-    env = dict(os.environ)
-    env.update(thread_env(job.get("env", {})))
-    env.update(job.get("env", {}))
-    env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": sheet, "SHEETRUN_RUN_ID": run_id})
-    cancelled: list[str] = []
-    proc = None
+    """Run one job to its end, writing its own row (a SLURM task, or by hand)."""
+    procs.become_subreaper()            # orphans of the command come to us, not to init
+    run = JobRun(run_dir, requeued=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0)
+    run.in_slurm = slurm_job_id() is not None
 
     def on_signal(signum, _frame):
-        cancelled.append(signal_name(signum))
-        if proc is not None:
-            kill_tree(proc.pid, signal.SIGTERM)
-            # escalate if the command ignores SIGTERM
-            timer = threading.Timer(KILL_GRACE_S, kill_tree, (proc.pid, signal.SIGKILL))
-            timer.daemon = True
+        run.stop(signal_name(signum))
+        timer = threading.Timer(KILL_GRACE_S, _end_command, (run.proc, signal.SIGKILL))
+        timer.daemon = True
+        if run.proc is not None:
             timer.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    stop = threading.Event()
+    # a remote sheet has a per-minute request quota shared by every job: forward less often
+    interval = REMOTE_FORWARD_INTERVAL_S if "://" in run.job["sheet"] else FORWARD_INTERVAL_S
 
-    launch_error = ""
+    def watch() -> None:
+        """Heartbeat, and forward the metrics the script reports."""
+        last_beat = run.started
+        while not stop.wait(interval):
+            now = time.time()
+            if now - last_beat >= HEARTBEAT_INTERVAL_S:
+                run.heartbeat(now)
+                last_beat = now
+            run.channel.forward_metrics()
+
+    code = None
+    if run.start(slurm_job_id()):
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        if run.cancelled:                    # a signal arrived before the command existed
+            run.stop(run.cancelled[0])
+        code = run.proc.wait()               # blocking: returns the moment the command exits
+        # whatever the command left behind: its session, and orphans re-parented to us
+        _end_command(run.proc, signal.SIGKILL)
+        procs.end_orphans()
+        stop.set()
+        watcher.join()
+    record = run.finish(code)
+    return 0 if record["status"] == Status.COMPLETED else 1
+
+
+def _start_command(rd: RunDir, job: dict, env: dict) -> subprocess.Popen:
+    """The row's command, in its own session, set to die with this wrapper (SIGKILL)."""
+    prefix = list(job.get("exec_prefix") or [])
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
-        try:
-            proc = subprocess.Popen(job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True)
-        except OSError as exc:
-            launch_error = f"{type(exc).__name__}: {exc}"
-    if proc is not None:
-        write_json(rd.wrapper, dict(read_json(rd.wrapper), child_pid=proc.pid))
-        if cancelled:                        # a signal arrived before the child existed
-            on_signal(signal.SIGTERM, None)
-        code = proc.wait()                   # blocking: returns the moment the command exits
-        kill_tree(proc.pid, signal.SIGKILL)   # leftovers of the command's session
-    else:
-        code = 127
-    ended = time.time()
-    stop.set()
-    watcher.join()
+        if prefix:
+            try:
+                return subprocess.Popen(prefix + job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, start_new_session=True)
+            except FileNotFoundError:       # no such tool on this host (a SLURM node): do it here
+                pass
+        return subprocess.Popen(job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=procs.die_with_parent(os.getpid()))
 
-    metrics, results_problem = load_results(rd)
-    write_json(rd.metrics, metrics)
-    if cancelled:
-        status, error = slurm_stop_reason() or (Status.CANCELLED, f"cancelled ({cancelled[0]})")
-    elif launch_error:
-        status, error = Status.FAILED, launch_error
-    elif code == 0:
-        status, error = Status.COMPLETED, results_problem
-    else:
-        status = Status.FAILED
-        error = last_line(rd.stderr) or (f"killed by {signal_name(-code)}" if code < 0
-                                         else f"exited with code {code}")
-        if code < 0 and last_line(rd.stderr):
-            error = f"killed by {signal_name(-code)}; last stderr line: {error}"
-    record = {"status": status, "exit_code": code, "error": one_line(error),
-              "started": started, "ended": ended, "walltime_s": ended - started,
-              "host": socket.gethostname()}
-    write_json(rd.exit_record, record)
 
-    # The exit record is the truth: it also corrects a row that sync marked Lost meanwhile.
-    push(final_row_values(record, metrics))
-    return 0 if status == Status.COMPLETED else 1
+def _touch(path: str, now: float) -> None:
+    with open(path, "w") as f:
+        f.write(f"{now:.3f}\n")
+
+
+def _end_command(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the command's process group (it runs in its own session)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ class PlannedRow:
     deps: list[str] = field(default_factory=list)      # run ids within this launch
     run_folder: str = ""
     run_dir: object = None
+    writable: bool = True          # False for a ragged row: its error is shown, never written
 
     @property
     def ok(self) -> bool:
@@ -77,17 +78,21 @@ def new_run_id(taken: set[str]) -> str:
 
 
 def plan(table: Table, root: str, rows: RowFilter | None = None,
-         still_active=None, skipped: list | None = None) -> list[PlannedRow]:
+         held=None, skipped: list | None = None) -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
     so the error lands in their row. A row whose previous run is still going
-    (``still_active(row)`` is true) is not run twice: it is left out, and its
-    number added to ``skipped``.
+    (``held(row)`` returns who holds it) is not run twice: it is left out, and
+    ``(number, holder)`` is added to ``skipped``. A ragged row (more fields than
+    the header) is returned with an error and ``writable=False``: nothing is
+    ever written into it.
     """
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
-        raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing))
+        present = ", ".join(repr(c) for c in table.columns) or "none"
+        raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing)
+                       + f" (its columns: {present})")
     taken = {r.get(C.RUN_ID) for r in table.rows}
     load_config = functools.lru_cache(maxsize=None)(load_yaml)   # rows share configs
 
@@ -99,14 +104,21 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
         try:
             selected = parse_whether_to_run(row.get(C.WHETHER_TO_RUN))
         except CellError as exc:
+            if row.ragged:
+                continue
             p = PlannedRow(row.number, new_run_id(taken), error=str(exc))
         else:
             if not selected:
                 continue
-            if still_active is not None and row.get(C.STATUS) in Status.ACTIVE and still_active(row):
-                if skipped is not None:
-                    skipped.append(row.number)
+            if row.ragged:
+                planned.append(PlannedRow(row.number, "", error=row.ragged_problem(), writable=False))
                 continue
+            if held is not None and row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_FOLDER):
+                holder = held(row)
+                if holder is not None:
+                    if skipped is not None:
+                        skipped.append((row.number, holder))
+                    continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:
                 p.spec = build_spec(row.as_dict(), row.number, root, load_config)

@@ -19,12 +19,26 @@ STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yel
 
 MAX_METRIC_COLUMNS = 4
 QUIET_ABOVE = 30       # rows; above this a terminal shows only rows that did not complete
+TABLE_ROWS = 50        # the results table lists every row up to this many, else those that did not complete
 
 
 def _fmt(value) -> str:
     if value is None:
         return ""
     return format(value, ".4g") if isinstance(value, float) else str(value)
+
+
+def print_skipped(console: Console, skipped) -> None:
+    """Rows left alone because an earlier run (a sheetrun, a job, its processes) still holds them."""
+    from runner.slurm.submit import ranges
+
+    by_holder: dict[str, list[int]] = {}
+    for number, holder in skipped:
+        by_holder.setdefault(holder, []).append(number)
+    for holder, numbers in by_holder.items():
+        which = f"row {numbers[0]}" if len(numbers) == 1 else f"rows {ranges(numbers)}"
+        console.print(Text(f"sheetrun: {which} not started: still held by an earlier run ({holder}); "
+                           "not run twice", style="yellow"), highlight=False, soft_wrap=True)
 
 
 class Progress:
@@ -37,13 +51,16 @@ class Progress:
         self.t0 = time.time()
         self._last = 0.0
 
-    def start(self, planned) -> None:
+    def start(self, planned, skipped=()) -> None:
+        print_skipped(self.console, skipped)
         self.total = len(planned)
         self.counts = {Status.SUBMITTED: sum(p.ok for p in planned),
                        Status.FAILED: sum(not p.ok for p in planned)}
         for p in planned:
             if not p.ok:
-                self.console.print(f"[red]✗ row {p.number}[/] not run: {p.error}", highlight=False)
+                line = Text(f"✗ row {p.number}", style="red")
+                line.append(f" not run: {p.error}")         # user text: printed literally
+                self.console.print(line, highlight=False)
         if self.console.is_terminal:
             self.live = Live(self._line(), console=self.console, auto_refresh=False, transient=True)
             self.live.start()
@@ -61,6 +78,12 @@ class Progress:
             self.tick()            # many rows on a terminal: the live line counts them
             return
         mark = "✓" if outcome.status == Status.COMPLETED else "✗"
+        if not self.console.is_terminal:     # a log file or a pipe: a plain line, no rendering
+            line = f"{mark} row {outcome.number} {outcome.run_id} {outcome.status}"
+            line += f"  {outcome.walltime}" * bool(outcome.walltime) + f"  {outcome.error}" * bool(outcome.error)
+            self.console.file.write(line + "\n")
+            self.console.file.flush()
+            return
         style = STYLE.get(outcome.status, "")
         text = Text(f"{mark} row {outcome.number} {outcome.run_id} ", style=style)
         text.append(outcome.status, style=f"bold {style}")
@@ -101,17 +124,45 @@ class Progress:
         metric_names = metric_names[-MAX_METRIC_COLUMNS:]   # the last reported are the headline ones
         errors = any(o.error for o in result.outcomes)
         for col in ("row", "run_id", "status", "walltime", *metric_names):
-            table.add_column(col, no_wrap=True, justify="right" if col in metric_names else "left")
+            table.add_column(Text(col), no_wrap=True, justify="right" if col in metric_names else "left")
         if errors:
             table.add_column("error", overflow="fold", ratio=1)
-        for o in sorted(result.outcomes, key=lambda o: o.number):
-            values = [_fmt(o.metrics.get(m)) for m in metric_names]
-            table.add_row(str(o.number), o.run_id, Text(o.status, style=STYLE.get(o.status, "")),
-                          o.walltime, *values, *([o.error] if errors else []))
+        shown = sorted(result.outcomes, key=lambda o: o.number)
+        if len(shown) > TABLE_ROWS:            # a long run: the rows that need a look (all are in the sheet)
+            shown = [o for o in shown if o.status != Status.COMPLETED][:TABLE_ROWS]
+        for o in shown:
+            values = [Text(_fmt(o.metrics.get(m))) for m in metric_names]     # user text: literal
+            table.add_row(str(o.number), Text(o.run_id), Text(o.status, style=STYLE.get(o.status, "")),
+                          o.walltime, *values, *([Text(o.error)] if errors else []))
         if result.outcomes:
             counts = Counter(o.status for o in result.outcomes)
-            self.console.print(f"[bold]{self.sheet_name}[/]: " + ", ".join(
-                f"{n} {status}" for status, n in counts.most_common()), highlight=False)
-            self.console.print(table)
+            line = Text(self.sheet_name, style="bold")
+            line.append(": " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
+            if len(result.outcomes) > TABLE_ROWS:
+                line.append(f"  (rows that did not complete below; every row is in the sheet)")
+            self.console.print(line, highlight=False)
+            if shown:
+                self.console.print(table)
         if result.interrupted:
-            self.console.print(f"[yellow]interrupted by {result.interrupted}[/]")
+            self.console.print(Text(f"interrupted by {result.interrupted}", style="yellow"))
+
+
+class SubmitProgress:
+    """What a person sees while rows are submitted to a batch system."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+
+    def start(self, planned, skipped=()) -> None:
+        print_skipped(self.console, skipped)
+
+    def stop(self, result) -> None:
+        pass
+
+    def finished(self, outcome, previous: str) -> None:
+        pass
+
+    def submitted(self, numbers: list[int], array_id: str) -> None:
+        from runner.slurm.submit import ranges
+
+        self.console.print(Text(f"submitted rows {ranges(numbers)} as job array {array_id}"), highlight=False)

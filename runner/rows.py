@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg, slurm_options
+from runner import cells, columns as C, config as cfg
+from runner.slurm import options as slurm_options
 from runner.cells import CellError
 
 RUNNER_MARKER = "__RUNNER__"

@@ -3,9 +3,10 @@
 ::
 
     <run folder>/
+        job.json             what the job runs: argv, cwd, env, sheet, run_id, and the sheetrun
+                             that claimed it (written when the row is claimed, before it says Submitted)
         config.yaml          resolved config the script reads (--config)
         command.txt          the exact command, shell-quoted for a person to copy
-        job.json             what the job wrapper runs: argv, cwd, env, sheet, run_id
         stdout.log, stderr.log
         wrapper.json         wrapper pid, host, start time
         heartbeat            touched every few seconds while the job runs
@@ -14,12 +15,14 @@
         results.json         optional flat object a script writes itself
         exit.json            the exit record: status, exit code, error, times
         pending_updates.jsonl  sheet writes that could not be delivered yet
+        cancel_requested     left by ``sheetrun cancel``: do not start, or stop
         provenance/          git commit, diff, untracked files, installed packages, host
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import time
 from typing import Any
@@ -44,10 +47,19 @@ def write_json(path: str, data: Any) -> None:
 
 
 def read_json(path: str, default: Any = None) -> Any:
+    """The JSON in ``path``; ``default`` if it does not exist. ValueError if it is not JSON."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
+        return default
+
+
+def read_json_quietly(path: str, default: Any = None) -> Any:
+    """Like :func:`read_json`, with ``default`` for anything unreadable too (a torn file)."""
+    try:
+        return read_json(path, default)
+    except (OSError, ValueError):
         return default
 
 
@@ -72,6 +84,19 @@ class RunDir:
     exit_record = property(lambda self: self.file("exit.json"))
     pending = property(lambda self: self.file("pending_updates.jsonl"))
     provenance = property(lambda self: self.file("provenance"))
+    cancel_marker = property(lambda self: self.file("cancel_requested"))
+
+    def cancel_requested(self) -> bool:
+        return os.path.exists(self.cancel_marker)
+
+    def launcher(self) -> dict:
+        """Who claimed this run: ``{"pid", "pid_started", "host", "launch", "launch_file", "claimed"}``."""
+        job = read_json_quietly(self.job) or {}
+        if isinstance(job.get("launcher"), dict):
+            return job["launcher"]
+        if job.get("launcher_pid"):           # run folders from before the launcher record
+            return {"pid": job["launcher_pid"], "host": socket.gethostname(), "claimed": job.get("created", 0)}
+        return {}
 
     def read_exit(self) -> dict | None:
         try:
@@ -93,6 +118,23 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
+    def set_pending(self, batches: list) -> None:
+        """Replace the held-back writes with ``batches`` (atomically)."""
+        text = "".join(json.dumps({"values": values, "skip_statuses": sorted(skip)}, default=str) + "\n"
+                       for values, skip in batches)
+        directory = self.path
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.pending)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
     def pending_batches(self) -> list[tuple[dict, list[str]]]:
         """The held-back writes, oldest first, as ``(values, skip_statuses)``."""
         return [(u.get("values", {}), u.get("skip_statuses", [])) for u in self.read_pending()]
@@ -112,9 +154,12 @@ class RunDir:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 continue        # a line torn by a kill mid-write
+            if (isinstance(entry, dict) and isinstance(entry.get("values", {}), dict)
+                    and isinstance(entry.get("skip_statuses", []), list)):
+                out.append(entry)
         return out
 
 

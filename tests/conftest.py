@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -69,6 +70,30 @@ SCRIPTS = {
         import json, os
         with open(os.path.join(os.environ["SHEETRUN_RUN_DIR"], "results.json"), "w") as f:
             json.dump({"top1": 0.75, "note": "no import of runner"}, f)
+    """,
+    # starts a daemon (its own session, as setsid() gives) and either sleeps or exits at once
+    "daemon.py": """
+        import subprocess, sys, time, os, yaml
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                 start_new_session=True)
+        with open(cfg["pidfile"], "w") as f:
+            f.write(f"{os.getpid()} {child.pid}")
+        if cfg.get("name") == "linger":
+            time.sleep(600)
+    """,
+    # fills the filesystem holding cfg['log'] with a file, then exits 0 (printing nothing:
+    # its own logs are on that filesystem too)
+    "fill.py": """
+        import sys, os, yaml
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        with open(cfg["log"], "wb", buffering=0) as f:
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        f.write(b"x" * size)
+                except OSError:
+                    pass
     """,
     "env.py": """
         import os
@@ -134,9 +159,116 @@ class Project:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def processes_under(path: str) -> list:
+    """Live processes that belong to runs under ``path``: a job's (its run folder is there) or a
+    sheetrun / job host started on a sheet there (the path is on its command line)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            run_dir = proc.environ().get("SHEETRUN_RUN_DIR", "")
+            if run_dir.startswith(path) or any(path in arg for arg in proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def end_processes(procs) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
 @pytest.fixture
 def project(tmp_path) -> Project:
-    return Project(str(tmp_path / "proj"))
+    yield Project(str(tmp_path / "proj"))
+    # a test that failed half-way may leave jobs running (they outlive a killed runner by design)
+    end_processes(processes_under(str(tmp_path)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory):
+    """The suite leaves no process behind: every job, runner and job host it started has ended."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    deadline = time.time() + 10
+    while processes_under(base) and time.time() < deadline:
+        time.sleep(0.2)
+    left = processes_under(base)
+    if left:
+        described = [" ".join(p.cmdline())[:200] for p in left]
+        end_processes(left)
+        pytest.fail(f"{len(left)} process(es) outlived the test suite: {described}")
+
+
+def job_host_pid(project: "Project", row: dict) -> int:
+    """The pid of the process running a row's job (the local job host, or a job wrapper)."""
+    import json
+
+    with open(os.path.join(project.root, row["run_folder"], "wrapper.json")) as f:
+        return int(json.load(f)["pid"])
+
+
+def can_mount() -> str:
+    """'' where this process may mount a tmpfs (root on Linux), else why not."""
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        return "mounting a tmpfs needs root on Linux"
+    probe = tempfile.mkdtemp()
+    try:
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return f"cannot mount a tmpfs here: {out.stderr.strip()}"
+        subprocess.run(["umount", probe], check=True)
+        return ""
+    finally:
+        os.rmdir(probe)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a small real filesystem (a tmpfs) that can be filled up."""
+    why = can_mount()
+    if why:
+        if os.environ.get("SHEETRUN_REQUIRE_MOUNT"):
+            pytest.fail(why)
+        pytest.skip(why)
+    mounted = []
+
+    def make(size: str, name: str = "small") -> str:
+        path = str(tmp_path / name)
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], check=True)
+        mounted.append(path)
+        return path
+
+    yield make
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+def fill_up(directory: str) -> str:
+    """Fill the filesystem holding ``directory``; returns the filler file (delete it to free)."""
+    filler = os.path.join(directory, ".filler")
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    f.write(b"x" * size)
+            except OSError:
+                pass
+    return filler
 
 
 def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from runner.sheet.base import Sheet, SheetError, format_cell
-from runner.sheet.table import Row, SheetFormatError, Table
+from runner.sheet.base import ColumnPolicy, Delivery, Sheet, SheetError, format_cell
+from runner.sheet.table import RaggedRowError, Row, SheetFormatError, Table
 
 # (predicate on the location, factory); the newest registration is tried first.
 _BACKENDS: list[tuple[Callable[[str], bool], Callable[[str], Sheet]]] = []
@@ -35,5 +35,5 @@ def open_sheet(location: str) -> Sheet:
     return CsvSheet(location)
 
 
-__all__ = ["Sheet", "SheetError", "SheetFormatError", "Table", "Row", "open_sheet",
+__all__ = ["ColumnPolicy", "Delivery", "Sheet", "SheetError", "SheetFormatError", "RaggedRowError", "Table", "Row", "open_sheet",
            "register_backend", "format_cell"]

@@ -8,9 +8,11 @@ two writes and every write still lands in its own row.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from runner.columns import RUN_ID, STATUS, WHETHER_TO_RUN
+from runner.columns import (ERROR, ERROR_MAX_CHARS, OWNED, RUN_ID, STATUS, TEXT_MAX_CHARS, WHETHER_TO_RUN,
+                            cap, metric_name_problem)
 from runner.sheet.table import Table
 
 T = TypeVar("T")
@@ -48,63 +50,107 @@ class Sheet(ABC):
         """Write a whole table into an empty (or missing) sheet; SheetError if it holds anything."""
 
     def update(self, run_id: str, values: Mapping[str, object], *,
-               skip_statuses: Iterable[str] = ()) -> bool:
-        """Write ``values`` into the row stamped ``run_id``; False if it is gone."""
-        return run_id not in self.update_many({run_id: values}, skip_statuses=skip_statuses)
+               skip_statuses: Iterable[str] = (), metrics: "ColumnPolicy | None" = None) -> bool:
+        """Write ``values`` into the row stamped ``run_id``; False if it was not written."""
+        return run_id not in self.update_many({run_id: values}, skip_statuses=skip_statuses,
+                                               metrics=metrics)
 
     def update_in_order(self, run_id: str,
-                        batches: Iterable[tuple[Mapping[str, object], Iterable[str]]]) -> bool:
+                        batches: Iterable[tuple[Mapping[str, object], Iterable[str]]],
+                        metrics: "ColumnPolicy | None" = None) -> bool:
         """Apply ``(values, skip_statuses)`` batches to one row, in order, in one transaction.
 
         Each batch is skipped if the row's status at that point is in its
         ``skip_statuses``; later batches see what earlier ones wrote. Used to
         deliver writes that were held back while the sheet was unreachable.
-        False if the row is gone.
+        False if the row was not written (gone, or ragged).
         """
-        return run_id not in self.update_rows_in_order({run_id: batches})
+        return not self.update_rows_in_order({run_id: batches}, metrics).undelivered
 
     def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
-                    skip_statuses: Iterable[str] = ()) -> set[str]:
+                    skip_statuses: Iterable[str] = (), metrics: "ColumnPolicy | None" = None) -> set[str]:
         """Write several rows' cells in one transaction.
 
         Rows whose current status is in ``skip_statuses`` are left alone.
-        Returns the run ids whose rows no longer exist.
+        Returns the run ids whose rows were not written (gone, or ragged).
         """
-        return self.update_rows_in_order({rid: [(values, skip_statuses)] for rid, values in updates.items()})
+        return self.update_rows_in_order({rid: [(values, skip_statuses)] for rid, values in updates.items()},
+                                         metrics).undelivered
 
     def update_rows_in_order(self, batches_by_run_id: Mapping[str, Iterable[tuple[Mapping[str, object],
-                                                                             Iterable[str]]]]) -> set[str]:
+                                                                             Iterable[str]]]],
+                             metrics: "ColumnPolicy | None" = None) -> "Delivery":
         """:meth:`update_in_order` for many rows at once, in one transaction; the one
         write path every other update method goes through.
 
-        Returns the run ids whose rows no longer exist.
+        Keys of ``values`` are the runner's own columns (``status``, ``error``...)
+        or reported metrics; ``metrics`` decides which column each metric goes to
+        (by default its own name, when that is a valid metric name). No value can
+        make the transaction fail: a name that cannot be a column is left out and
+        named in the returned :class:`Delivery`'s ``notes``.
         """
+        policy = metrics or ColumnPolicy()
         prepared = {rid: [(values, frozenset(skip)) for values, skip in batches]
                     for rid, batches in batches_by_run_id.items()}
 
-        def change(table: Table) -> set[str]:
+        def change(table: Table) -> Delivery:
+            delivery = Delivery()
             by_id = {}
             for row in table.rows:                  # one pass, not one search per update
                 by_id.setdefault(row.get(RUN_ID), row)
-            missing = set()
             for run_id, batches in prepared.items():
                 row = by_id.get(run_id)
                 if row is None:
-                    missing.add(run_id)
+                    delivery.missing.add(run_id)
+                    continue
+                if row.ragged:
+                    delivery.refused[run_id] = row.ragged_problem()
                     continue
                 for values, skip in batches:
                     if row.get(STATUS) not in skip:
-                        _set_cells(row, values)
-            return missing
+                        _set_cells(table, row, values, policy, delivery.notes)
+            return delivery
 
         return self.transact(change)
 
 
-def _set_cells(row, values: Mapping[str, object]) -> None:
+@dataclass
+class Delivery:
+    """What one write did."""
+    missing: set = field(default_factory=set)        # run ids no row has any more
+    refused: dict = field(default_factory=dict)      # run id -> why its row was not written
+    notes: list = field(default_factory=list)        # metric names left out or redirected
+
+    @property
+    def undelivered(self) -> set:
+        return self.missing | set(self.refused)
+
+
+class ColumnPolicy:
+    """Which column a reported metric goes to: here, its own name when that is a valid
+    metric name (``runner.metric_columns`` also keeps metrics out of people's columns)."""
+
+    def column_for(self, table: Table, name: str) -> tuple[str | None, str | None]:
+        """(column or None to leave the metric out, a note for the person or None)."""
+        problem = metric_name_problem(name)
+        return (None, f"metric left out: {problem}") if problem else (name, None)
+
+
+def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPolicy,
+               notes: list) -> None:
     for column, value in values.items():
-        if column == WHETHER_TO_RUN and row.get(column).strip() != "1":
-            continue    # a person's cell: the runner only ever flips a 1 to 0
-        row.set(column, format_cell(value))
+        if column == WHETHER_TO_RUN:
+            if row.get(column).strip() == "1":    # a person's cell: the runner only flips a 1 to 0
+                row.set(column, format_cell(value))
+        elif column in OWNED:
+            text = format_cell(value)
+            row.set(column, cap(" ".join(text.split()), ERROR_MAX_CHARS) if column == ERROR else text)
+        else:
+            target, note = policy.column_for(table, column)
+            if note and note not in notes:
+                notes.append(note)
+            if target is not None:
+                row.set(target, cap(format_cell(value), TEXT_MAX_CHARS))
 
 
 def format_cell(value: object) -> str:

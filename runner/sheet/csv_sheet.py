@@ -1,31 +1,79 @@
 """A results sheet kept in a local CSV file.
 
-Every change is a read-modify-write transaction: take the sheet's lock file,
-read the current text, apply the change, write a temporary file in the same
-directory, fsync it, give it the original's permissions, and ``os.replace`` it
-over the original. A process killed at any instant leaves either the old or
-the new sheet, never a truncated one. If the file changes underneath a
-transaction (an editor that does not take the lock saved it), the
-transaction starts again from the new text.
+Every change is a read-modify-write transaction under the sheet's lock file
+(``.NAME.csv.lock``): read the current text, apply the change, write a
+temporary file in the same directory, fsync it, give it the original's
+permissions, and swap it in. A process killed at any instant leaves either
+the old or the new sheet, never a truncated one.
+
+Programs that honour the lock never race. An editor that ignores it can save
+at any instant; the transaction closes that window as far as the filesystem
+allows:
+
+- the file changed between the read and the swap: start again from the new text;
+- the swap is an atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux), so
+  the file it displaced is still in hand: if that is not the text that was read
+  (an editor saved in the last instant), the change is applied again on top of
+  the editor's text and swapped in, so neither save is lost. Without the
+  exchange (other systems) an in-place save into the old file is still seen
+  through the descriptor kept open on it;
+- the file changed right after the swap: the change is applied again on top;
+- an empty or unparsable file that was modified a moment ago is an editor in
+  the middle of saving: read again shortly, not an error.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import sys
 import tempfile
+import time
 from typing import Callable, TypeVar
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
+from runner.errors import describe
 from runner.sheet.base import Sheet, SheetError
 from runner.sheet.table import SheetFormatError, Table
 
 T = TypeVar("T")
 LOCK_TIMEOUT_S = 120.0
 MAX_RETRIES = 20
+SETTLE_S = 2.0          # an empty / unparsable file younger than this is re-read, not refused
+SETTLE_POLL_S = 0.05
 
 
 def _fingerprint(st: os.stat_result) -> tuple:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _Exchange:
+    """``renameat2(..., RENAME_EXCHANGE)``: swap two paths atomically, where the system has it."""
+
+    def __init__(self):
+        self.fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                self.fn = fn
+            except (OSError, AttributeError):
+                pass
+
+    def __call__(self, a: str, b: str) -> bool:
+        """Swap ``a`` and ``b``; False where the system or filesystem cannot."""
+        if self.fn is None:
+            return False
+        if self.fn(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0:   # AT_FDCWD, RENAME_EXCHANGE
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise OSError(err, os.strerror(err), b)
+
+
+_exchange = _Exchange()
 
 
 class CsvSheet(Sheet):
@@ -34,6 +82,9 @@ class CsvSheet(Sheet):
         directory, name = os.path.split(self.path)
         self.lock_path = os.path.join(directory, f".{name}.lock")
         self._lock = FileLock(self.lock_path, timeout=LOCK_TIMEOUT_S)
+        self.writes = 0             # transactions that rewrote the file
+        self._cache: tuple[tuple, Table] | None = None   # the table as this object last wrote or read it
+        self._hook: Callable[[str], None] | None = None    # tests replay editors at each step
 
     @property
     def location(self) -> str:
@@ -43,54 +94,164 @@ class CsvSheet(Sheet):
     def name(self) -> str:
         return os.path.splitext(os.path.basename(self.path))[0]
 
-    def _read_text(self) -> tuple[str, tuple]:
+    def _step(self, name: str) -> None:
+        if self._hook is not None:
+            self._hook(name)
+
+    # -- reading -------------------------------------------------------------------------
+    def _read_once(self) -> tuple[str, os.stat_result]:
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
                 data = f.read()
         except FileNotFoundError:
             raise SheetError(f"sheet not found: {self.path}") from None
+        except IsADirectoryError:
+            raise SheetError(f"{self.path} is a directory, not a CSV sheet") from None
+        except OSError as exc:
+            raise SheetError(f"cannot read {self.path}: {describe(exc)}") from None
         try:
-            return data.decode("utf-8"), _fingerprint(st)
+            return data.decode("utf-8"), st
         except UnicodeDecodeError as exc:
             raise SheetError(f"{self.path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                              "save it as 'CSV UTF-8'") from None
 
-    def read(self) -> Table:
-        text, _ = self._read_text()
-        try:
-            return Table(text)
-        except SheetFormatError as exc:
-            raise SheetError(f"{self.path}: {exc}") from None
-
-    def transact(self, change: Callable[[Table], T]) -> T:
-        with self._lock:
-            self._remove_stale_temps()
-            for _ in range(MAX_RETRIES):
-                text, before = self._read_text()
-                try:
-                    table = Table(text)
-                except SheetFormatError as exc:
+    def _read_table(self) -> tuple[Table, tuple, str]:
+        """The current table, its file's fingerprint and text; waits out an editor's save."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            text, st = self._read_once()
+            try:
+                return Table(text), _fingerprint(st), text
+            except SheetFormatError as exc:
+                young = time.time() - st.st_mtime < SETTLE_S
+                if not young or time.monotonic() > deadline:
                     raise SheetError(f"{self.path}: {exc}") from None
-                result = change(table)
-                if not table.changed:
-                    return result
-                if self._replace(table.text(), before):
-                    return result
-            raise SheetError(f"{self.path} kept changing during {MAX_RETRIES} attempts to update it")
+            time.sleep(SETTLE_POLL_S)        # empty or half-written: an editor is saving
 
-    def write_new(self, table: Table) -> None:
-        with self._lock:
-            if os.path.exists(self.path) and open(self.path, "rb").read().strip():
-                raise SheetError(f"{self.path} already has content; not overwritten")
-            directory = os.path.dirname(self.path)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+    def read(self) -> Table:
+        return self._read_table()[0]
+
+    # -- transactions --------------------------------------------------------------------
+    def transact(self, change: Callable[[Table], T]) -> T:
+        try:
+            with self._lock:
+                return self._transact(change)
+        except Timeout:
+            raise SheetError(f"{self.path}: another program has held its lock file {self.lock_path} "
+                             f"for {LOCK_TIMEOUT_S:.0f}s") from None
+        except OSError as exc:
+            raise SheetError(f"cannot update {self.path}: {describe(exc)}") from None
+
+    def _current_table(self) -> tuple[Table, tuple]:
+        """The sheet as a table: the one this object last wrote when the file is still that one
+        (same inode, size and modification time), else read and parsed again."""
+        cached, self._cache = self._cache, None
+        if cached is not None:
+            try:
+                if _fingerprint(os.stat(self.path)) == cached[0]:
+                    return cached[1], cached[0]
+            except OSError:
+                pass
+        table, before, _text = self._read_table()
+        return table, before
+
+    def _transact(self, change: Callable[[Table], T]) -> T:
+        self._remove_stale_temps()
+        displaced: str | None = None        # an editor's save our swap pushed out: redo on top of it
+        for _ in range(MAX_RETRIES):
+            if displaced is None:
+                table, before = self._current_table()
+            else:
+                try:
+                    table = Table(displaced)
+                except SheetFormatError:     # what the editor saved is not a table: keep ours
+                    return result
+                before = _fingerprint(os.stat(self.path))
+            self._step("read")
+            result = change(table)
+            if not table.changed and displaced is None:
+                self._cache = (before, table)
+                return result
+            outcome, displaced, ours = self._commit(table.text(), before)
+            if outcome == "done":
+                table.changed = False
+                self._cache = (ours, table)
+                return result
+        raise SheetError(f"{self.path} kept changing during {MAX_RETRIES} attempts to update it")
+
+    def _commit(self, text: str, before: tuple) -> tuple[str, str | None, tuple | None]:
+        """Swap ``text`` in unless the sheet changed since ``before``.
+
+        Returns ("done", None, our file's fingerprint), ("retry", None, None) to
+        start again from the file, or ("retry", their_text, None) when an
+        editor's save was displaced by the swap.
+        """
+        directory = os.path.dirname(self.path)
+        mode = os.stat(self.path).st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        try:
             with os.fdopen(fd, "wb") as f:
-                f.write(table.text().encode("utf-8"))
+                f.write(text.encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
+                os.fchmod(f.fileno(), mode)
+                ours = _fingerprint(os.fstat(f.fileno()))
+            self._step("temp-written")
+            try:
+                old = open(self.path, "rb")          # the file being replaced, kept open
+            except FileNotFoundError:                # moved away this instant: start again
+                os.unlink(tmp)
+                return "retry", None, None
+            with old:
+                if _fingerprint(os.fstat(old.fileno())) != before:
+                    os.unlink(tmp)
+                    return "retry", None, None      # changed since the read: start again from it
+                self._step("checked")
+                if _exchange(tmp, self.path):
+                    swapped_out = _fingerprint(os.stat(tmp))
+                    their = None if swapped_out == before else _read_text(tmp)
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, self.path)
+                    their = None
+                    if _fingerprint(os.fstat(old.fileno())) != before:   # saved in place meanwhile
+                        old.seek(0)
+                        their = old.read().decode("utf-8", "replace")
+            self.writes += 1
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self._step("after-swap")
+        if their is not None:
+            return "retry", their, None
+        try:
+            now = _fingerprint(os.stat(self.path))
+        except FileNotFoundError:
+            now = None
+        if now != ours:                     # changed right after the swap: apply ours on top again
+            return "retry", None, None
+        return "done", None, ours
+
+    def write_new(self, table: Table) -> None:
+        try:
+            with self._lock:
+                if os.path.exists(self.path) and open(self.path, "rb").read().strip():
+                    raise SheetError(f"{self.path} already has content; not overwritten")
+                directory = os.path.dirname(self.path)
+                fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.",
+                                           suffix=".tmp")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(table.text().encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self.path)
+        except Timeout:
+            raise SheetError(f"{self.path}: its lock file {self.lock_path} is held by another program") from None
+        except OSError as exc:
+            raise SheetError(f"cannot write {self.path}: {describe(exc)}") from None
 
     def _remove_stale_temps(self) -> None:
         """Temp files of writers killed mid-write (only the lock holder ever writes one)."""
@@ -103,23 +264,7 @@ class CsvSheet(Sheet):
                 except OSError:
                     pass
 
-    def _replace(self, text: str, before: tuple) -> bool:
-        """Atomically replace the sheet with ``text`` unless it changed since ``before``."""
-        directory = os.path.dirname(self.path)
-        mode = os.stat(self.path).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            if _fingerprint(os.stat(self.path)) != before:
-                os.unlink(tmp)
-                return False
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return True
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")

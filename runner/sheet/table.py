@@ -25,6 +25,10 @@ class SheetFormatError(ValueError):
     """The sheet's text is not a CSV table the runner can safely rewrite."""
 
 
+class RaggedRowError(ValueError):
+    """A row has more fields than the header: the runner cannot tell which cell is which."""
+
+
 def quote(value: str) -> str:
     """Encode one cell value the way ``csv.writer`` (QUOTE_MINIMAL) does."""
     if _NEEDS_QUOTES.search(value):
@@ -101,6 +105,15 @@ class Row:
         self.record = record
         self.number = number            # 1-based among data rows, header excluded
 
+    @property
+    def ragged(self) -> bool:
+        """More fields than the header names (an unquoted comma, a pasted line...)."""
+        return len(self.record.values) > len(self.table.header)
+
+    def ragged_problem(self) -> str:
+        return (f"row {self.number} has {len(self.record.values)} fields but the header has "
+                f"{len(self.table.header)} (an unquoted comma?); fix the row; nothing was written to it")
+
     def get(self, column: str, default: str = "") -> str:
         idx = self.table.index.get(column)
         if idx is None or idx >= len(self.record.values):
@@ -108,7 +121,13 @@ class Row:
         return self.record.values[idx]
 
     def set(self, column: str, value: str) -> None:
-        """Set a cell, adding the column to the table if it is new."""
+        """Set a cell, adding the column to the table if it is new.
+
+        A ragged row is never written: which of its fields belongs to which
+        column is unknown (:class:`RaggedRowError`).
+        """
+        if self.ragged:
+            raise RaggedRowError(self.ragged_problem())
         value = "" if value is None else str(value)
         idx = self.table.ensure_column(column)
         rec = self.record
@@ -120,7 +139,7 @@ class Row:
         self.table.changed = True
 
     def as_dict(self) -> dict[str, str]:
-        return {col: self.get(col) for col in self.table.header}
+        return {col: self.get(col) for col in self.table.index}
 
 
 class Table:
@@ -135,11 +154,16 @@ class Table:
             raise SheetFormatError("the sheet has no header row")
         self.header_record = self.records[0]
         self.header: list[str] = self.header_record.values
-        self.index = {}
+        # Columns are found by their name without surrounding spaces (" delta:x" is delta:x);
+        # a header cell left blank names no column.
+        self.index: dict[str, int] = {}
         for i, name in enumerate(self.header):
-            if name in self.index and name:
-                raise SheetFormatError(f"column {name!r} appears twice in the header")
-            self.index.setdefault(name, i)
+            key = name.strip()
+            if not key:
+                continue
+            if key in self.index:
+                raise SheetFormatError(f"column {key!r} appears twice in the header")
+            self.index[key] = i
         self._reindex()
         self.changed = False
         if self.header_record.terminator == "" and len(self.records) == 1:
@@ -190,12 +214,23 @@ class Table:
         self.changed = True
 
     # -- columns -------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        """The named columns, in order."""
+        return list(self.index)
+
     def ensure_column(self, name: str) -> int:
         idx = self.index.get(name)
         if idx is not None:
             return idx
-        if not name:
-            raise ValueError("a column name cannot be empty")
+        if not name.strip() or name != name.strip():
+            raise ValueError(f"bad column name {name!r}")
+        # A ragged row's extra fields must never come to sit under a new column: new
+        # columns start after the widest record, behind header cells left blank.
+        width = max(len(rec.values) for rec in self.records)
+        while len(self.header) < width:
+            self.header.append("")
+            self.header_record.raws.append(None)
         self.header.append(name)
         self.header_record.raws.append(None)
         idx = self.index[name] = len(self.header) - 1

@@ -41,7 +41,7 @@ class SlurmJob(Job):
         state = self.state()
         return state is not None and state.state.rstrip("+") in ENDED
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled") -> None:
         self.client.cancel([self.job_id])
 
     def kill(self) -> None:
@@ -77,8 +77,15 @@ class SlurmExecutor(Executor):
         self.python = python
         self.max_parallel = max_parallel
 
-    def submit(self, run_dir: RunDir) -> SlurmJob:
+    def submit(self, run_dir: RunDir, run_id: str = "") -> SlurmJob:
         return self.submit_array([run_dir], {})[0]
+
+    def start(self, launch, rows) -> None:
+        """Submit the launch's rows as job arrays; each job writes its own row on its node."""
+        from runner.slurm.submit import submit_rows
+
+        launch.sheet_writes = "job"
+        submit_rows(launch, self, rows)
 
     def submit_array(self, run_dirs: list[RunDir], options: dict[str, str],
                      after: list[str] = ()) -> list[SlurmJob]:

@@ -1,0 +1,332 @@
+"""One launch of a sheet's rows, the same pipeline for every backend:
+
+    plan -> claim -> prepare run folders -> executor start -> follow
+
+1. **Claim** — one sheet transaction plans the rows (``runner.plan``) and, for
+   each valid row, creates its run folder holding ``job.json`` (what to run,
+   and the launcher: this sheetrun's pid, start time and host) *before* the
+   row says Submitted with its new ``run_id``. A row whose previous run is still held — by a live
+   sheetrun, a live wrapper, live processes, or a SLURM job — is not taken,
+   and is named in the result with its holder (``runner.liveness``). Claims
+   are serialised by the sheet's lock, so two launches started at the same
+   instant never both take a row. Invalid rows become Failed with their error.
+2. **Prepare** — each run folder gets ``config.yaml``, ``command.txt`` and
+   the launch's provenance (collected once, hard-linked).
+3. **Start** — the executor runs them: the local backend here, at most
+   ``jobs`` at a time (``runner.scheduler``); SLURM as job arrays.
+
+All row writes of the launch go through one :class:`~runner.rowwriter.RowWriter`.
+The launch record ``<runs>/<sheet>/.launches/<id>.json`` names this sheetrun;
+its modification time is the launch's heartbeat (for hosts that share the
+run folders), and it ends with the launch's numbers (rows, sheet writes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+
+from runner import columns as C
+from runner import procs, provenance
+from runner.columns import Status
+from runner.config import dump_yaml
+from runner.errors import describe
+from runner.jobwrapper import THREAD_VARS
+from runner.liveness import holder_text, verdict
+from runner.metric_columns import MetricColumns, clear_previous_metrics
+from runner.plan import PlannedRow, RowFilter, plan
+from runner.rowwriter import RowWriter
+from runner.rows import RowError
+from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, write_json
+from runner.sheet import Sheet, Table
+
+FINAL_FLUSH_TRIES = 3
+
+
+@dataclass
+class RunOptions:
+    root: str
+    runs_dir: str
+    jobs: int = 1
+    rows: RowFilter | None = None
+    python: str = sys.executable
+
+
+@dataclass
+class Outcome:
+    number: int
+    run_id: str
+    status: str
+    error: str = ""
+    walltime: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)   # (row, who holds it)
+    interrupted: str = ""
+    unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
+
+    @property
+    def ok(self) -> bool:
+        """Every row Completed (the exit code's 0); a sheet left behind is said, not failed."""
+        return not self.interrupted and all(o.status == Status.COMPLETED for o in self.outcomes)
+
+
+def cpu_budget(jobs: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+def display_path(path: str, root: str) -> str:
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else "./" + rel
+
+
+class Launch:
+    def __init__(self, sheet: Sheet, opts: RunOptions, backend: str = "local", progress=None):
+        self.sheet = sheet
+        self.opts = opts
+        self.backend = backend
+        self.progress = progress
+        self.started = time.time()
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(self.started))
+        self.stamp = stamp
+        self.id = f"{stamp}_{os.getpid()}_{secrets.token_hex(2)}"
+        self.sheet_dir = os.path.join(opts.runs_dir, sheet.name)
+        self.record_path = os.path.join(self.sheet_dir, ".launches", self.id + ".json")
+        self.claim = dict(procs.identity(), launch=self.id, launch_file=self.record_path)
+        self.writer = RowWriter(sheet, MetricColumns(opts.root))
+        self.result = RunResult()
+        self.outcomes: dict[str, Outcome] = {}
+        self.prov_dir: str | None = None
+        self.env = {var: str(cpu_budget(opts.jobs)) for var in THREAD_VARS}
+        # who writes the rows: this launch ("runner"), or each job (on SLURM, where no runner stays)
+        self.sheet_writes = "runner" if backend == "local" else "job"
+        self._beat = 0.0
+
+    # -- the launch record -------------------------------------------------------------------
+    def _write_record(self, **extra) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.record_path), exist_ok=True)
+            write_json(self.record_path, dict(self.claim, backend=self.backend, sheet=self.sheet.location,
+                                              started=self.started, **extra))
+        except OSError as exc:
+            print(f"sheetrun: cannot write the launch record {self.record_path}: {describe(exc)}",
+                  file=sys.stderr)
+
+    def heartbeat(self) -> None:
+        now = time.time()
+        if now - self._beat >= HEARTBEAT_INTERVAL_S:
+            self._beat = now
+            try:
+                os.utime(self.record_path)
+            except OSError:
+                pass
+
+    # -- 1. claim ------------------------------------------------------------------------------
+    def claim_rows(self) -> list[PlannedRow]:
+        """Plan and claim the rows in one transaction; returns the planned rows."""
+        self._write_record()
+        made: list[str] = []                # run folders of this transaction's attempts
+        opts = self.opts
+
+        def held(row) -> str | None:
+            rd = RunDir(os.path.join(opts.root, row.get(C.RUN_FOLDER)))
+            seen = verdict(rd, row.get(C.RUN_ID))
+            if not seen.active:
+                return None
+            claim = rd.launcher()
+            if claim.get("launch") and claim.get("launch") != self.id and "queued" in seen.reason:
+                return f"queued in another {holder_text(claim)}"
+            return seen.reason
+
+        def change(table: Table) -> list[PlannedRow]:
+            for folder in made:             # an earlier attempt of this transaction (the file changed)
+                _remove_claim(folder)
+            made.clear()
+            self.result.skipped = []
+            planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped)
+            if any(p.writable for p in planned):
+                for column in C.OWNED:          # a fixed, readable order for new sheets
+                    table.ensure_column(column)
+            claimed = dict(self.claim, claimed=time.time())
+            for p in planned:
+                if p.ok and p.writable:
+                    folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_{p.run_id}")
+                    try:
+                        os.makedirs(folder)
+                        made.append(folder)
+                        p.run_folder = folder
+                        _write_new(os.path.join(folder, "job.json"), self.job_record(p, claimed))
+                    except OSError as exc:
+                        p.run_folder = ""
+                        p.error = f"could not create the run folder: {describe(exc)}"
+            _fail_dependents(planned)
+            for p in planned:
+                if not p.writable:
+                    continue
+                if not p.ok and p.run_folder:
+                    _remove_claim(p.run_folder)
+                    p.run_folder = ""
+                values = {C.RUN_ID: p.run_id, C.JOB_ID: "", C.EXIT_CODE: "", C.WALLTIME: ""}
+                if p.ok:
+                    values.update({C.STATUS: Status.SUBMITTED, C.ERROR: "",
+                                   C.RUN_FOLDER: display_path(p.run_folder, opts.root)})
+                else:
+                    values.update({C.STATUS: Status.FAILED, C.ERROR: C.cap(p.error, C.ERROR_MAX_CHARS),
+                                   C.RUN_FOLDER: ""})
+                row = table.find_row(p.number)
+                clear_previous_metrics(row, opts.root)     # every number in a row is its run's
+                for column, value in values.items():
+                    row.set(column, value)
+            return planned
+
+        try:
+            planned = self.sheet.transact(change)
+        except RowError as exc:
+            for folder in made:
+                _remove_claim(folder)
+            raise SystemExit(f"sheetrun: {exc}") from None
+        except BaseException:
+            for folder in made:
+                _remove_claim(folder)
+            raise
+        used = {p.run_folder for p in planned if p.ok}
+        for folder in made:
+            if folder not in used:
+                _remove_claim(folder)
+        for p in planned:
+            self.outcomes[p.run_id] = Outcome(p.number, p.run_id, Status.SUBMITTED if p.ok else Status.FAILED,
+                                              p.error)
+            if p.run_folder:
+                self.writer.folders[p.run_id] = p.run_folder
+        self.result.outcomes = list(self.outcomes.values())
+        return planned
+
+    # -- 2. prepare ------------------------------------------------------------------------
+    def collect_provenance(self) -> None:
+        """Provenance for this launch, once, to be hard-linked into each run folder."""
+        try:
+            self.prov_dir = provenance.collect(
+                self.opts.root, os.path.join(self.sheet_dir, ".provenance", self.id),
+                exclude_dirs=(self.opts.runs_dir,))
+        except Exception as exc:                 # provenance must never block a run
+            print(f"sheetrun: could not record provenance: {exc}", file=sys.stderr)
+
+    def job_record(self, p: PlannedRow, launcher: dict) -> dict:
+        """``job.json``: what the job runs, and who claimed it (written when the row is claimed)."""
+        row_env = dict(self.env if self.backend == "local" else {})
+        row_env.update(p.spec.env)
+        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number,
+                "argv": p.spec.argv(os.path.join(p.run_folder, "config.yaml"), self.opts.python),
+                "cwd": self.opts.root, "env": row_env, "launcher": launcher,
+                "launcher_pid": launcher["pid"], "created": launcher["claimed"],
+                "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix()}
+
+    def prepare(self, p: PlannedRow) -> RunDir:
+        """Write a claimed row's run folder; OSError / ValueError if it cannot be written."""
+        rd = RunDir(p.run_folder)
+        opts = self.opts
+        with open(rd.config, "w", encoding="utf-8") as f:
+            f.write(dump_yaml(p.spec.config))
+        argv = p.spec.argv(rd.config, opts.python)
+        with open(rd.command, "w", encoding="utf-8") as f:
+            exports = "".join(f"{k}={shlex.quote(v)} " for k, v in p.spec.env.items())
+            f.write(f"cd {shlex.quote(opts.root)} && {exports}{shlex.join(argv)}\n")
+        if self.prov_dir:
+            provenance.link_into(self.prov_dir, rd.provenance)
+        p.run_dir = rd
+        return rd
+
+    # -- rows that end without running ------------------------------------------------------
+    def settle(self, p: PlannedRow | str, status: str, error: str) -> None:
+        """A row ends here without a job (a failed dependency, cancelled, not prepared)."""
+        run_id = p if isinstance(p, str) else p.run_id
+        outcome = self.outcomes[run_id]
+        previous = outcome.status
+        outcome.status, outcome.error = status, error
+        self.writer.add(run_id, {C.STATUS: status, C.ERROR: error}, Status.TERMINAL)
+        if self.progress:
+            self.progress.finished(outcome, previous)
+
+    # -- the end -------------------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        """Deliver what is left; keep what cannot be delivered in the run folders."""
+        writer = self.writer
+        for attempt in range(FINAL_FLUSH_TRIES):
+            if writer.flush(force=True):
+                break
+            time.sleep(0.5 * (attempt + 1))
+        if writer.pending or writer.orphans:
+            undeliverable = not writer.pending       # only rows that are gone are left
+            lost = writer.spill()
+            if not undeliverable:
+                self.result.unwritten = True
+                print("sheetrun: the sheet could not be written"
+                      + (f" ({writer.problem})" if writer.problem else "")
+                      + "; the rows' updates are kept in their run folders: run 'sheetrun sync "
+                      + f"{self.sheet.location}' once it can be written", file=sys.stderr)
+            if lost:
+                print(f"sheetrun: the updates of {len(lost)} row(s) could not be kept anywhere; their run "
+                      "folders' exit.json still tell 'sheetrun sync' how they ended", file=sys.stderr)
+        self._write_record(ended=time.time(), rows=len(self.outcomes),
+                           sheet_transactions=writer.transactions + 1,
+                           sheet_rewrites=getattr(self.sheet, "writes", None))
+        return self.result
+
+
+def _write_new(path: str, data: dict) -> None:
+    """A JSON file in a folder nothing reads yet (no temp file and rename needed)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+
+
+def _remove_claim(folder: str) -> None:
+    try:
+        os.unlink(os.path.join(folder, "job.json"))
+    except OSError:
+        pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
+def _fail_dependents(planned: list[PlannedRow]) -> None:
+    """A row whose dependency could not be claimed (its run folder failed) fails too."""
+    by_id = {p.run_id: p for p in planned}
+    changed = True
+    while changed:
+        changed = False
+        for p in planned:
+            if p.ok:
+                bad = next((by_id[d] for d in p.deps if not by_id[d].ok), None)
+                if bad is not None:
+                    p.error = f"dependency {bad.number} failed"
+                    changed = True
+
+
+def launch(sheet: Sheet, executor, opts: RunOptions, progress=None) -> RunResult:
+    """Claim, prepare and start the selected rows of ``sheet`` on ``executor``."""
+    run = Launch(sheet, opts, executor.name, progress)
+    planned = run.claim_rows()
+    if progress:
+        progress.start(planned, run.result.skipped)
+    runnable = [p for p in planned if p.ok]
+    if runnable:
+        run.collect_provenance()
+        executor.start(run, runnable)
+    result = run.finish()
+    if progress:
+        progress.stop(result)
+    return result

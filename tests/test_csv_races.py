@@ -1,0 +1,97 @@
+"""An editor that ignores the lock file, saving at every step of a sheet write.
+
+Each step of ``CsvSheet.transact`` is replayed with an editor's save landing
+exactly there (``CsvSheet._hook``), in both ways editors save: writing a new
+file and renaming it over the sheet, or truncating and rewriting the sheet in
+place. The editor's buffer was opened before the runner's write (so it lacks
+the runner's cells). Whatever the step, both the person's edit and the
+runner's write must be in the sheet afterwards.
+"""
+import os
+import threading
+import time
+
+import pytest
+
+from runner.sheet import SheetError, open_sheet
+from runner.sheet.csv_sheet import CsvSheet, _exchange
+
+SHEET = ("path_to_main,path_to_default_config,whether_to_run,run_id,status,notes\n"
+         "s.py,c.yaml,1,r1,Running,\n"
+         "s.py,c.yaml,0,,,\n")
+EDITED = SHEET.replace("s.py,c.yaml,0,,,\n", "s.py,c.yaml,0,,,\"a person's note, typed while it ran\"\n")
+STEPS = ["read", "temp-written", "checked", "after-swap"]
+
+
+def save(path: str, text: str, style: str) -> None:
+    if style == "rename":                  # most editors: a new file renamed over the old one
+        tmp = path + ".editor~"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    else:                                  # others (and `>` in a shell): truncate and rewrite in place
+        with open(path, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "rename-only"])
+@pytest.mark.parametrize("style", ["rename", "in-place"])
+@pytest.mark.parametrize("step", STEPS)
+def test_an_editor_saving_at_any_step_of_a_write_loses_nothing(tmp_path, monkeypatch, step, style, exchange):
+    if not exchange:
+        if step == "checked" and style == "rename":
+            pytest.skip("without RENAME_EXCHANGE a rename-save between the last check and the rename "
+                        "cannot be seen (the documented limit on systems without it)")
+        monkeypatch.setattr(_exchange, "fn", None)
+    elif _exchange.fn is None:
+        pytest.skip("this system has no renameat2(RENAME_EXCHANGE)")
+    path = str(tmp_path / "sheet.csv")
+    with open(path, "w") as f:
+        f.write(SHEET)
+    sheet = CsvSheet(path)
+    fired = []
+
+    def editor(name: str) -> None:
+        if name == step and not fired:
+            fired.append(name)
+            save(path, EDITED, style)
+
+    sheet._hook = editor
+    assert sheet.update("r1", {"status": "Completed", "acc": 0.5})
+    assert fired == [step]
+    rows = open_sheet(path).read().rows
+    assert rows[0].get("status") == "Completed" and rows[0].get("acc") == "0.5"          # the runner's
+    assert rows[1].get("notes") == "a person's note, typed while it ran"                 # the person's
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_a_half_written_sheet_is_waited_for_not_refused(tmp_path):
+    path = str(tmp_path / "sheet.csv")
+    with open(path, "w") as f:
+        f.write(SHEET)
+    with open(path, "r+") as f:           # an editor's in-place save, caught between truncate and write
+        f.truncate(0)
+
+    def finish_saving() -> None:
+        time.sleep(0.4)
+        with open(path, "r+") as f:
+            f.write(EDITED)
+
+    writer = threading.Thread(target=finish_saving)
+    writer.start()
+    assert CsvSheet(path).update("r1", {"status": "Completed"})
+    writer.join()
+    rows = open_sheet(path).read().rows
+    assert rows[0].get("status") == "Completed" and "person's note" in rows[1].get("notes")
+
+
+def test_an_empty_sheet_nobody_is_writing_is_an_error_at_once(tmp_path):
+    path = str(tmp_path / "sheet.csv")
+    open(path, "w").close()
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    t0 = time.monotonic()
+    with pytest.raises(SheetError, match="no header row"):
+        CsvSheet(path).read()
+    assert time.monotonic() - t0 < 1.0
