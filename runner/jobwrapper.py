@@ -26,7 +26,6 @@ gspread).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

@@ -139,7 +139,7 @@ class Progress:
             line = Text(self.sheet_name, style="bold")
             line.append(": " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
             if len(result.outcomes) > TABLE_ROWS:
-                line.append(f"  (rows that did not complete below; every row is in the sheet)")
+                line.append("  (rows that did not complete below; every row is in the sheet)")
             self.console.print(line, highlight=False)
             if shown:
                 self.console.print(table)

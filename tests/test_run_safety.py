@@ -27,24 +27,32 @@ def _alive(pid: int) -> bool:
 
 # -- 1. a row's claim is exclusive ----------------------------------------------------------------
 
-@pytest.mark.parametrize("trial", range(3))
-def test_two_runners_started_under_a_held_lock_run_each_row_exactly_once(project, tmp_path, trial):
+@pytest.mark.parametrize("start", ["under a held lock", "under a held lock, longer", "at the same instant",
+                                   "0.1 s apart", "0.3 s apart"])
+def test_two_runners_started_together_run_each_row_exactly_once(project, tmp_path, start):
     log = str(tmp_path / "starts.log")
-    rows = [["scripts/stamp.py", CFG, "1", f"n{i}", log, "0.2"] for i in range(10)]
+    # long enough that no row ends before the later runner claims: it sees all ten held
+    rows = [["scripts/stamp.py", CFG, "1", f"n{i}", log, "0.8"] for i in range(10)]
     path = project.sheet(BASE + ["delta:name", "delta:log", "delta+:sleep"], rows)
     lock = FileLock(os.path.join(project.sheets, ".sheet.csv.lock"))
-    lock.acquire()                   # a third program holds the sheet while both start
+    held = start.startswith("under")
+    if held:
+        lock.acquire()               # a third program holds the sheet while both start
     try:
-        first, second = project.popen("run", path, "--jobs", "4"), project.popen("run", path, "--jobs", "4")
-        time.sleep(1.0 + 0.3 * trial)
+        first = project.popen("run", path, "--jobs", "4")
+        if start.endswith("apart"):
+            time.sleep(float(start.split()[0]))
+        second = project.popen("run", path, "--jobs", "4")
+        if held:
+            time.sleep(1.3 if start.endswith("longer") else 0.8)
     finally:
-        lock.release()
+        if held:
+            lock.release()
     outs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
     starts = [line.split()[1] for line in open(log) if line.startswith("start")]
     assert sorted(starts) == sorted(f"n{i}" for i in range(10)), "a row ran twice, or not at all"
-    table = project.read()
-    assert all(r["status"] == "Completed" for r in table)
+    assert all(r["status"] == "Completed" for r in project.read())
     named = _skipped_rows("".join(err for _, err in outs))       # the loser names every row, and why
     assert named == set(range(1, 11)), named
 
@@ -314,7 +322,7 @@ def test_a_header_with_stray_spaces_is_matched(project):
 # -- sheets that cannot be used: one clear line ----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["directory", "immutable", "read-only folder", "not utf-8"])
-def test_an_unusable_sheet_gives_one_clear_line(project, kind, tmpfs):
+def test_an_unusable_sheet_gives_one_clear_line(project, kind, request):
     path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"]])
     if kind == "directory":
         os.unlink(path)
@@ -322,7 +330,7 @@ def test_an_unusable_sheet_gives_one_clear_line(project, kind, tmpfs):
     elif kind == "immutable":
         subprocess.run(["chattr", "+i", path], check=True)
     elif kind == "read-only folder":
-        folder = tmpfs("1m", "ro")
+        folder = request.getfixturevalue("tmpfs")("1m", "ro")
         path = os.path.join(folder, "sheet.csv")
         open(path, "w").write(open(os.path.join(project.sheets, "sheet.csv")).read())
         subprocess.run(["mount", "-o", "remount,ro", folder], check=True)

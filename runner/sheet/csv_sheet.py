@@ -159,6 +159,7 @@ class CsvSheet(Sheet):
     def _transact(self, change: Callable[[Table], T]) -> T:
         self._remove_stale_temps()
         displaced: str | None = None        # an editor's save our swap pushed out: redo on top of it
+        result = None                       # what change() returned on the last attempt
         for _ in range(MAX_RETRIES):
             if displaced is None:
                 table, before = self._current_table()
