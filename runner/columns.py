@@ -56,6 +56,8 @@ def metric_name_problem(name: object) -> str | None:
         return f"metric name {name[:40]!r}... is longer than {METRIC_NAME_MAX_CHARS} characters"
     if is_reserved(name):
         return f"{name!r} is a sheetrun column and cannot be a metric name"
+    if is_reserved(name.lower()):
+        return f"{name!r} is too close to the sheetrun column {name.lower()!r} to be a metric name"
     return None
 
 

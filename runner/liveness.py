@@ -84,7 +84,7 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
         if procs.alive(pid, wrapper.get("pid_started")):
             if age is not None and age > HEARTBEAT_STALE_S:
                 return Verdict(None, f"process {pid} alive but heartbeat {age:.0f}s old")
-            return Verdict(None, f"still running (job wrapper pid {pid})")
+            return Verdict(None, f"still running (pid {wrapper.get('child_pid') or pid}, run by pid {pid})")
         left = procs.tagged(run_id)
         if left:
             pids = ", ".join(str(p.pid) for p in left[:5])

@@ -123,8 +123,11 @@ class Progress:
             metric_names += [m for m in o.metrics if m not in metric_names]
         metric_names = metric_names[-MAX_METRIC_COLUMNS:]   # the last reported are the headline ones
         errors = any(o.error for o in result.outcomes)
+        widths = {"row": 3, "run_id": 9, "status": 9, "walltime": 9}   # never squeezed away
         for col in ("row", "run_id", "status", "walltime", *metric_names):
-            table.add_column(Text(col), no_wrap=True, justify="right" if col in metric_names else "left")
+            metric = col in metric_names
+            table.add_column(Text(col), no_wrap=True, justify="right" if metric else "left",
+                             min_width=widths.get(col), max_width=14 if metric else None, overflow="ellipsis")
         if errors:
             table.add_column("error", overflow="fold", ratio=1)
         shown = sorted(result.outcomes, key=lambda o: o.number)

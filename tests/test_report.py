@@ -28,7 +28,7 @@ def test_outside_sheetrun_report_is_a_no_op(monkeypatch, capsys):
     assert "not running under sheetrun" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [{"status": 1}, {"delta:x": 1}, {"": 1}, {"  ": 1}, {" acc": 1},
+@pytest.mark.parametrize("bad", [{"status": 1}, {"Status": 1}, {"DELTA:x": 1}, {"delta:x": 1}, {"": 1}, {"  ": 1}, {" acc": 1},
                                  {"a\nb": 1}, {7: 1}, {"x" * 101: 1}, {"x": [1, 2]}, {"x": np.ones(3)},
                                  {"x": object()}])
 def test_bad_metrics_are_left_out_with_a_warning_and_the_rest_kept(bad, tmp_path, monkeypatch, capsys):
