@@ -20,8 +20,9 @@ from runner.rows import RowError, project_root_for
 from runner.sheet import SheetError, open_sheet
 from runner.slurm.client import SlurmError
 
-console = Console()
-err_console = Console(stderr=True)
+# Cells, errors and paths are people's text: never read as markup or emoji codes.
+console = Console(markup=False, emoji=False, highlight=False)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 def _root(args) -> str:

@@ -36,7 +36,8 @@ import time
 import traceback
 
 from runner import columns as C
-from runner import procs
+from runner import failure, procs
+from runner.failure import signal_name
 from runner.columns import Status
 from runner.errors import describe
 from runner.report import clean_metrics, read_metrics_log
@@ -132,30 +133,8 @@ def _keep(rd: RunDir, batches: list) -> None:
         _say(f"sheetrun: cannot keep the row's updates in {rd.pending}: {describe(exc)}")
 
 
-def last_line(path: str, max_bytes: int = 16384) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    for line in reversed(tail.splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def one_line(text: str) -> str:
     return C.cap(" ".join(text.split()), ERROR_MAX_CHARS)
-
-
-def signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
 
 
 def load_results(rd: RunDir) -> tuple[dict, str]:
@@ -321,6 +300,7 @@ class JobRun:
         self.launch_error = ""
         self.folder_problems: list[str] = []     # what could not be written into the run folder, and why
         self.kill_at: float | None = None        # when a stop request escalates to SIGKILL
+        self.stop_signal = 0                     # the last signal sent to stop it
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
 
     def save(self, what: str, fn) -> None:
@@ -365,6 +345,7 @@ class JobRun:
             self.cancelled.append(reason)
         if self.proc is not None and self.proc.returncode is None:
             _end_command(self.proc, signal.SIGTERM)
+            self.stop_signal = self.stop_signal or signal.SIGTERM
             if self.kill_at is None:
                 self.kill_at = time.monotonic() + grace_s
 
@@ -372,6 +353,7 @@ class JobRun:
         """SIGKILL a command that ignored its stop request for the grace period."""
         if self.kill_at is not None and time.monotonic() >= self.kill_at and self.proc is not None:
             _end_command(self.proc, signal.SIGKILL)
+            self.stop_signal = signal.SIGKILL
 
     def heartbeat(self, now: float) -> None:
         self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))
@@ -381,10 +363,13 @@ class JobRun:
         rd = self.rd
         ended = time.time()
         metrics, results_problem = load_results(rd)
+        script_code = code
         if self.cancelled or (code is not None and code != 0 and rd.cancel_requested()):
             reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
             status, error = ((slurm_stop_reason() if self.in_slurm else None)
                              or (Status.CANCELLED, f"cancelled ({reason})"))
+            if code is not None:        # the same for every script, however it handles SIGTERM
+                code = -(self.stop_signal or signal.SIGTERM)
         elif self.launch_error:
             status, error = Status.FAILED, self.launch_error
             code = 127
@@ -392,12 +377,9 @@ class JobRun:
             status, error = Status.COMPLETED, results_problem
         else:
             status = Status.FAILED
-            error = last_line(rd.stderr) or (f"killed by {signal_name(-code)}" if code < 0
-                                             else f"exited with code {code}")
-            if code < 0 and last_line(rd.stderr):
-                error = f"killed by {signal_name(-code)}; last stderr line: {error}"
+            error = failure.summarize(code, failure.tail(rd.stderr), failure.tail(rd.stdout))
         self.save("metrics.json", lambda: write_json(rd.metrics, metrics))
-        record = {"status": status, "exit_code": code, "error": error,
+        record = {"status": status, "exit_code": code, "script_exit_code": script_code, "error": error,
                   "started": self.started, "ended": ended, "walltime_s": ended - self.started,
                   "host": getattr(self, "host", "")}
         self.save("exit.json", lambda: write_json(rd.exit_record, record))
@@ -420,9 +402,9 @@ def run_job(run_dir: str) -> int:
 
     def on_signal(signum, _frame):
         run.stop(signal_name(signum))
-        timer = threading.Timer(KILL_GRACE_S, _end_command, (run.proc, signal.SIGKILL))
-        timer.daemon = True
-        if run.proc is not None:
+        if run.proc is not None:            # escalate if the command ignores SIGTERM
+            timer = threading.Timer(KILL_GRACE_S + 0.05, run.escalate)
+            timer.daemon = True
             timer.start()
 
     signal.signal(signal.SIGTERM, on_signal)

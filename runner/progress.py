@@ -43,7 +43,7 @@ def print_skipped(console: Console, skipped) -> None:
 
 class Progress:
     def __init__(self, console: Console | None = None, sheet_name: str = ""):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
         self.sheet_name = sheet_name
         self.live: Live | None = None
         self.counts: dict[str, int] = {}
@@ -154,7 +154,7 @@ class SubmitProgress:
     """What a person sees while rows are submitted to a batch system."""
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
 
     def start(self, planned, skipped=()) -> None:
         print_skipped(self.console, skipped)

@@ -105,7 +105,7 @@ def test_crashing_script_reports_its_exception(project):
     assert crash["status"] == "Failed" and crash["exit_code"] == "1"
     assert crash["error"] == "ValueError: bad learning rate: -1"
     assert crash["whether_to_run"] == "1"
-    assert exit3["exit_code"] == "3" and exit3["error"] == "exited with code 3"
+    assert exit3["exit_code"] == "3" and exit3["error"] == "exit code 3"
     assert "ValueError" in proc.stderr
 
 
