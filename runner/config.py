@@ -41,14 +41,59 @@ def apply_deltas(default: dict, deltas: list[tuple[str, Any, bool]]) -> dict:
 
     ``a/b/c`` addresses nested mappings (and list indices). An unknown key is an
     error with a did-you-mean hint unless ``create`` is set (``delta+:`` columns).
+    A value of the wrong kind for its default (text for a number, a list for a
+    single value...) is an error naming the key, the value and what was expected.
     """
     config = copy.deepcopy(default)
     for path, value, create in deltas:
         if value is KEEP_DEFAULT:
             continue        # a column may only concern rows whose config has that key
         parent, key = _locate(config, path, create=create)
+        exists = key in parent if isinstance(parent, dict) else True
+        if exists:
+            problem = type_problem(path, parent[key], value)
+            if problem:
+                raise ConfigError(problem)
         parent[key] = value
     return config
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+_EXPECTED = {"number": "a number", "boolean": "true or false", "text": "text",
+             "list": "a list like [a b c]", "mapping": "a mapping (set its keys with delta:KEY/SUBKEY columns)"}
+
+
+def type_problem(path: str, default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` at ``path``, or None.
+
+    A default of null takes anything, and null may replace anything. A text
+    default takes anything too: text is how configs spell sentinels that other
+    values replace (``sets: all`` or ``[in_val C-1]``, ``steps: auto`` or
+    ``1000``). Ints and floats are both numbers; a number, a boolean, a list or
+    a mapping must get its own kind.
+    """
+    if default is None or value is None or isinstance(default, str):
+        return None
+    want, got = _kind(default), _kind(value)
+    if want == got:
+        return None
+    message = f"{path} = {value!r}: expected {_EXPECTED.get(want, want)} (the default is {default!r})"
+    if want == "number" and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", value):
+        message += f" (a decimal comma? write {value.strip().replace(',', '.')})"
+    return message
 
 
 def _locate(config: dict, path: str, create: bool):

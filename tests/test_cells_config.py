@@ -86,3 +86,32 @@ def test_yaml_error_names_file_and_line(tmp_path):
     p.write_text("a: 1\nb: [unclosed\n")
     with pytest.raises(cfg.ConfigError, match=r"YAML error in .*bad.yaml \(line"):
         cfg.load_yaml(str(p))
+
+
+@pytest.mark.parametrize("path,value,expected", [
+    ("train/lr", "fast", "train/lr = 'fast': expected a number (the default is 0.1)"),
+    ("train/epochs", "ten", "train/epochs = 'ten': expected a number (the default is 10)"),
+    ("train/lr", "0,1", "(a decimal comma? write 0.1)"),
+    ("train/flag", 1, "train/flag = 1: expected true or false"),
+    ("train/tags", 3, "expected a list like [a b c]"),
+    ("train/sub", "x", "expected a mapping"),
+    ("train/tags/0", "a", None),            # list items: their own default's kind (1 is a number)
+])
+def test_delta_values_must_match_the_defaults_kind(path, value, expected):
+    default = {"train": {"lr": 0.1, "epochs": 10, "flag": True, "tags": [1, 2], "sub": {"a": 1}}}
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.apply_deltas(default, [(path, value, False)])
+    if expected:
+        assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("path,value", [
+    ("train/lr", 3), ("train/epochs", 0.5), ("train/lr", None), ("train/name", 7), ("train/name", True),
+    ("train/opt", "adam"), ("train/opt", [1]), ("fill", 5), ("train/new", "x"), ("train/sets", ["in_val"]),
+])
+def test_compatible_delta_values_are_taken(path, value):
+    default = {"train": {"lr": 0.1, "epochs": 10, "name": "x", "opt": None, "sets": "all"}, "fill": "<placeholder>"}
+    node = cfg.apply_deltas(default, [(path, value, path == "train/new")])
+    for part in path.split("/"):
+        node = node[part]
+    assert node == value and type(node) is type(value)

@@ -21,11 +21,9 @@ def test_rows_run_and_write_back(project):
     os.chmod(os.path.join(project.sheets, "sheet.csv"), 0o640)
     proc = project.sheetrun("run", os.path.join(project.sheets, "sheet.csv"), "--jobs", "2")
     rows = project.read()
-    # row 3 reports score = [1 2] * 2, a list: report() leaves it out with a warning, the run goes on
-    assert proc.returncode == 0, proc.stderr
-    assert rows[2]["status"] == "Completed" and rows[2]["score"] == "" and rows[2]["name"] == "007"
-    stderr3 = open(os.path.join(project.root, rows[2]["run_folder"], "stderr.log")).read()
-    assert "cannot report a list" in stderr3
+    # row 3 sets x (default 1) to a list: refused before anything runs, naming key, value and kind
+    assert proc.returncode == 1, proc.stderr
+    assert rows[2]["status"] == "Failed" and rows[2]["error"] == "x = [1, 2]: expected a number (the default is 1)"
     assert rows[0]["status"] == "Completed" and rows[0]["whether_to_run"] == "0"
     assert rows[0]["score"] == "42" and rows[0]["name"] == "first"
     assert rows[0]["exit_code"] == "0" and rows[0]["job_id"].isdigit()
@@ -201,11 +199,12 @@ def test_dry_run_prints_commands_and_changes_nothing(project):
     path = project.sheet(BASE + ["delta:name", "delta:nested/depth"], [
         ["scripts/ok.py", CFG, "1", "a", "5"], ["scripts/ok.py", CFG, "1", "b", "zz"]])
     before = open(path).read()
-    proc = project.sheetrun("run", path, "--dry-run", check=0)
+    proc = project.sheetrun("run", path, "--dry-run", check=1)      # row 2's value is not a number
     assert open(path).read() == before
     assert not os.path.exists(os.path.join(project.root, "experiments"))
     assert "scripts/ok.py --config" in proc.stdout
     assert "nested/depth: 2 -> 5" in proc.stdout and "name: '<placeholder>' -> 'a'" in proc.stdout
+    assert "row 2: error: nested/depth = 'zz': expected a number (the default is 2)" in proc.stdout
 
 
 def test_relative_paths_resolve_against_project_root_not_cwd(project, tmp_path):
