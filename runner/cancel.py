@@ -32,7 +32,10 @@ def cancel(sheet: Sheet, root: str, rows: RowFilter | None = None,
     slurm_jobs: list[str] = []
     cancelled: dict[str, dict] = {}
     numbers = []
-    for row in sheet.read().rows:
+    table = sheet.read()
+    if rows is not None:
+        rows.check(table)
+    for row in table.rows:
         if row.get(C.STATUS) not in Status.ACTIVE or (rows is not None and row not in rows):
             continue
         run_id, folder = row.get(C.RUN_ID), row.get(C.RUN_FOLDER)

@@ -105,10 +105,7 @@ def dry_run(sheet, root: str, rows) -> int:
         return seen.reason if seen.active else None
 
     skipped: list = []
-    try:
-        planned = plan(sheet.read(), root, rows, held=held, skipped=skipped)
-    except RowError as exc:
-        raise SystemExit(f"sheetrun: {exc}") from None
+    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped)
     if not planned and not skipped:
         console.print("nothing to run: no row has whether_to_run = 1")
     for number, holder in skipped:
@@ -275,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SlurmError as exc:
         err_console.print(f"sheetrun: SLURM: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except RowError as exc:
+        err_console.print(f"sheetrun: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
 
 

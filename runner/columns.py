@@ -6,6 +6,7 @@ PATH_TO_MAIN = "path_to_main"
 PATH_TO_DEFAULT_CONFIG = "path_to_default_config"
 WHETHER_TO_RUN = "whether_to_run"
 DEPENDS_ON = "depends_on"
+NAME = "name"                    # a row's name: depends_on and --rows may name rows by it
 REQUIRED = (PATH_TO_MAIN, PATH_TO_DEFAULT_CONFIG, WHETHER_TO_RUN)
 
 DELTA_PREFIX = "delta:"

@@ -40,7 +40,6 @@ from runner.liveness import holder_text, verdict
 from runner.metric_columns import MetricColumns, clear_previous_metrics
 from runner.plan import PlannedRow, RowFilter, plan
 from runner.rowwriter import RowWriter
-from runner.rows import RowError
 from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, write_json
 from runner.sheet import Sheet, Table
 
@@ -193,10 +192,6 @@ class Launch:
 
         try:
             planned = self.sheet.transact(change)
-        except RowError as exc:
-            for folder in made:
-                _remove_claim(folder)
-            raise SystemExit(f"sheetrun: {exc}") from None
         except BaseException:
             for folder in made:
                 _remove_claim(folder)

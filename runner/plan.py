@@ -41,15 +41,16 @@ class PlannedRow:
 
 @dataclass
 class RowFilter:
+    """``--rows``: row numbers, ranges, run ids and ``name`` cells, e.g. ``"1,3,5-8 r1a2b3c4 baseline"``."""
     numbers: set[int] = field(default_factory=set)
-    run_ids: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)          # run ids or names
+    spec: str = ""
 
     @classmethod
     def parse(cls, spec: str | None) -> "RowFilter | None":
-        """``"1,3,5-8 r1a2b3c4"``: row numbers, ranges and run ids."""
         if not spec:
             return None
-        out = cls()
+        out = cls(spec=spec)
         for token in re.split(r"[\s,]+", spec.strip()):
             if not token:
                 continue
@@ -57,16 +58,35 @@ class RowFilter:
             if m:
                 lo, hi = int(m.group(1)), int(m.group(2))
                 if lo > hi:
-                    raise ValueError(f"bad row range {token!r}")
+                    raise RowError(f"--rows {spec!r}: the range {token!r} goes backwards (write {hi}-{lo})")
                 out.numbers.update(range(lo, hi + 1))
             elif token.isdigit():
                 out.numbers.add(int(token))
             else:
-                out.run_ids.add(token)
+                out.ids.add(token)
         return out
 
+    def check(self, table: Table) -> None:
+        """RowError naming what ``--rows`` names that the sheet does not have."""
+        size = len(table)
+        valid = f"rows 1-{size}" if size > 1 else ("row 1" if size == 1 else "no rows")
+        problems = []
+        missing = sorted(n for n in self.numbers if not 1 <= n <= size)
+        if missing:
+            shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            problems.append(f"there is no row {shown} (the sheet has {valid})")
+        known = {r.get(C.RUN_ID) for r in table.rows} | {r.get(C.NAME) for r in table.rows}
+        unknown = sorted(t for t in self.ids if t not in known)
+        if unknown:
+            problems.append(", ".join(repr(t) for t in unknown)
+                            + f" {'is' if len(unknown) == 1 else 'are'} not a row number ({valid}), "
+                              "a run id or a name of this sheet")
+        if problems:
+            raise RowError(f"--rows {self.spec!r}: " + "; ".join(problems))
+
     def __contains__(self, row) -> bool:
-        return row.number in self.numbers or row.get(C.RUN_ID) in self.run_ids
+        return (row.number in self.numbers or row.get(C.RUN_ID) in self.ids
+                or (bool(row.get(C.NAME)) and row.get(C.NAME) in self.ids))
 
 
 def new_run_id(taken: set[str]) -> str:
@@ -91,8 +111,12 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
         present = ", ".join(repr(c) for c in table.columns) or "none"
+        hint = ("; it has a single column: are its fields separated by something other than commas, "
+                "semicolons or tabs?" if len(table.columns) == 1 else "")
         raise RowError("the sheet has no column " + ", ".join(repr(c) for c in missing)
-                       + f" (its columns: {present})")
+                       + f" (its columns: {present}){hint}")
+    if rows is not None:
+        rows.check(table)
     taken = {r.get(C.RUN_ID) for r in table.rows}
     load_config = functools.lru_cache(maxsize=None)(load_yaml)   # rows share configs
 

@@ -217,9 +217,15 @@ def test_rows_option_and_missing_required_column(project):
     path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", n] for n in "abcd"])
     project.sheetrun("run", path, "--rows", "2-3", check=0)
     assert [r["status"] for r in project.read()] == ["", "Completed", "Completed", ""]
-    bad = project.sheet(["path_to_main", "whether_to_run"], [["scripts/ok.py", "1"]], name="bad.csv")
-    proc = project.sheetrun("run", bad)
-    assert proc.returncode != 0 and "path_to_default_config" in proc.stderr
+    for spec, message in [("9", "--rows '9': there is no row 9 (the sheet has rows 1-4)"),
+                          ("abc", "--rows 'abc': 'abc' is not a row number (rows 1-4), a run id or a name"),
+                          ("3-2", "the range '3-2' goes backwards")]:
+        proc = project.sheetrun("run", path, "--rows", spec, check=2)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    bad = project.sheet(["path_to_main", "whether_to_run", "notes"], [["scripts/ok.py", "1", ""]], name="bad.csv")
+    proc = project.sheetrun("run", bad, check=2)
+    assert ("the sheet has no column 'path_to_default_config' (its columns: 'path_to_main', "
+            "'whether_to_run', 'notes')") in proc.stderr
 
 
 def _tree_alive(pids):
@@ -493,3 +499,18 @@ def test_cancel_command_stops_a_local_row_from_another_terminal(project, tmp_pat
     assert rows[0]["status"] == "Cancelled" and rows[0]["exit_code"] != ""     # the wrapper's own record
     assert rows[1]["status"] == ""                                             # never selected: untouched
     wait_for(lambda: not _tree_alive(pids), timeout=10, what="the process tree to end")
+
+
+def test_a_semicolon_sheet_runs_and_a_pipe_sheet_says_what_it_saw(project):
+    path = project.write("result_sheets/sheet.csv", f"path_to_main;path_to_default_config;whether_to_run;delta:name;delta:lr\n"
+                                                    f"scripts/ok.py;{CFG};1;semi;0,5\nscripts/ok.py;{CFG};1;colon;0.5\n")
+    project.sheetrun("run", path, check=1)
+    text = open(path).read()
+    assert text.splitlines()[0].startswith("path_to_main;path_to_default_config;whether_to_run;delta:name;delta:lr;status")
+    first, second = [line.split(";") for line in text.splitlines()[1:]]
+    assert "Failed" in first and any("a decimal comma? write 0.5" in cell for cell in first)
+    assert "Completed" in second
+    pipes = project.write("result_sheets/pipes.csv", f"path_to_main|path_to_default_config|whether_to_run\nscripts/ok.py|{CFG}|1\n")
+    proc = project.sheetrun("run", pipes, check=2)
+    assert "its columns: 'path_to_main|path_to_default_config|whether_to_run'" in proc.stderr
+    assert "separated by something other than commas, semicolons or tabs" in proc.stderr

@@ -90,3 +90,20 @@ def test_duplicate_header_refused():
 def test_quote_matches_csv_writer():
     for value in ["plain", "a,b", 'say "hi"', "two\nlines", "cr\rhere", " x "]:
         assert quote(value) + "\r\n" == csv_text([[value]], "\r\n")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_sheets_are_read_and_written_back_with_their_separator(delimiter):
+    d = delimiter
+    text = (f"path_to_main{d}whether_to_run{d}notes\r\n"
+            f"a.py{d}1{d}\"has {d} inside, and a comma\"\r\n"
+            f"b.py{d}0{d}plain, with a comma\r\n")
+    table = Table(text)
+    assert table.delimiter == d and table.columns == ["path_to_main", "whether_to_run", "notes"]
+    assert table.rows[0].get("notes") == f"has {d} inside, and a comma"
+    assert table.rows[1].get("notes") == "plain, with a comma"
+    assert table.text() == text                                   # untouched: byte for byte
+    table.rows[1].set("status", f"x{d}y")
+    assert table.text().splitlines()[0] == f"path_to_main{d}whether_to_run{d}notes{d}status"
+    assert table.text().splitlines()[2] == f"b.py{d}0{d}plain, with a comma{d}\"x{d}y\""
+    assert Table(table.text()).rows[1].get("status") == f"x{d}y"

@@ -7,18 +7,42 @@ serialises to exactly the text it was parsed from, and a runner update
 changes exactly the cells it owns.
 
 Parsing follows RFC 4180 as Python's ``csv`` module reads it (default
-dialect): comma separated, ``"`` quoting with ``""`` as an escaped quote,
-records ended by ``\\n``, ``\\r\\n`` or ``\\r`` outside quotes.
+dialect): ``"`` quoting with ``""`` as an escaped quote, records ended by
+``\\n``, ``\\r\\n`` or ``\\r`` outside quotes. Fields are separated by commas,
+or by semicolons or tabs when the header uses those instead (spreadsheets
+in many locales save "CSV" with semicolons); the table is written back with
+the separator it was read with.
 """
 from __future__ import annotations
 
 import re
 from typing import Iterator
 
-_UNQUOTED = re.compile(r"[^,\r\n]*")
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 BOM = "\ufeff"
+DELIMITERS = (",", ";", "\t")
+
+
+def _unquoted(delimiter: str) -> re.Pattern:
+    return re.compile(f"[^{re.escape(delimiter)}\\r\\n]*")
+
+
+def _needs_quotes(delimiter: str) -> re.Pattern:
+    return re.compile(f'[{re.escape(delimiter)}"\\r\\n]')
+
+
+_UNQUOTED = {d: _unquoted(d) for d in DELIMITERS}
+_NEEDS_QUOTES = {d: _needs_quotes(d) for d in DELIMITERS}
+
+
+def detect_delimiter(text: str) -> str:
+    """The separator of the header line: a comma, unless it has none and has semicolons or tabs."""
+    header = re.sub(r'"(?:[^"]|"")*"', "", text.lstrip(BOM).split("\n", 1)[0])   # quoted text aside
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in (";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 class SheetFormatError(ValueError):
@@ -29,9 +53,9 @@ class RaggedRowError(ValueError):
     """A row has more fields than the header: the runner cannot tell which cell is which."""
 
 
-def quote(value: str) -> str:
+def quote(value: str, delimiter: str = ",") -> str:
     """Encode one cell value the way ``csv.writer`` (QUOTE_MINIMAL) does."""
-    if _NEEDS_QUOTES.search(value):
+    if _NEEDS_QUOTES[delimiter].search(value):
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -50,13 +74,14 @@ class Record:
     def is_blank(self) -> bool:
         return self.raws == [""]
 
-    def text(self) -> str:
-        parts = (raw if raw is not None else quote(val) for val, raw in zip(self.values, self.raws))
-        return ",".join(parts) + self.terminator
+    def text(self, delimiter: str = ",") -> str:
+        parts = (raw if raw is not None else quote(val, delimiter) for val, raw in zip(self.values, self.raws))
+        return delimiter.join(parts) + self.terminator
 
 
-def parse_records(text: str) -> list[Record]:
+def parse_records(text: str, delimiter: str = ",") -> list[Record]:
     """Split CSV text into records, keeping each field's raw text."""
+    unquoted = _UNQUOTED[delimiter]
     records: list[Record] = []
     pos, end = 0, len(text)
     while pos < end:
@@ -71,16 +96,16 @@ def parse_records(text: str) -> list[Record]:
                     raise SheetFormatError(f"unterminated quoted field starting on line {line}")
                 value = m.group(1).replace('""', '"')
                 pos = m.end()
-                tail = _UNQUOTED.match(text, pos)   # csv tolerates text after the closing quote
+                tail = unquoted.match(text, pos)    # csv tolerates text after the closing quote
                 value += tail.group(0)
                 pos = tail.end()
             else:
-                m = _UNQUOTED.match(text, pos)
+                m = unquoted.match(text, pos)
                 value = m.group(0)
                 pos = m.end()
             values.append(value)
             raws.append(text[start:pos])
-            if pos < end and text[pos] == ",":
+            if pos < end and text[pos] == delimiter:
                 pos += 1
                 continue
             break
@@ -149,7 +174,8 @@ class Table:
         self.bom = text.startswith(BOM)
         if self.bom:
             text = text[1:]
-        self.records = parse_records(text)
+        self.delimiter = detect_delimiter(text)
+        self.records = parse_records(text, self.delimiter)
         if not self.records or self.records[0].is_blank:
             raise SheetFormatError("the sheet has no header row")
         self.header_record = self.records[0]
@@ -265,7 +291,7 @@ class Table:
 
     # -- output ----------------------------------------------------------------------------
     def text(self) -> str:
-        body = "".join(rec.text() for rec in self.records)
+        body = "".join(rec.text(self.delimiter) for rec in self.records)
         return (BOM + body) if self.bom else body
 
     def to_dicts(self) -> list[dict[str, str]]:
