@@ -75,7 +75,8 @@ class Status:
     CANCELLED = "Cancelled"
     TIMEOUT = "Timeout"
     LOST = "Lost"
+    SKIPPED = "Skipped"          # not run: a dependency did not complete
 
     ACTIVE = frozenset({SUBMITTED, RUNNING})
-    TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, LOST})
+    TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, LOST, SKIPPED})
     ALL = ACTIVE | TERMINAL

@@ -182,7 +182,7 @@ class Launch:
                     values.update({C.STATUS: Status.SUBMITTED, C.ERROR: "",
                                    C.RUN_FOLDER: display_path(p.run_folder, opts.root)})
                 else:
-                    values.update({C.STATUS: Status.FAILED, C.ERROR: C.cap(p.error, C.ERROR_MAX_CHARS),
+                    values.update({C.STATUS: p.status, C.ERROR: C.cap(p.error, C.ERROR_MAX_CHARS),
                                    C.RUN_FOLDER: ""})
                 row = table.find_row(p.number)
                 clear_previous_metrics(row, opts.root)     # every number in a row is its run's
@@ -201,8 +201,7 @@ class Launch:
             if folder not in used:
                 _remove_claim(folder)
         for p in planned:
-            self.outcomes[p.run_id] = Outcome(p.number, p.run_id, Status.SUBMITTED if p.ok else Status.FAILED,
-                                              p.error)
+            self.outcomes[p.run_id] = Outcome(p.number, p.run_id, p.status, p.error)
             if p.run_folder:
                 self.writer.folders[p.run_id] = p.run_folder
         self.result.outcomes = list(self.outcomes.values())
@@ -307,7 +306,7 @@ def _fail_dependents(planned: list[PlannedRow]) -> None:
             if p.ok:
                 bad = next((by_id[d] for d in p.deps if not by_id[d].ok), None)
                 if bad is not None:
-                    p.error = f"dependency {bad.number} failed"
+                    p.block(bad)
                     changed = True
 
 

@@ -33,6 +33,16 @@ class PlannedRow:
     run_folder: str = ""
     run_dir: object = None
     writable: bool = True          # False for a ragged row: its error is shown, never written
+    blocked: bool = False          # not run because a dependency cannot complete (status Skipped)
+
+    @property
+    def status(self) -> str:
+        """What the row says once claimed."""
+        return Status.SUBMITTED if self.ok else Status.SKIPPED if self.blocked else Status.FAILED
+
+    def block(self, dependency: "PlannedRow") -> None:
+        self.error = f"not run: dependency row {dependency.number} cannot complete ({dependency.status})"
+        self.blocked = True
 
     @property
     def ok(self) -> bool:
@@ -156,15 +166,29 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
 
 
 def _resolve_dependencies(table: Table, planned: list[PlannedRow], by_row: dict[int, PlannedRow]) -> None:
+    """Turn each ``depends_on`` token (a row number, a run id, or a row's ``name``) into the rows
+    it waits for; a row whose dependency cannot complete is blocked (Skipped), not failed."""
     by_old_id = {r.get(C.RUN_ID): r for r in table.rows if r.get(C.RUN_ID)}
     by_number = {r.number: r for r in table.rows}
+    by_name: dict[str, list] = {}
+    for r in table.rows:
+        if r.get(C.NAME).strip():
+            by_name.setdefault(r.get(C.NAME).strip(), []).append(r)
     for p in planned:
         if not p.ok:
             continue
         for token in p.spec.depends_on:
-            target = by_number.get(int(token)) if token.isdigit() else by_old_id.get(token)
+            if token.isdigit():
+                target = by_number.get(int(token))
+            else:
+                named = by_name.get(token, [])
+                if len(named) > 1:
+                    p.error = (f"depends_on {token!r} names {len(named)} rows "
+                               f"({', '.join(str(r.number) for r in named)}); names must be unique")
+                    break
+                target = by_old_id.get(token) or (named[0] if named else None)
             if target is None:
-                p.error = f"depends_on names no row or run id {token!r}"
+                p.error = f"depends_on names no row number, run id or name {token!r}"
                 break
             if target.number == p.number:
                 p.error = "a row cannot depend on itself"
@@ -197,7 +221,7 @@ def _resolve_dependencies(table: Table, planned: list[PlannedRow], by_row: dict[
         if p.ok:
             for dep in p.deps:
                 if not by_id[dep].ok:
-                    p.error = f"dependency {by_id[dep].number} failed"
+                    p.block(by_id[dep])
                     break
 
     for p in planned:

@@ -14,7 +14,7 @@ from runner.columns import Status
 
 STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yellow",
          Status.LOST: "magenta", Status.TIMEOUT: "red", Status.RUNNING: "cyan",
-         Status.SUBMITTED: "dim"}
+         Status.SUBMITTED: "dim", Status.SKIPPED: "yellow"}
 
 
 MAX_METRIC_COLUMNS = 4
@@ -54,8 +54,7 @@ class Progress:
     def start(self, planned, skipped=()) -> None:
         print_skipped(self.console, skipped)
         self.total = len(planned)
-        self.counts = {Status.SUBMITTED: sum(p.ok for p in planned),
-                       Status.FAILED: sum(not p.ok for p in planned)}
+        self.counts = Counter(p.status for p in planned)
         for p in planned:
             if not p.ok:
                 line = Text(f"✗ row {p.number}", style="red")
@@ -98,7 +97,8 @@ class Progress:
         done = sum(self.counts.get(s, 0) for s in Status.TERMINAL)
         elapsed = time.time() - self.t0
         text = Text(f"{self.sheet_name}  [{done}/{self.total}]  ")
-        for status in (Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.LOST):
+        for status in (Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.CANCELLED,
+                       Status.LOST):
             n = self.counts.get(status, 0)
             if n:
                 text.append(f"{status.lower()} {n}  ", style=STYLE.get(status, ""))

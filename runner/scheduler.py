@@ -5,7 +5,7 @@ hand it to the local job host (``runner.local``), which sends back "started"
 and "exit" events. The launch's row writer turns those events, and the
 metrics the scripts report, into one sheet transaction per tick for all rows.
 
-- A row whose dependency did not complete is marked Failed without running.
+- A row whose dependency did not complete is marked Skipped without running.
 - A row ``sheetrun cancel`` marked before it started is not started.
 - A job whose host died before it ended (the host was killed) becomes Lost,
   and whatever is left of it (its tagged processes) is ended; the rows still
@@ -100,7 +100,8 @@ class Scheduler:
                               if outcomes[d].status in Status.TERMINAL and outcomes[d].status != Status.COMPLETED]
                     if failed:
                         del pending[rid]
-                        self.launch.settle(p, Status.FAILED, f"dependency {failed[0].number} failed")
+                        self.launch.settle(p, Status.SKIPPED, f"not run: dependency row {failed[0].number} "
+                                                              f"ended {failed[0].status}")
                         continue
                     if all(outcomes[d].status == Status.COMPLETED for d in p.deps):
                         del pending[rid]

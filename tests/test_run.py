@@ -146,15 +146,35 @@ def test_dependencies_order_and_failure_propagation(project, tmp_path):
     assert proc.returncode == 1
     rows = project.read()
     status = [r["status"] for r in rows]
-    assert status == ["Completed", "Completed", "Failed", "Failed", "Failed", "Failed", "Failed", "Failed"]
-    assert rows[3]["error"] == "dependency 3 failed"
-    assert rows[4]["error"] in ("dependency 4 failed",)
+    # a row that did not run because of a dependency says so, distinctly from one that ran and failed
+    assert status == ["Completed", "Completed", "Failed", "Skipped", "Skipped", "Failed", "Failed", "Failed"]
+    assert rows[3]["error"] == "not run: dependency row 3 ended Failed"
+    assert rows[4]["error"] == "not run: dependency row 4 ended Skipped"
+    assert rows[3]["whether_to_run"] == "1" and rows[3]["exit_code"] == ""
     assert "dependency cycle" in rows[5]["error"] and "dependency cycle" in rows[6]["error"]
-    assert "no row or run id '99'" in rows[7]["error"]
+    assert "no row number, run id or name '99'" in rows[7]["error"]
     events = [line.split() for line in open(log)]
     t = {(kind, name): float(ts) for kind, name, ts in events}
     assert t[("start", "B")] >= t[("end", "A")]
     assert ("start", "D") not in t and ("start", "E") not in t and ("start", "F") not in t
+
+
+def test_depends_on_names_rows_by_their_name_cell_so_sorting_keeps_chains(project, tmp_path):
+    log = str(tmp_path / "log.txt")
+    path = project.sheet(BASE + ["name", "delta:name", "delta:log", "depends_on"], [
+        ["scripts/stamp.py", CFG, "1", "eval", "e", log, "train"],
+        ["scripts/stamp.py", CFG, "1", "train", "t", log, "cache"],
+        ["scripts/stamp.py", CFG, "1", "cache", "c", log, ""],
+        ["scripts/stamp.py", CFG, "1", "twin", "x", log, ""],
+        ["scripts/stamp.py", CFG, "1", "twin", "y", log, ""],
+        ["scripts/stamp.py", CFG, "1", "after twin", "z", log, "twin"],
+    ])
+    project.sheetrun("run", path, "--jobs", "3", check=1)
+    rows = project.read()
+    assert [r["status"] for r in rows[:3]] == ["Completed"] * 3
+    order = [line.split()[1] for line in open(log) if line.startswith("start")]
+    assert order.index("c") < order.index("t") < order.index("e")
+    assert rows[5]["status"] == "Failed" and "'twin' names 2 rows (4, 5); names must be unique" in rows[5]["error"]
 
 
 def test_depends_on_run_id_of_a_completed_row(project, tmp_path):

@@ -99,7 +99,8 @@ def test_slurm_states_map_to_row_statuses():
     assert row_status("COMPLETED", "None", None)[0] == Status.LOST          # no exit record
     assert row_status("REQUEUED", "None", None)[0] == Status.SUBMITTED
     status, reason = row_status("PENDING", "DependencyNeverSatisfied", None)
-    assert status == Status.FAILED and "dependency" in reason
+    assert status == Status.SKIPPED and reason.startswith("not run: a dependency did not complete")
+    assert row_status("PENDING", "BadConstraints", None)[0] == Status.FAILED
     # the exit record wins for ordinary endings, SLURM for a timeout the wrapper saw as a signal
     record = {"status": Status.COMPLETED}
     assert row_status("COMPLETED", "None", record) == (Status.COMPLETED, "exit record")
@@ -170,7 +171,7 @@ def test_dependency_chain_runs_in_order_and_a_failed_dependency_stops_its_depend
     starts = {name: i for i, (kind, name) in enumerate(events) if kind == "start"}
     assert ends["a"] < starts["b"] and ends["b"] < starts["c"]
     assert out[4]["status"] == Status.FAILED
-    assert out[5]["status"] == Status.FAILED and "dependency" in out[5]["error"]
+    assert out[5]["status"] == Status.SKIPPED and out[5]["error"].startswith("not run: ")
     assert "after_bad" not in order
     info = json.load(open(os.path.join(project.root, out[5]["run_folder"], "slurm.json")))
     assert any(a.startswith("--dependency=afterok:") for a in info["sbatch"])

@@ -44,6 +44,8 @@ def row_status(state: str, reason: str, record: dict | None) -> tuple[str | None
     state = state.split()[0].rstrip("+") if state else ""
     reason = "" if reason in ("None", "(null)") else reason
     if state in WAITING:
+        if state == "PENDING" and reason == "DependencyNeverSatisfied":
+            return Status.SKIPPED, f"not run: {NEVER_STARTS[reason]} (SLURM: {reason})"
         if state == "PENDING" and reason in NEVER_STARTS:
             return Status.FAILED, f"{NEVER_STARTS[reason]} (SLURM: {reason})"
         if state.startswith("REQUEUE"):

@@ -81,8 +81,8 @@ def submit_rows(launch, executor, rows) -> None:
         for p in waiting:
             bad = next((d for d in p.deps if d in failed), None)
             if bad is not None:
-                failed[p.run_id] = f"dependency {launch.outcomes[bad].number} failed"
-                launch.settle(p, Status.FAILED, failed[p.run_id])
+                failed[p.run_id] = f"not run: dependency row {launch.outcomes[bad].number} cannot complete"
+                launch.settle(p, Status.SKIPPED, failed[p.run_id])
             elif all(d in job_of for d in p.deps):
                 ready.append(p)
             else:
