@@ -59,7 +59,7 @@ class Progress:
             if not p.ok:
                 line = Text(f"✗ row {p.number}", style="red")
                 line.append(f" not run: {p.error}")         # user text: printed literally
-                self.console.print(line, highlight=False)
+                self.console.print(line, highlight=False, soft_wrap=True)
         if self.console.is_terminal:
             self.live = Live(self._line(), console=self.console, auto_refresh=False, transient=True)
             self.live.start()

@@ -79,12 +79,14 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     if main != RUNNER_MARKER:
         script = resolve_path(main, root)
         if not os.path.isfile(script):
-            problems.append(f"script not found: {script}")
+            problems.append(_not_found("script", main, script, root))
     config_file = resolve_path(config_path, root)
     try:
         default = load_config(config_file)
     except cfg.ConfigError as exc:
-        raise RowError("; ".join(problems + [str(exc)])) from None
+        if not os.path.exists(config_file):
+            exc = _not_found("config", config_path, config_file, root)
+        raise RowError(_with_root_hint(problems + [str(exc)], root)) from None
 
     deltas: list[tuple[str, Any, bool]] = []
     env: dict[str, str] = {}
@@ -144,10 +146,24 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         depends = []
 
     if problems:
-        raise RowError("; ".join(problems))
+        raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
                    depends_on=depends)
+
+
+def _not_found(what: str, typed: str, resolved: str, root: str) -> str:
+    if os.path.isabs(os.path.expanduser(typed)):
+        return f"{what} not found: {resolved}"
+    return f"{what} not found: {typed} under the project root {root}"
+
+
+def _with_root_hint(problems: list[str], root: str) -> str:
+    """The problems, and where relative paths were looked for when that is the likely cause."""
+    text = "; ".join(problems)
+    if "under the project root" in text:
+        text += " (give --root DIR if the project is elsewhere)"
+    return text
 
 
 def _leaf(config: dict, path: str):

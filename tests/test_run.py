@@ -75,7 +75,7 @@ def test_bad_inputs_fail_only_their_own_row(project):
     assert [r["status"] for r in rows] == ["Completed"] + ["Failed"] * 7 + ["Completed"]
     errors = [r["error"] for r in rows]
     assert "script not found" in errors[1] and "nope.py" in errors[1]
-    assert "config file not found" in errors[2]
+    assert errors[2].startswith("config not found: default_configs/nope.yaml under the project root ")
     assert "YAML error" in errors[3] and "line" in errors[3]
     assert "unknown config key 'nested/dpeth'" in errors[4] and "did you mean 'depth'" in errors[4]
     assert "delta:lr" in errors[5] and "no closing ']'" in errors[5]
@@ -439,7 +439,10 @@ def test_root_option_for_a_sheet_outside_result_sheets(project, tmp_path):
     with open(path, "w") as f:
         f.write(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,a\n")
     proc = project.sheetrun("run", path)
-    assert proc.returncode == 1 and "script not found" in open(path).read()
+    root = os.path.dirname(path)
+    assert proc.returncode == 1
+    assert (f"script not found: scripts/ok.py under the project root {root}; config not found: {CFG} under "
+            f"the project root {root} (give --root DIR if the project is elsewhere)") in proc.stderr
     with open(path, "w") as f:
         f.write(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,a\n")
     project.sheetrun("run", path, "--root", project.root, check=0)
