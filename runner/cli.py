@@ -34,6 +34,7 @@ def _root(args) -> str:
 
 
 def cmd_run(args) -> int:
+    from runner.devices import DevicePool, visible_devices
     from runner.launch import RunOptions, launch
     from runner.local import LocalExecutor
     from runner.progress import Progress
@@ -50,7 +51,12 @@ def cmd_run(args) -> int:
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
     if args.backend == "slurm":
         return run_on_slurm(args, sheet, root, runs_dir, rows)
-    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows)
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows,
+                      gpus_per_job=args.gpus_per_job, timeout=_timeout(args), retries=args.retries)
+    try:
+        DevicePool(visible_devices(), args.gpus_per_job)
+    except ValueError as exc:
+        raise SystemExit(f"sheetrun: {exc}") from None
     result = launch(sheet, LocalExecutor(), opts, Progress(err_console, sheet.name))
     if not result.outcomes and not result.skipped:
         err_console.print("nothing to run: no row has whether_to_run = 1"
@@ -60,6 +66,19 @@ def cmd_run(args) -> int:
     return 0 if result.ok else 1
 
 
+def _timeout(args) -> str:
+    """``--timeout``, checked: a SLURM time (60, 1:30:00, 2-00:00:00)."""
+    from runner.slurm.options import parse_time
+
+    if not args.timeout:
+        return ""
+    try:
+        parse_time(args.timeout)
+    except ValueError as exc:
+        raise SystemExit(f"sheetrun: --timeout: {exc}") from None
+    return args.timeout
+
+
 def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
     from runner.launch import RunOptions, launch
     from runner.liveness import default_client
@@ -67,7 +86,10 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
     from runner.slurm import SlurmExecutor
     from runner.sync import follow
 
-    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows)
+    if args.retries:
+        raise SystemExit("sheetrun: --retries is for local runs; on SLURM, rows that fail are run again "
+                         "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args))
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
@@ -225,7 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true",
                      help="with --backend slurm: after submitting, follow the rows until they end")
     run.add_argument("--poll", type=float, default=5.0, help="seconds between SLURM polls with --wait")
-    run.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
+    run.add_argument("--timeout", metavar="TIME",
+                     help="stop a row after this long (60 minutes, 1:30:00, 2-00:00:00) and mark it Timeout; "
+                          "a row's time_limit cell wins")
+    run.add_argument("--retries", type=int, default=0, metavar="K",
+                     help="local runs: run a row that failed (non-zero exit) or was lost again, up to K times, "
+                          "each try in a new run folder")
+    run.add_argument("--gpus-per-job", type=int, default=None, metavar="K",
+                     help="local runs: GPUs per job through CUDA_VISIBLE_DEVICES (default: 1 where there "
+                          "are GPUs; 0 hides them)")
+    run.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names, e.g. '1,3,5-8'")
     run.add_argument("--dry-run", action="store_true",
                      help="print each row's command and config changes; change nothing")
     run.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
@@ -251,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", help="cancel the jobs of Submitted/Running rows and mark them Cancelled")
     common(cancel)
-    cancel.add_argument("--rows", help="only these rows: numbers, ranges and run ids, e.g. '1,3,5-8'")
+    cancel.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names, e.g. '1,3,5-8'")
     cancel.set_defaults(func=cmd_cancel)
     return parser
 

@@ -7,6 +7,7 @@ PATH_TO_DEFAULT_CONFIG = "path_to_default_config"
 WHETHER_TO_RUN = "whether_to_run"
 DEPENDS_ON = "depends_on"
 NAME = "name"                    # a row's name: depends_on and --rows may name rows by it
+TIME_LIMIT = "time_limit"        # a row's time limit, as slurm:time writes it
 REQUIRED = (PATH_TO_MAIN, PATH_TO_DEFAULT_CONFIG, WHETHER_TO_RUN)
 
 DELTA_PREFIX = "delta:"
@@ -26,7 +27,7 @@ OWNED = (STATUS, RUN_ID, RUN_FOLDER, JOB_ID, EXIT_CODE, WALLTIME, ERROR)
 
 
 def is_input_column(name: str) -> bool:
-    return name in REQUIRED or name == DEPENDS_ON or name.startswith(
+    return name in REQUIRED or name in (DEPENDS_ON, TIME_LIMIT) or name.startswith(
         (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, SLURM_PREFIX))
 
 

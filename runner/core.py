@@ -42,8 +42,8 @@ class Executor(ABC):
     name = "executor"
 
     @abstractmethod
-    def submit(self, run_dir: RunDir, run_id: str = "") -> Job:
-        """Start the job of one prepared run folder."""
+    def submit(self, run_dir: RunDir, run_id: str = "", env: dict | None = None) -> Job:
+        """Start the job of one prepared run folder (``env``: variables chosen at start time)."""
 
     @abstractmethod
     def start(self, launch, rows) -> None:

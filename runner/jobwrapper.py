@@ -288,8 +288,9 @@ class JobRun:
     The caller waits for the command (``proc``) and calls :meth:`finish`.
     """
 
-    def __init__(self, run_dir: str, send=None, requeued: bool = False):
+    def __init__(self, run_dir: str, send=None, requeued: bool = False, extra_env: dict | None = None):
         self.rd = RunDir(run_dir)
+        self.extra_env = dict(extra_env or {})      # chosen at start time (its devices)
         self.job = read_json(self.rd.job)
         self.run_id = self.job["run_id"]
         self.requeued = requeued
@@ -301,6 +302,8 @@ class JobRun:
         self.folder_problems: list[str] = []     # what could not be written into the run folder, and why
         self.kill_at: float | None = None        # when a stop request escalates to SIGKILL
         self.stop_signal = 0                     # the last signal sent to stop it
+        self.time_limit_s = self.job.get("time_limit_s")
+        self.timed_out = False
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
 
     def save(self, what: str, fn) -> None:
@@ -324,6 +327,7 @@ class JobRun:
             env = dict(os.environ)
             env.update(thread_env(job.get("env", {})))
             env.update(job.get("env", {}))
+            env.update(self.extra_env)
             env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": job["sheet"],
                         procs.RUN_ID_VAR: self.run_id})
             try:
@@ -355,6 +359,13 @@ class JobRun:
             _end_command(self.proc, signal.SIGKILL)
             self.stop_signal = signal.SIGKILL
 
+    def check_time_limit(self, now: float) -> None:
+        """Stop the command once it has run for its time limit (it then ends Timeout)."""
+        if (self.time_limit_s and not self.cancelled and self.proc is not None
+                and self.proc.returncode is None and now - self.started >= self.time_limit_s):
+            self.timed_out = True
+            self.stop(f"time limit {self.job.get('time_limit')}")
+
     def heartbeat(self, now: float) -> None:
         self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))
 
@@ -364,7 +375,10 @@ class JobRun:
         ended = time.time()
         metrics, results_problem = load_results(rd)
         script_code = code
-        if self.cancelled or (code is not None and code != 0 and rd.cancel_requested()):
+        if self.timed_out:
+            status, error = Status.TIMEOUT, f"time limit reached ({self.job.get('time_limit')})"
+            code = -(self.stop_signal or signal.SIGTERM)
+        elif self.cancelled or (code is not None and code != 0 and rd.cancel_requested()):
             reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
             status, error = ((slurm_stop_reason() if self.in_slurm else None)
                              or (Status.CANCELLED, f"cancelled ({reason})"))
@@ -421,6 +435,9 @@ def run_job(run_dir: str) -> int:
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 run.heartbeat(now)
                 last_beat = now
+            if not run.in_slurm:                 # SLURM keeps a task's time limit itself
+                run.check_time_limit(now)
+                run.escalate()
             run.channel.forward_metrics()
 
     code = None

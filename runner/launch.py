@@ -38,10 +38,11 @@ from runner.errors import describe
 from runner.jobwrapper import THREAD_VARS
 from runner.liveness import holder_text, verdict
 from runner.metric_columns import MetricColumns, clear_previous_metrics
-from runner.plan import PlannedRow, RowFilter, plan
+from runner.plan import PlannedRow, RowFilter, new_run_id, plan
 from runner.rowwriter import RowWriter
 from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, write_json
-from runner.sheet import Sheet, Table
+from runner.slurm.options import parse_time
+from runner.sheet import Sheet, SheetError, Table
 
 FINAL_FLUSH_TRIES = 3
 
@@ -53,6 +54,9 @@ class RunOptions:
     jobs: int = 1
     rows: RowFilter | None = None
     python: str = sys.executable
+    gpus_per_job: int | None = None    # local: devices per job (None: 1 where there are GPUs)
+    timeout: str = ""                  # a time limit for rows without a time_limit cell ("" none)
+    retries: int = 0                   # local: runs again a row that failed or was lost, this often
 
 
 @dataclass
@@ -162,11 +166,13 @@ class Launch:
             for p in planned:
                 if p.ok and p.writable:
                     folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_{p.run_id}")
+                    previous = table.find_row(p.number).get(C.RUN_FOLDER)
+                    previous = os.path.normpath(os.path.join(opts.root, previous)) if previous else ""
                     try:
                         os.makedirs(folder)
                         made.append(folder)
                         p.run_folder = folder
-                        _write_new(os.path.join(folder, "job.json"), self.job_record(p, claimed))
+                        _write_new(os.path.join(folder, "job.json"), self.job_record(p, claimed, previous))
                     except OSError as exc:
                         p.run_folder = ""
                         p.error = f"could not create the run folder: {describe(exc)}"
@@ -217,30 +223,84 @@ class Launch:
         except Exception as exc:                 # provenance must never block a run
             print(f"sheetrun: could not record provenance: {exc}", file=sys.stderr)
 
-    def job_record(self, p: PlannedRow, launcher: dict) -> dict:
+    def time_limit(self, p: PlannedRow) -> tuple[str, float | None]:
+        """The row's time limit: its ``time_limit`` cell, else ``--timeout``; (text, seconds)."""
+        text = p.spec.time_limit or self.opts.timeout
+        return text, (parse_time(text) if text else None)
+
+    def job_record(self, p: PlannedRow, launcher: dict, previous: str = "", attempt: int = 1) -> dict:
         """``job.json``: what the job runs, and who claimed it (written when the row is claimed)."""
         row_env = dict(self.env if self.backend == "local" else {})
         row_env.update(p.spec.env)
-        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number,
+        limit, limit_s = self.time_limit(p)
+        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number, "attempt": attempt,
                 "argv": p.spec.argv(os.path.join(p.run_folder, "config.yaml"), self.opts.python),
                 "cwd": self.opts.root, "env": row_env, "launcher": launcher,
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],
+                "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
                 "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix()}
 
-    def prepare(self, p: PlannedRow) -> RunDir:
-        """Write a claimed row's run folder; OSError / ValueError if it cannot be written."""
+    def prepare(self, p: PlannedRow, extra_env: dict | None = None) -> RunDir:
+        """Write a claimed row's run folder; OSError / ValueError if it cannot be written.
+
+        ``command.txt`` is the exact command with every variable sheetrun sets for it
+        (threads, the row's ``env:`` columns, its devices: ``extra_env``).
+        """
         rd = RunDir(p.run_folder)
         opts = self.opts
         with open(rd.config, "w", encoding="utf-8") as f:
             f.write(dump_yaml(p.spec.config))
         argv = p.spec.argv(rd.config, opts.python)
+        env = {**(self.env if self.backend == "local" else {}), **p.spec.env, **(extra_env or {})}
         with open(rd.command, "w", encoding="utf-8") as f:
-            exports = "".join(f"{k}={shlex.quote(v)} " for k, v in p.spec.env.items())
+            exports = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
             f.write(f"cd {shlex.quote(opts.root)} && {exports}{shlex.join(argv)}\n")
         if self.prov_dir:
             provenance.link_into(self.prov_dir, rd.provenance)
         p.run_dir = rd
         return rd
+
+    # -- running a row again ---------------------------------------------------------------------
+    def retry(self, p: PlannedRow, attempt: int) -> PlannedRow | None:
+        """Claim a row that failed for another try: a new run id and run folder, Submitted again.
+
+        Its last try's final cells are written first. None if the row cannot be claimed
+        (it is gone, or the sheet cannot be written).
+        """
+        if not self.writer.flush(force=True):
+            return None
+        again = PlannedRow(p.number, new_run_id(set()), spec=p.spec, deps=p.deps)
+        folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_try{attempt}_{again.run_id}")
+        again.run_folder = folder
+        claimed = dict(self.claim, claimed=time.time())
+
+        def change(table: Table) -> bool:
+            row = next((r for r in table.rows if r.get(C.RUN_ID) == p.run_id), None)
+            if row is None or row.ragged:
+                return False
+            os.makedirs(folder, exist_ok=True)
+            _write_new(os.path.join(folder, "job.json"), self.job_record(again, claimed, p.run_folder, attempt))
+            clear_previous_metrics(row, self.opts.root)
+            for column, value in {C.RUN_ID: again.run_id, C.STATUS: Status.SUBMITTED, C.JOB_ID: "",
+                                  C.EXIT_CODE: "", C.WALLTIME: "", C.ERROR: "",
+                                  C.RUN_FOLDER: display_path(folder, self.opts.root)}.items():
+                row.set(column, value)
+            return True
+
+        try:
+            claimed_again = self.sheet.transact(change)
+        except (SheetError, OSError) as exc:
+            print(f"sheetrun: row {p.number} not tried again: {exc}", file=sys.stderr)
+            claimed_again = False
+        if not claimed_again:
+            _remove_claim(folder)
+            return None
+        previous = self.outcomes.pop(p.run_id)
+        self.outcomes[again.run_id] = Outcome(p.number, again.run_id, Status.SUBMITTED)
+        self.result.outcomes = [o for o in self.result.outcomes if o is not previous]
+        self.result.outcomes.append(self.outcomes[again.run_id])
+        self.writer.folders[again.run_id] = folder
+        return again
 
     # -- rows that end without running ------------------------------------------------------
     def settle(self, p: PlannedRow | str, status: str, error: str) -> None:

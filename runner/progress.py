@@ -93,6 +93,17 @@ class Progress:
         self.console.print(text, highlight=False)
         self.tick(force=True)
 
+    def retrying(self, outcome, attempt: int, tries: int) -> None:
+        """A row that failed runs again (--retries)."""
+        self._move(outcome.status, Status.SUBMITTED)
+        line = f"↻ row {outcome.number} runs again: try {attempt} of {tries}"
+        if self.console.is_terminal:
+            self.console.print(Text(line, style="yellow"), highlight=False)
+        else:
+            self.console.file.write(line + "\n")
+            self.console.file.flush()
+        self.tick(force=True)
+
     def _line(self) -> Text:
         done = sum(self.counts.get(s, 0) for s in Status.TERMINAL)
         elapsed = time.time() - self.t0

@@ -30,6 +30,8 @@ class RowSpec:
     slurm: dict[str, str] = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)
     run_id: str = ""
+    time_limit: str = ""             # the row's time_limit cell, as typed ("" for none)
+    time_limit_s: float | None = None
 
     def argv(self, config_file: str, python: str = sys.executable) -> list[str]:
         """The exact command, as an argv list (never a shell string)."""
@@ -144,12 +146,18 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     except CellError as exc:
         problems.append(str(exc))
         depends = []
+    time_limit, time_limit_s = row.get(C.TIME_LIMIT, "").strip(), None
+    if time_limit:
+        try:
+            time_limit_s = slurm_options.parse_time(time_limit)
+        except ValueError as exc:
+            problems.append(f"time_limit: {exc}")
 
     if problems:
         raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
-                   depends_on=depends)
+                   depends_on=depends, time_limit=time_limit, time_limit_s=time_limit_s)
 
 
 def _not_found(what: str, typed: str, resolved: str, root: str) -> str:

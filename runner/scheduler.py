@@ -22,7 +22,7 @@ import signal
 import time
 
 from runner import columns as C
-from runner import procs
+from runner import devices, procs
 from runner.columns import Status
 from runner.errors import describe
 from runner.jobwrapper import final_row_values
@@ -43,6 +43,10 @@ class Scheduler:
         self.progress = launch.progress
         self.stop_reason = ""
         self.kill_now = False
+        self.devices = devices.DevicePool(devices.visible_devices(), launch.opts.gpus_per_job)
+        self.device_of: dict[str, str | None] = {}       # run id -> its CUDA_VISIBLE_DEVICES
+        self.planned: dict[str, PlannedRow] = {}          # run id -> its row, while it runs
+        self.attempt: dict[str, int] = {}                 # run id -> which try this is
 
     # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
@@ -91,7 +95,11 @@ class Scheduler:
             for rid, job in list(running.items()):
                 if job.done():
                     del running[rid]
-                    self._ended(rid, job)
+                    again = self._ended(rid, job)
+                    if again is not None:             # --retries: the row runs again
+                        pending[again.run_id] = again
+                        for p in pending.values():
+                            p.deps = [again.run_id if d == rid else d for d in p.deps]
             if not self.stop_reason:
                 for rid, p in list(pending.items()):
                     if len(running) >= self.launch.opts.jobs:
@@ -134,20 +142,29 @@ class Scheduler:
         if os.path.exists(os.path.join(p.run_folder, "cancel_requested")):
             self.launch.settle(p, Status.CANCELLED, "cancelled by sheetrun cancel before it started")
             return None
+        extra = {}
+        if devices.VAR not in p.spec.env:                 # a row's own env:CUDA_VISIBLE_DEVICES wins
+            device = self.devices.take()
+            if device is not None:
+                extra[devices.VAR] = self.device_of[p.run_id] = device
         try:
-            rd = self.launch.prepare(p)
-            job = self.executor.submit(rd, p.run_id)
+            rd = self.launch.prepare(p, extra)
+            job = self.executor.submit(rd, p.run_id, extra)
         except (OSError, ValueError) as exc:
+            self.devices.give(self.device_of.pop(p.run_id, None))
             self.launch.settle(p, Status.FAILED, f"could not prepare the run folder: {describe(exc)}")
             return None
         self.writer.watch(p.run_id, rd)
+        self.planned[p.run_id] = p
         outcome = self.launch.outcomes[p.run_id]
         outcome.status = Status.RUNNING
         if self.progress:
             self.progress.started(outcome)
         return job
 
-    def _ended(self, rid: str, job) -> None:
+    def _ended(self, rid: str, job) -> PlannedRow | None:
+        """Settle a job that ended; the row's next try when ``--retries`` says it runs again."""
+        self.devices.give(self.device_of.pop(rid, None))
         outcome = self.launch.outcomes[rid]
         previous = outcome.status
         self.writer.unwatch(rid)
@@ -174,6 +191,22 @@ class Scheduler:
             self.writer.add(rid, {C.STATUS: status, C.ERROR: error})
         if self.progress:
             self.progress.finished(outcome, previous)
+        return self._retry(rid, outcome, exit_message)
+
+    def _retry(self, rid: str, outcome, exit_message) -> PlannedRow | None:
+        p = self.planned.pop(rid, None)
+        attempt = self.attempt.pop(rid, 1)
+        failed = (outcome.status == Status.LOST or (outcome.status == Status.FAILED and exit_message is not None
+                                                    and exit_message["record"].get("exit_code") not in (0, None)))
+        if p is None or not failed or self.stop_reason or attempt > self.launch.opts.retries:
+            return None
+        again = self.launch.retry(p, attempt + 1)
+        if again is None:
+            return None
+        self.attempt[again.run_id] = attempt + 1
+        if self.progress:
+            self.progress.retrying(outcome, attempt + 1, self.launch.opts.retries + 1)
+        return again
 
 
 def _metrics_of(job) -> dict:

@@ -135,12 +135,12 @@ class LocalExecutor(Executor):
         except OSError:
             return False
 
-    def submit(self, run_dir: RunDir, run_id: str = "") -> LocalJob:
+    def submit(self, run_dir: RunDir, run_id: str = "", env: dict | None = None) -> LocalJob:
         if self.host is None:
             self._start_host()
         job = LocalJob(self, run_dir, run_id)
         self.jobs[run_id] = job
-        if not self.send({"op": "start", "folder": run_dir.path}):
+        if not self.send({"op": "start", "folder": run_dir.path, "env": env or {}}):
             job.host_gone = "the job host could not be reached"
         return job
 

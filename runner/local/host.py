@@ -108,7 +108,7 @@ class JobHost:
     def _command(self, command: dict) -> None:
         op = command["op"]
         if op == "start":
-            self._start(command["folder"])
+            self._start(command["folder"], command.get("env") or {})
         elif op in ("stop", "kill"):
             for run in self._matching(command.get("run_id")):
                 run.stop(command.get("reason", "stopped"), grace_s=0 if op == "kill" else
@@ -120,14 +120,14 @@ class JobHost:
         return [r for r in self.runs.values() if run_id in (None, r.run_id)]
 
     # -- jobs ----------------------------------------------------------------------------------
-    def _start(self, folder: str) -> None:
+    def _start(self, folder: str, env: dict) -> None:
         def send(message: dict) -> bool:
             if message.get("event") == "exit":      # enough to write the row if the runner is gone
                 message = dict(message, folder=run.rd.path, sheet=run.job["sheet"], cwd=run.job.get("cwd"))
             return self.send(message)
 
         try:
-            run = JobRun(folder, send=send)
+            run = JobRun(folder, send=send, extra_env=env)
         except (OSError, ValueError, KeyError) as exc:
             print(f"sheetrun host: cannot read the job in {folder}: {exc}", file=sys.stderr, flush=True)
             return
@@ -208,11 +208,12 @@ class JobHost:
             if ready_w:
                 self._flush()
             self._reap()
+            now = time.time()
             for run in self.runs.values():
                 if not run.cancelled and run.rd.cancel_requested():
                     run.stop("sheetrun cancel")
+                run.check_time_limit(now)
                 run.escalate()
-            now = time.time()
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 last_beat = now
                 for run in self.runs.values():

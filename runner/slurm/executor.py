@@ -77,7 +77,7 @@ class SlurmExecutor(Executor):
         self.python = python
         self.max_parallel = max_parallel
 
-    def submit(self, run_dir: RunDir, run_id: str = "") -> SlurmJob:
+    def submit(self, run_dir: RunDir, run_id: str = "", env: dict | None = None) -> SlurmJob:
         return self.submit_array([run_dir], {})[0]
 
     def start(self, launch, rows) -> None:

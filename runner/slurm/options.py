@@ -76,3 +76,27 @@ def validate(option: str, value: str) -> str:
     if fmt and not fmt[0].fullmatch(value):
         raise SlurmOptionError(f"slurm:{option}={value!r} is not {fmt[1]}")
     return value
+
+
+def parse_time(text: str) -> float | None:
+    """Seconds in a SLURM time (``60`` minutes, ``1:30:00``, ``2-12``, ``UNLIMITED``: None).
+
+    ValueError for anything else.
+    """
+    value = text.strip()
+    if not _TIME.fullmatch(value):
+        raise ValueError(f"{text!r} is not a time like 60 (minutes), 1:30:00 or 2-00:00:00")
+    if value.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = value.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:                                  # D-HH, D-HH:MM, D-HH:MM:SS
+        parts += [0] * (3 - len(parts))
+        h, m, s = parts
+    elif len(parts) == 1:                     # minutes
+        h, m, s = 0, parts[0], 0
+    elif len(parts) == 2:                     # MM:SS
+        h, (m, s) = 0, parts
+    else:                                     # HH:MM:SS
+        h, m, s = parts
+    return float(((int(days or 0) * 24 + h) * 60 + m) * 60 + s)

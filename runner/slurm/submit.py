@@ -95,6 +95,9 @@ def submit_rows(launch, executor, rows) -> None:
         groups: dict[tuple, list] = defaultdict(list)
         for p in ready:
             options = {**defaults, **p.spec.slurm}
+            limit, _ = launch.time_limit(p)
+            if limit and "time" not in p.spec.slurm:       # a row's time_limit (or --timeout) is its --time
+                options["time"] = limit
             after = tuple(sorted(job_of[d] for d in p.deps))
             groups[(tuple(sorted(options.items())), after)].append(p)
         for (options, after), group in groups.items():
