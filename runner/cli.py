@@ -222,6 +222,21 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_reset(args) -> int:
+    from runner.reset import reset
+    from runner.slurm.submit import ranges
+
+    done, left = reset(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
+    for number, why in left:
+        err_console.print(f"row {number} not reset: {why}", markup=False, highlight=False, soft_wrap=True)
+    if done:
+        console.print(f"reset rows {ranges(done)}: whether_to_run is 1 again; their earlier runs stay in "
+                      "their run folders", highlight=False, soft_wrap=True)
+    elif not left:
+        console.print("no selected row has been run; nothing to reset")
+    return 1 if left else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sheetrun", description="Run the experiments listed in a results sheet and write "
@@ -284,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(cancel)
     cancel.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names, e.g. '1,3,5-8'")
     cancel.set_defaults(func=cmd_cancel)
+
+    reset = sub.add_parser("reset", help="make run rows ready to run again: clear their runner and metric "
+                                         "cells, set whether_to_run to 1 (run folders are kept)")
+    common(reset)
+    reset.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names (default: all)")
+    reset.set_defaults(func=cmd_reset)
     return parser
 
 

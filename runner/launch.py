@@ -217,9 +217,10 @@ class Launch:
     def collect_provenance(self) -> None:
         """Provenance for this launch, once, to be hard-linked into each run folder."""
         try:
+            sheet_file = () if self.sheet.remote else (self.sheet.location,)
             self.prov_dir = provenance.collect(
                 self.opts.root, os.path.join(self.sheet_dir, ".provenance", self.id),
-                exclude_dirs=(self.opts.runs_dir,))
+                exclude_dirs=(self.opts.runs_dir,), exclude_files=sheet_file)
         except Exception as exc:                 # provenance must never block a run
             print(f"sheetrun: could not record provenance: {exc}", file=sys.stderr)
 

@@ -27,8 +27,14 @@ def _git(root: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", root, *args], capture_output=True, timeout=60)
 
 
-def collect(root: str, dest: str, exclude_dirs: tuple[str, ...] = ()) -> str:
-    """Write provenance files for ``root`` into ``dest``; returns ``dest``."""
+def collect(root: str, dest: str, exclude_dirs: tuple[str, ...] = (),
+            exclude_files: tuple[str, ...] = ()) -> str:
+    """Write provenance files for ``root`` into ``dest``; returns ``dest``.
+
+    ``exclude_files`` (the sheet being run: results, not code) and ``exclude_dirs``
+    (the run folders) are left out of ``git.diff`` and the untracked archive, and
+    so are sheetrun's own ``.sheetrun/`` folders (lock and temporary files).
+    """
     os.makedirs(dest, exist_ok=True)
     info: dict = {"collected": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "project_root": root}
     try:
@@ -40,13 +46,19 @@ def collect(root: str, dest: str, exclude_dirs: tuple[str, ...] = ()) -> str:
         info["git_commit"] = head.stdout.decode().strip() if head.returncode == 0 else None
         branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
         info["git_branch"] = branch.stdout.decode().strip() if branch.returncode == 0 else None
-        diff = _git(root, "diff", "HEAD", "--binary") if info["git_commit"] else _git(root, "diff", "--binary")
+        skip = [os.path.relpath(f, root) for f in exclude_files
+                if not os.path.relpath(f, root).startswith("..")]
+        pathspec = ["--", "."] + [f":(exclude){f}" for f in skip] + [":(exclude)**/.sheetrun/**"]
+        diff = (_git(root, "diff", "HEAD", "--binary", *pathspec) if info["git_commit"]
+                else _git(root, "diff", "--binary", *pathspec))
         with open(os.path.join(dest, "git.diff"), "wb") as f:
             f.write(diff.stdout)
         info["git_dirty"] = bool(diff.stdout)
+        info["left_out"] = skip
         listed = _git(root, "ls-files", "--others", "--exclude-standard", "-z").stdout.decode()
         excluded = tuple(os.path.relpath(d, root) + os.sep for d in exclude_dirs)
-        untracked = [p for p in listed.split("\0") if p and not p.startswith(excluded)]
+        untracked = [p for p in listed.split("\0") if p and not p.startswith(excluded) and p not in skip
+                     and ".sheetrun" not in p.split("/")]
         info["untracked_files"] = len(untracked)
         _archive_untracked(root, untracked, dest)
     else:

@@ -86,9 +86,9 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     try:
         default = load_config(config_file)
     except cfg.ConfigError as exc:
-        if not os.path.exists(config_file):
-            exc = _not_found("config", config_path, config_file, root)
-        raise RowError(_with_root_hint(problems + [str(exc)], root)) from None
+        problem = _not_found("config", config_path, config_file, root) if not os.path.exists(config_file) \
+            else str(exc)
+        raise RowError(_with_root_hint(problems + [problem], root)) from None
 
     deltas: list[tuple[str, Any, bool]] = []
     env: dict[str, str] = {}

@@ -63,7 +63,8 @@ def test_an_editor_saving_at_any_step_of_a_write_loses_nothing(tmp_path, monkeyp
     rows = open_sheet(path).read().rows
     assert rows[0].get("status") == "Completed" and rows[0].get("acc") == "0.5"          # the runner's
     assert rows[1].get("notes") == "a person's note, typed while it ran"                 # the person's
-    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert not [n for n in os.listdir(tmp_path) + os.listdir(tmp_path / ".sheetrun") if n.endswith(".tmp")]
+    assert sorted(os.listdir(tmp_path)) == [".sheetrun", "sheet.csv"]     # nothing else beside the sheet
 
 
 def test_a_half_written_sheet_is_waited_for_not_refused(tmp_path):

@@ -28,6 +28,8 @@ def test_quickstart_sheet_runs(tmp_path):
     root = tmp_path / "copy"
     for part in ("tasks", "default_configs", "result_sheets"):
         shutil.copytree(os.path.join(REPO, part), root / part)
+    subprocess.run([sys.executable, "-m", "runner", "reset", str(root / "result_sheets/quickstart.csv")],
+                   check=True, capture_output=True)          # whatever state the tracked sheet is in
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(root / "result_sheets/quickstart.csv"),
                            "--jobs", "2"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -341,25 +341,28 @@ def test_stnd_sed_caching_sheet_shape_runs(project):
 
 
 def test_provenance_in_a_git_repository(project):
+    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"], ["scripts/ok.py", CFG, "1", "b"]])
+    git = ["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n"]
     subprocess.run(["git", "init", "-q", project.root], check=True)
-    subprocess.run(["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n", "add", "scripts"],
-                   check=True)
-    subprocess.run(["git", "-C", project.root, "-c", "user.email=a@b", "-c", "user.name=n", "commit", "-qm",
-                    "init"], check=True)
+    subprocess.run(git + ["add", "scripts", "result_sheets/sheet.csv"], check=True)
+    subprocess.run(git + ["commit", "-qm", "init"], check=True)
     project.write("scripts/ok.py", open(os.path.join(project.root, "scripts/ok.py")).read() + "# edited\n")
     project.write("service_account.json", '{"type": "service_account", "private_key": "-----BEGIN..."}')
-    path = project.sheet(BASE + ["delta:name"], [["scripts/ok.py", CFG, "1", "a"]])
-    project.sheetrun("run", path, check=0)
-    prov = os.path.join(project.root, project.read()[0]["run_folder"], "provenance")
+    project.write("notes.txt", "an untracked file\n")
+    project.sheetrun("run", path, "--rows", "1", check=0)       # the sheet, tracked, now holds results
+    project.sheetrun("run", path, "--rows", "2", check=0)
+    prov = os.path.join(project.root, project.read()[1]["run_folder"], "provenance")
     info = json.load(open(os.path.join(prov, "git.json")))
     assert len(info["git_commit"]) == 40 and info["git_dirty"]
-    assert "# edited" in open(os.path.join(prov, "git.diff")).read()
-    assert "result_sheets/sheet.csv" in open(os.path.join(prov, "untracked.txt")).read()
-    assert "experiments/" not in open(os.path.join(prov, "untracked.txt")).read()
+    diff = open(os.path.join(prov, "git.diff")).read()
+    assert "# edited" in diff
+    assert "result_sheets/sheet.csv" not in diff and info["left_out"] == ["result_sheets/sheet.csv"]
+    untracked = open(os.path.join(prov, "untracked.txt")).read()
+    assert "notes.txt" in untracked and "experiments/" not in untracked and ".sheetrun" not in untracked
     # a credentials file lying in the project is listed, never archived
-    assert "not archived (credentials)" in open(os.path.join(prov, "untracked.txt")).read()
+    assert "not archived (credentials)" in untracked
     with tarfile.open(os.path.join(prov, "untracked.tar.gz")) as tar:
-        assert "service_account.json" not in tar.getnames() and "result_sheets/sheet.csv" in tar.getnames()
+        assert "service_account.json" not in tar.getnames() and "notes.txt" in tar.getnames()
 
 
 def test_a_second_run_does_not_start_rows_that_are_still_running(project, tmp_path):
@@ -537,3 +540,34 @@ def test_a_semicolon_sheet_runs_and_a_pipe_sheet_says_what_it_saw(project):
     proc = project.sheetrun("run", pipes, check=2)
     assert "its columns: 'path_to_main|path_to_default_config|whether_to_run'" in proc.stderr
     assert "separated by something other than commas, semicolons or tabs" in proc.stderr
+
+
+def test_reset_makes_run_rows_ready_again_and_keeps_what_a_person_typed(project, tmp_path):
+    from conftest import wait_for
+
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate", "notes"], [
+        ["scripts/ok.py", CFG, "1", "a", "", "keep me"],
+        ["scripts/ok.py", CFG, "0", "never run", "", ""],
+        ["scripts/wait.py", CFG, "1", "busy", gate, ""],
+    ])
+    runner = project.popen("run", path, "--rows", "3")
+    try:
+        wait_for(lambda: project.read()[2].get("progress") == "1", what="row 3 to run")
+        project.sheetrun("run", path, "--rows", "1", check=0)
+        first = project.read()[0]
+        assert first["status"] == "Completed" and first["score"] == "2" and first["whether_to_run"] == "0"
+        proc = project.sheetrun("reset", path, check=1)             # row 3 is still running: left alone
+        assert "row 3 not reset: its run is still held" in proc.stderr and "reset rows 1" in proc.stdout
+        rows = project.read()
+        assert rows[0]["status"] == rows[0]["run_id"] == rows[0]["score"] == rows[0]["name"] == ""
+        assert rows[0]["whether_to_run"] == "1" and rows[0]["notes"] == "keep me"
+        assert rows[1]["whether_to_run"] == "0"                      # never run: untouched
+        assert rows[2]["status"] == "Running"
+        assert os.path.isdir(os.path.join(project.root, first["run_folder"]))   # the run stays
+        open(gate, "w").close()
+        assert runner.wait(60) == 0
+    finally:
+        runner.kill()
+    proc = project.sheetrun("reset", path, "--rows", "3", check=0)
+    assert "reset rows 3" in proc.stdout and project.read()[2]["whether_to_run"] == "1"

@@ -34,7 +34,8 @@ def test_two_runners_started_together_run_each_row_exactly_once(project, tmp_pat
     # long enough that no row ends before the later runner claims: it sees all ten held
     rows = [["scripts/stamp.py", CFG, "1", f"n{i}", log, "0.8"] for i in range(10)]
     path = project.sheet(BASE + ["delta:name", "delta:log", "delta+:sleep"], rows)
-    lock = FileLock(os.path.join(project.sheets, ".sheet.csv.lock"))
+    from runner.sheet.csv_sheet import CsvSheet
+    lock = FileLock(CsvSheet(path).lock_path)
     held = start.startswith("under")
     if held:
         lock.acquire()               # a third program holds the sheet while both start

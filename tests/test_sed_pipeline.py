@@ -101,6 +101,8 @@ def test_demo_sheet_end_to_end_through_sheetrun(tmp_path):
         cfg = sed_config(name, **changes)
         write_yaml(root / "default_configs" / "sed" / f"{name}.yaml", cfg)
     sheet = root / "result_sheets" / "demo.csv"
+    # whatever state the tracked sheet is in (the Quick start may have run it): start from scratch
+    subprocess.run([sys.executable, "-m", "runner", "reset", str(sheet)], check=True, capture_output=True)
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet)], capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
     rows = list(csv.DictReader(open(sheet)))

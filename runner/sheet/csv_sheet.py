@@ -1,9 +1,11 @@
 """A results sheet kept in a local CSV file.
 
-Every change is a read-modify-write transaction under the sheet's lock file
-(``.NAME.csv.lock``): read the current text, apply the change, write a
-temporary file in the same directory, fsync it, give it the original's
-permissions, and swap it in. A process killed at any instant leaves either
+Every change is a read-modify-write transaction under the sheet's lock file:
+read the current text, apply the change, write a temporary file, fsync it,
+give it the original's permissions, and swap it in. The lock file and the
+temporary files live in one hidden folder beside the sheet (``.sheetrun/``),
+on the sheet's filesystem, so the swap is atomic and nothing clutters the
+folder a person keeps sheets in. A process killed at any instant leaves either
 the old or the new sheet, never a truncated one.
 
 Programs that honour the lock never race. An editor that ignores it can save
@@ -42,6 +44,7 @@ LOCK_TIMEOUT_S = 120.0
 MAX_RETRIES = 20
 SETTLE_S = 2.0          # an empty / unparsable file younger than this is re-read, not refused
 SETTLE_POLL_S = 0.05
+STATE_DIR = ".sheetrun"   # beside the sheet: its lock file and temporary files
 
 
 def _fingerprint(st: os.stat_result) -> tuple:
@@ -80,7 +83,8 @@ class CsvSheet(Sheet):
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         directory, name = os.path.split(self.path)
-        self.lock_path = os.path.join(directory, f".{name}.lock")
+        self.state_dir = os.path.join(directory, STATE_DIR)
+        self.lock_path = os.path.join(self.state_dir, f"{name}.lock")
         self._lock = FileLock(self.lock_path, timeout=LOCK_TIMEOUT_S)
         self.writes = 0             # transactions that rewrote the file
         self._cache: tuple[tuple, Table] | None = None   # the table as this object last wrote or read it
@@ -133,8 +137,15 @@ class CsvSheet(Sheet):
         return self._read_table()[0]
 
     # -- transactions --------------------------------------------------------------------
+    def _make_state_dir(self) -> None:
+        if not os.path.isdir(self.state_dir):
+            if not os.path.exists(self.path):
+                raise SheetError(f"sheet not found: {self.path}")
+            os.makedirs(self.state_dir, exist_ok=True)
+
     def transact(self, change: Callable[[Table], T]) -> T:
         try:
+            self._make_state_dir()
             with self._lock:
                 return self._transact(change)
         except Timeout:
@@ -188,9 +199,8 @@ class CsvSheet(Sheet):
         start again from the file, or ("retry", their_text, None) when an
         editor's save was displaced by the swap.
         """
-        directory = os.path.dirname(self.path)
         mode = os.stat(self.path).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f"{os.path.basename(self.path)}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(text.encode("utf-8"))
@@ -237,11 +247,11 @@ class CsvSheet(Sheet):
 
     def write_new(self, table: Table) -> None:
         try:
+            os.makedirs(self.state_dir, exist_ok=True)
             with self._lock:
                 if os.path.exists(self.path) and open(self.path, "rb").read().strip():
                     raise SheetError(f"{self.path} already has content; not overwritten")
-                directory = os.path.dirname(self.path)
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.",
+                fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f"{os.path.basename(self.path)}.",
                                            suffix=".tmp")
                 with os.fdopen(fd, "wb") as f:
                     f.write(table.text().encode("utf-8"))
@@ -256,12 +266,11 @@ class CsvSheet(Sheet):
 
     def _remove_stale_temps(self) -> None:
         """Temp files of writers killed mid-write (only the lock holder ever writes one)."""
-        directory, name = os.path.split(self.path)
-        prefix = f".{name}."
-        for entry in os.listdir(directory):
+        prefix = f"{os.path.basename(self.path)}."
+        for entry in os.listdir(self.state_dir):
             if entry.startswith(prefix) and entry.endswith(".tmp"):
                 try:
-                    os.unlink(os.path.join(directory, entry))
+                    os.unlink(os.path.join(self.state_dir, entry))
                 except OSError:
                     pass
 
