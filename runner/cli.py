@@ -57,7 +57,7 @@ def cmd_run(args) -> int:
         DevicePool(visible_devices(), args.gpus_per_job)
     except ValueError as exc:
         raise SystemExit(f"sheetrun: {exc}") from None
-    result = launch(sheet, LocalExecutor(), opts, Progress(err_console, sheet.name))
+    result = launch(sheet, LocalExecutor(), opts, Progress(err_console, sheet.name, show=_show(args)))
     if not result.outcomes and not result.skipped:
         err_console.print("nothing to run: no row has whether_to_run = 1"
                           + (" among the rows given by --rows" if rows else ""))
@@ -174,6 +174,18 @@ def cmd_status(args) -> int:
             cells = (str(r.number), r.get(C.RUN_ID), r.get(C.STATUS), r.get(C.EXIT_CODE), r.get(C.ERROR))
             failed.add_row(*(Text(v) for v in cells))
         console.print(failed)
+    shown = _show(args)
+    if shown:
+        missing = [c for c in shown if c not in table.index]
+        if missing:
+            err_console.print(f"no column {', '.join(map(repr, missing))} in the sheet", soft_wrap=True)
+        picked = RichTable(title="rows", title_justify="left")
+        for col in ("row", "status", *shown):
+            picked.add_column(Text(col), no_wrap=True, min_width=3 if col == "row" else None,
+                              justify="right" if col in shown else "left")
+        for r in table.rows:
+            picked.add_row(str(r.number), Text(r.get(C.STATUS)), *(Text(r.get(c)) for c in shown))
+        console.print(picked)
     return 0
 
 
@@ -219,6 +231,76 @@ def cmd_cancel(args) -> int:
         console.print("no selected row is Submitted or Running; nothing to cancel")
     else:
         console.print(f"cancelled rows {', '.join(map(str, numbers))}", highlight=False)
+    return 0
+
+
+def _show(args) -> list[str] | None:
+    return [c.strip() for c in args.show.split(",") if c.strip()] if getattr(args, "show", None) else None
+
+
+def cmd_history(args) -> int:
+    from runner.results import history
+
+    sheet = open_sheet(args.sheet)
+    table = sheet.read()
+    spec = RowFilter.one(args.row)
+    spec.check(table)
+    rows = [r for r in table.rows if r in spec]
+    if len(rows) != 1:
+        raise SystemExit(f"sheetrun: {args.row!r} names {len(rows)} rows; name one")
+    row = rows[0]
+    runs = history(row, _root(args))
+    if not runs:
+        console.print(f"row {row.number} has not been run")
+        return 0
+    names = _show(args) or [m for m in runs[0].metrics][-4:]
+    out = RichTable(title=f"row {row.number}: {len(runs)} run(s), newest first", title_justify="left")
+    for col in ("", "started", "run_id", "try", "status", "walltime"):
+        out.add_column(Text(col), no_wrap=True)
+    for col in names:
+        out.add_column(Text(col), no_wrap=True, justify="right", max_width=12, overflow="ellipsis")
+    import time as _time
+
+    def fmt(value) -> str:
+        return "" if value is None else format(value, ".4g") if isinstance(value, float) else str(value)
+
+    for i, run in enumerate(runs, 1):
+        when = _time.strftime("%m-%d %H:%M", _time.localtime(run.started)) if run.started else ""
+        values = [Text(fmt(run.metrics.get(n))) for n in names]
+        out.add_row(str(i), when, Text(run.run_id), str(run.attempt), Text(run.status), run.walltime, *values)
+    console.print(out)
+    for i, run in enumerate(runs, 1):
+        console.print(f"{i:>3}  {os.path.relpath(run.folder, _root(args))}", soft_wrap=True)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from runner.results import curve, plot
+    from runner.rundir import RunDir
+
+    sheet = open_sheet(args.sheet)
+    table = sheet.read()
+    spec = RowFilter.parse(args.rows)
+    if spec is not None:
+        spec.check(table)
+    root = _root(args)
+    series, empty = [], []
+    for row in table.rows:
+        if (spec is not None and row not in spec) or not row.get(C.RUN_FOLDER):
+            continue
+        x_name, xs, ys = curve(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))), args.metric)
+        label = f"row {row.number}" + (f" {row.get(C.NAME)}" if row.get(C.NAME) else "") + f" ({row.get(C.RUN_ID)})"
+        (series.append((label, x_name, xs, ys)) if xs else empty.append(row.number))
+    if not series:
+        raise SystemExit(f"sheetrun: no selected row's run reported {args.metric!r}")
+    runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
+    out = args.out or os.path.join(runs_dir, sheet.name, "plots", f"{args.metric}.png".replace(os.sep, "_"))
+    plot(series, args.metric, out)
+    console.print(f"{len(series)} curve(s) of {args.metric} written to {out}", soft_wrap=True)
+    if empty:
+        from runner.slurm.submit import ranges
+
+        console.print(f"rows {ranges(empty)} reported no {args.metric}", soft_wrap=True)
     return 0
 
 
@@ -275,10 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print each row's command and config changes; change nothing")
     run.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
+    run.add_argument("--show", help="the metrics the results table shows, e.g. 'acc,loss' "
+                                    "(default: the last four reported)")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="summarise the sheet's statuses and errors")
     common(status)
+    status.add_argument("--show", help="also list every row with these columns, e.g. 'acc,loss'")
     status.set_defaults(func=cmd_status)
 
     sync = sub.add_parser("sync", help="reconcile Submitted/Running rows with their jobs (SLURM or local)")
@@ -305,6 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
     common(reset)
     reset.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names (default: all)")
     reset.set_defaults(func=cmd_reset)
+
+    hist = sub.add_parser("history", help="list a row's runs, newest first: status, time, metrics, run folder")
+    common(hist)
+    hist.add_argument("row", metavar="ROW", help="a row number, run id or name")
+    hist.add_argument("--show", help="the metrics to list, e.g. 'acc,loss' (default: the last four reported)")
+    hist.set_defaults(func=cmd_history)
+
+    plot_cmd = sub.add_parser("plot", help="draw rows' metric curves from their runs into a PNG")
+    common(plot_cmd)
+    plot_cmd.add_argument("metric", metavar="METRIC")
+    plot_cmd.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names")
+    plot_cmd.add_argument("--out", help="the PNG to write (default: RUNS/SHEET/plots/METRIC.png)")
+    plot_cmd.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
+    plot_cmd.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -76,6 +76,12 @@ class RowFilter:
                 out.ids.add(token)
         return out
 
+    @classmethod
+    def one(cls, text: str) -> "RowFilter":
+        """One row: its number, run id or name (a name may hold spaces here)."""
+        text = text.strip()
+        return cls(numbers={int(text)}, spec=text) if text.isdigit() else cls(ids={text}, spec=text)
+
     def check(self, table: Table) -> None:
         """RowError naming what ``--rows`` names that the sheet does not have."""
         size = len(table)

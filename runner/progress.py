@@ -42,8 +42,9 @@ def print_skipped(console: Console, skipped) -> None:
 
 
 class Progress:
-    def __init__(self, console: Console | None = None, sheet_name: str = ""):
+    def __init__(self, console: Console | None = None, sheet_name: str = "", show: list[str] | None = None):
         self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
+        self.show = show            # the metrics the results table shows (None: the last reported)
         self.sheet_name = sheet_name
         self.live: Live | None = None
         self.counts: dict[str, int] = {}
@@ -132,7 +133,7 @@ class Progress:
         metric_names: list[str] = []
         for o in result.outcomes:
             metric_names += [m for m in o.metrics if m not in metric_names]
-        metric_names = metric_names[-MAX_METRIC_COLUMNS:]   # the last reported are the headline ones
+        metric_names = self.show or metric_names[-MAX_METRIC_COLUMNS:]   # else the last reported: the headline
         errors = any(o.error for o in result.outcomes)
         widths = {"row": 3, "run_id": 9, "status": 9, "walltime": 9}   # never squeezed away
         for col in ("row", "run_id", "status", "walltime", *metric_names):

@@ -571,3 +571,39 @@ def test_reset_makes_run_rows_ready_again_and_keeps_what_a_person_typed(project,
         runner.kill()
     proc = project.sheetrun("reset", path, "--rows", "3", check=0)
     assert "reset rows 3" in proc.stdout and project.read()[2]["whether_to_run"] == "1"
+
+
+CURVE = """
+import sys, yaml
+from runner import report
+cfg = yaml.safe_load(open(sys.argv[2]))
+for step in range(5):
+    report(step=step * 10, loss=1.0 / (step + 1) * cfg["x"], note="text is not plotted")
+"""
+
+
+def test_history_plot_and_chosen_columns(project, tmp_path):
+    project.write("scripts/curve.py", CURVE)
+    path = project.sheet(BASE + ["name", "delta:name", "delta:x"], [["scripts/curve.py", CFG, "1", "base", "a", "1"],
+                                                                   ["scripts/curve.py", CFG, "1", "big", "b", "3"],
+                                                                   ["scripts/ok.py", CFG, "1", "plain", "c", "1"]])
+    proc = project.sheetrun("run", path, "--show", "loss,step", check=0)
+    header = next(line for line in proc.stderr.splitlines() if "run_id" in line)
+    assert "loss" in header and "step" in header and "note" not in header
+    text = open(path).read().replace(",0,base,", ",1,base,")
+    open(path, "w").write(text)
+    project.sheetrun("run", path, "--rows", "base", check=0)                 # a second run of row 1
+    hist = project.sheetrun("history", path, "base", "--show", "loss", check=0).stdout
+    assert "row 1: 2 run(s), newest first" in hist and hist.count("Completed") == 2
+    run_ids = [r["run_id"] for r in project.read()][:1]
+    assert hist.index(run_ids[0]) < hist.rindex("Completed")                 # newest first
+    out = str(tmp_path / "loss.png")
+    proc = project.sheetrun("plot", path, "loss", "--out", out, check=0)
+    assert "2 curve(s) of loss written to" in proc.stdout and "rows 3 reported no loss" in proc.stdout
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(out) > 5000
+    from runner.results import curve
+    from runner.rundir import RunDir
+    x_name, xs, ys = curve(RunDir(os.path.join(project.root, project.read()[1]["run_folder"])), "loss")
+    assert x_name == "step" and xs == [0, 10, 20, 30, 40] and ys == [1.0 / (s + 1) * 3 for s in range(5)]
+    status = project.sheetrun("status", path, "--show", "loss", check=0).stdout
+    assert "0.6" in status and "loss" in status
