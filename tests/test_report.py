@@ -71,8 +71,9 @@ def test_unreachable_sheet_keeps_updates_for_sync(project, tmp_path):
     os.rename(path, away)                          # the sheet becomes unreachable
     open(gate, "w").close()
     wait_for(lambda: os.path.exists(os.path.join(run_dir, "exit.json")), what="job end")
-    pending = RunDir(run_dir).read_pending()
-    assert pending and pending[-1]["values"]["status"] == "Completed"
+    # the exit record is written first, then the row's final values, kept when the sheet is away
+    pending = wait_for(lambda: RunDir(run_dir).read_pending(), what="the final values to be kept")
+    assert pending[-1]["values"]["status"] == "Completed"
     os.rename(away, path)
     assert project.read()[0]["status"] == "Running"
     project.sheetrun("sync", path, check=0)
