@@ -19,6 +19,7 @@ Cell values are data: nothing here evaluates them.
 """
 from __future__ import annotations
 
+import os
 import re
 
 KEEP_DEFAULT = object()          # sentinel: leave the default config's value alone
@@ -29,6 +30,9 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 _ROW = "__ROW__"
 _COL = re.compile(r"__COL:(.*?)__")
+# stnd's placeholders for what a cell cannot easily hold
+_CHARACTERS = {"__COMMA__": ",", "__Q__": '"', "__B__": "\\"}
+RUNNER_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_cmd.py")
 
 
 class CellError(ValueError):
@@ -90,26 +94,49 @@ def _decode_list(s: str) -> list:
     return items
 
 
-def parse_whether_to_run(text: str) -> bool | None:
-    """``1`` -> True, ``0`` or empty -> False; anything else raises CellError."""
+def parse_whether_to_run(text: str) -> bool:
+    """Whether a row is selected, as stnd reads it: any non-zero integer runs the row.
+
+    ``1``, ``2``, ``-1``, ``1.0`` and ``TRUE`` (any case) run it; ``0``, ``0.0``,
+    ``FALSE`` and an empty cell do not; anything else raises CellError.
+    """
     s = text.strip()
-    if s == "1":
-        return True
-    if s in ("0", ""):
+    if s == "" or s.lower() == "false":
         return False
-    raise CellError(f"whether_to_run must be 1 or 0, got {text!r}")
+    if s.lower() == "true":
+        return True
+    if _INT.fullmatch(s):
+        return int(s) != 0
+    if _FLOAT.fullmatch(s) and float(s).is_integer():
+        return float(s) != 0
+    raise CellError(f"whether_to_run must be a whole number (1 runs the row, 0 does not) or TRUE/FALSE, "
+                    f"got {text!r}")
 
 
-def fill_placeholders(text: str, row_number: int, row: dict[str, str]) -> str:
-    """Replace ``__ROW__`` with the row number and ``__COL:name__`` with that cell's text."""
+def fill_placeholders(text: str, row_number: int, row: dict[str, str], worksheet: str = "") -> str:
+    """Replace the placeholders of a cell, in stnd's order.
+
+    ``__ROW__`` the row number, ``__WORKSHEET__`` the worksheet's name (a CSV
+    file's name without its extension), ``__RUNNER__`` the path of sheetrun's
+    runner program (``runner/run_cmd.py``), ``__COMMA__`` ``,``, ``__Q__`` ``"``,
+    ``__B__`` a backslash, and ``__COL:name__`` that row's ``name`` cell.
+    """
     if "__" not in text:
         return text
-    text = text.replace(_ROW, str(row_number))
+
+    def simple(value: str) -> str:
+        value = value.replace(_ROW, str(row_number)).replace("__WORKSHEET__", worksheet)
+        value = value.replace("__RUNNER__", RUNNER_PROGRAM)
+        for placeholder, character in _CHARACTERS.items():
+            value = value.replace(placeholder, character)
+        return value
+
+    text = simple(text)
 
     def column(m: re.Match) -> str:
         name = m.group(1)
         if name not in row:
             raise CellError(f"__COL:{name}__ names no column of this sheet")
-        return row[name].replace(_ROW, str(row_number))
+        return simple(row[name])
 
     return _COL.sub(column, text)

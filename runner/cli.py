@@ -26,8 +26,11 @@ err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 def _root(args) -> str:
+    """``--root``, else stnd's PROJECT_ROOT_PROVIDED_FOR_STUNED, else from the sheet's place."""
     if args.root:
         return os.path.abspath(args.root)
+    if os.environ.get("PROJECT_ROOT_PROVIDED_FOR_STUNED"):
+        return os.path.abspath(os.environ["PROJECT_ROOT_PROVIDED_FOR_STUNED"])
     if "://" in args.sheet:
         return os.getcwd()
     return project_root_for(args.sheet)
@@ -127,7 +130,10 @@ def dry_run(sheet, root: str, rows) -> int:
         return seen.reason if seen.active else None
 
     skipped: list = []
-    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped)
+    notes: list = []
+    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped, worksheet=sheet.name, notes=notes)
+    for note in notes:
+        console.print(f"note: {note}", soft_wrap=True)
     if not planned and not skipped:
         console.print("nothing to run: no row has whether_to_run = 1")
     for number, holder in skipped:
@@ -150,6 +156,8 @@ def dry_run(sheet, root: str, rows) -> int:
             console.print("    (the default config, unchanged)")
         for name, value in p.spec.env.items():
             console.print(f"    env {name}={value}", markup=False, highlight=False)
+        for warning in p.spec.warnings:
+            console.print(f"    warning: {warning}", soft_wrap=True)
         if p.spec.depends_on:
             console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", markup=False, highlight=False)
     return 0 if all(p.ok for p in planned) else 1

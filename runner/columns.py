@@ -13,7 +13,9 @@ REQUIRED = (PATH_TO_MAIN, PATH_TO_DEFAULT_CONFIG, WHETHER_TO_RUN)
 DELTA_PREFIX = "delta:"
 DELTA_NEW_PREFIX = "delta+:"
 ENV_PREFIX = "env:"
+CMD_ENV_PREFIX = "cmd_env_var:"     # stnd's environment variables ($VAR expanded)
 SLURM_PREFIX = "slurm:"
+DATA_PREFIXES = ("env_var:", "condor:")   # stnd's HTCondor columns: kept as data, not a backend
 
 # Columns the runner owns: it writes them, and only them (plus reported metrics).
 STATUS = "status"
@@ -28,7 +30,7 @@ OWNED = (STATUS, RUN_ID, RUN_FOLDER, JOB_ID, EXIT_CODE, WALLTIME, ERROR)
 
 def is_input_column(name: str) -> bool:
     return name in REQUIRED or name in (DEPENDS_ON, TIME_LIMIT) or name.startswith(
-        (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, SLURM_PREFIX))
+        (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, CMD_ENV_PREFIX, SLURM_PREFIX) + DATA_PREFIXES)
 
 
 def is_reserved(name: str) -> bool:

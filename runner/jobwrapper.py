@@ -26,7 +26,9 @@ gspread).
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +47,7 @@ from runner.rundir import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, for
                            read_json, write_json)
 
 KILL_GRACE_S = 5.0
+MAX_PENDING_LINE = 65536        # take_last_dict: how much of an unfinished stdout line is kept
 REMOTE_FORWARD_INTERVAL_S = 10.0
 # the thread-count variables sheetrun sets for a job (local: cores / jobs; SLURM: --cpus-per-task)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -304,6 +307,10 @@ class JobRun:
         self.stop_signal = 0                     # the last signal sent to stop it
         self.time_limit_s = self.job.get("time_limit_s")
         self.timed_out = False
+        self.take_last = {c: re.compile(r) for c, r in (self.job.get("take_last") or {}).items()}
+        self._stdout_offset = 0
+        self._stdout_tail = ""                   # the last, unfinished line read so far
+        self._taken: dict = {}
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
 
     def save(self, what: str, fn) -> None:
@@ -359,6 +366,36 @@ class JobRun:
             _end_command(self.proc, signal.SIGKILL)
             self.stop_signal = signal.SIGKILL
 
+    def scan_stdout(self, final: bool = False) -> None:
+        """``take_last_dict``: the last match of each regex in the program's stdout so far is that
+        column's value (stnd's runner logs it the same way); new values are reported.
+        ``final``: the program has ended, its last line counts even without a newline."""
+        if not self.take_last:
+            return
+        try:
+            with open(self.rd.stdout, "rb") as f:
+                f.seek(self._stdout_offset)
+                data = f.read()
+        except OSError:
+            data = b""
+        self._stdout_offset += len(data)
+        text = self._stdout_tail + data.decode("utf-8", "replace")
+        cut = len(text) if final else text.rfind("\n") + 1
+        lines, self._stdout_tail = text[:cut], text[cut:][-MAX_PENDING_LINE:]
+        if not lines:
+            return
+        found = {}
+        for column, regex in self.take_last.items():
+            matches = regex.findall(lines)
+            if matches:
+                value = matches[-1]
+                found[column] = str(value) if isinstance(value, tuple) else value
+        changed = {c: v for c, v in found.items() if self._taken.get(c) != v}
+        if changed:
+            self._taken.update(changed)
+            line = json.dumps({"t": time.time(), "values": changed}, ensure_ascii=False) + "\n"
+            self.save("metrics.jsonl", lambda: _append(self.rd.metrics_log, line))
+
     def check_time_limit(self, now: float) -> None:
         """Stop the command once it has run for its time limit (it then ends Timeout)."""
         if (self.time_limit_s and not self.cancelled and self.proc is not None
@@ -373,6 +410,7 @@ class JobRun:
         """The command has exited with ``code`` (None: it never started): record how it went."""
         rd = self.rd
         ended = time.time()
+        self.scan_stdout(final=True)
         metrics, results_problem = load_results(rd)
         script_code = code
         if self.timed_out:
@@ -438,6 +476,7 @@ def run_job(run_dir: str) -> int:
             if not run.in_slurm:                 # SLURM keeps a task's time limit itself
                 run.check_time_limit(now)
                 run.escalate()
+            run.scan_stdout()
             run.channel.forward_metrics()
 
     code = None
@@ -469,6 +508,14 @@ def _start_command(rd: RunDir, job: dict, env: dict) -> subprocess.Popen:
         return subprocess.Popen(job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True,
                                 preexec_fn=procs.die_with_parent(os.getpid()))
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def _touch(path: str, now: float) -> None:

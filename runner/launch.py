@@ -45,6 +45,7 @@ from runner.slurm.options import parse_time
 from runner.sheet import Sheet, SheetError, Table
 
 FINAL_FLUSH_TRIES = 3
+PROJECT_ROOT_ENV = "PROJECT_ROOT_PROVIDED_FOR_STUNED"     # stnd's name for the project root
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Outcome:
 class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)   # (row, who holds it)
+    notes: list[str] = field(default_factory=list)                  # about the sheet as a whole
     interrupted: str = ""
     unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
 
@@ -113,6 +115,8 @@ class Launch:
         self.outcomes: dict[str, Outcome] = {}
         self.prov_dir: str | None = None
         self.env = {var: str(cpu_budget(opts.jobs)) for var in THREAD_VARS}
+        # every job learns the project root, as stnd-wrapped scripts expect
+        self.root_env = {PROJECT_ROOT_ENV: opts.root}
         # who writes the rows: this launch ("runner"), or each job (on SLURM, where no runner stays)
         self.sheet_writes = "runner" if backend == "local" else "job"
         self._beat = 0.0
@@ -158,7 +162,9 @@ class Launch:
                 _remove_claim(folder)
             made.clear()
             self.result.skipped = []
-            planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped)
+            self.result.notes = []
+            planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
+                           worksheet=self.sheet.name, notes=self.result.notes)
             if any(p.writable for p in planned):
                 for column in C.OWNED:          # a fixed, readable order for new sheets
                     table.ensure_column(column)
@@ -231,7 +237,7 @@ class Launch:
 
     def job_record(self, p: PlannedRow, launcher: dict, previous: str = "", attempt: int = 1) -> dict:
         """``job.json``: what the job runs, and who claimed it (written when the row is claimed)."""
-        row_env = dict(self.env if self.backend == "local" else {})
+        row_env = dict(self.env if self.backend == "local" else {}, **self.root_env)
         row_env.update(p.spec.env)
         limit, limit_s = self.time_limit(p)
         return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number, "attempt": attempt,
@@ -239,7 +245,8 @@ class Launch:
                 "cwd": self.opts.root, "env": row_env, "launcher": launcher,
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],
                 "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
-                "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix()}
+                "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix(),
+                "take_last": p.spec.take_last}
 
     def prepare(self, p: PlannedRow, extra_env: dict | None = None) -> RunDir:
         """Write a claimed row's run folder; OSError / ValueError if it cannot be written.
@@ -252,7 +259,7 @@ class Launch:
         with open(rd.config, "w", encoding="utf-8") as f:
             f.write(dump_yaml(p.spec.config))
         argv = p.spec.argv(rd.config, opts.python)
-        env = {**(self.env if self.backend == "local" else {}), **p.spec.env, **(extra_env or {})}
+        env = {**(self.env if self.backend == "local" else {}), **self.root_env, **p.spec.env, **(extra_env or {})}
         with open(rd.command, "w", encoding="utf-8") as f:
             exports = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
             f.write(f"cd {shlex.quote(opts.root)} && {exports}{shlex.join(argv)}\n")
@@ -376,7 +383,7 @@ def launch(sheet: Sheet, executor, opts: RunOptions, progress=None) -> RunResult
     run = Launch(sheet, opts, executor.name, progress)
     planned = run.claim_rows()
     if progress:
-        progress.start(planned, run.result.skipped)
+        progress.start(planned, run.result.skipped, run.result.notes)
     runnable = [p for p in planned if p.ok]
     if runnable:
         run.collect_provenance()

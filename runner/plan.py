@@ -114,7 +114,8 @@ def new_run_id(taken: set[str]) -> str:
 
 
 def plan(table: Table, root: str, rows: RowFilter | None = None,
-         held=None, skipped: list | None = None) -> list[PlannedRow]:
+         held=None, skipped: list | None = None, worksheet: str = "",
+         notes: list | None = None) -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
@@ -122,7 +123,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     (``held(row)`` returns who holds it) is not run twice: it is left out, and
     ``(number, holder)`` is added to ``skipped``. A ragged row (more fields than
     the header) is returned with an error and ``writable=False``: nothing is
-    ever written into it.
+    ever written into it. Things to say about the sheet as a whole go to ``notes``.
     """
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
@@ -133,6 +134,9 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                        + f" (its columns: {present}){hint}")
     if rows is not None:
         rows.check(table)
+    data = [c for c in table.columns if c.startswith(C.DATA_PREFIXES)]
+    if data and notes is not None:
+        notes.append(f"the columns {', '.join(data)} are kept as data: HTCondor is not a backend of sheetrun")
     taken = {r.get(C.RUN_ID) for r in table.rows}
     load_config = functools.lru_cache(maxsize=None)(load_yaml)   # rows share configs
 
@@ -161,7 +165,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                     continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:
-                p.spec = build_spec(row.as_dict(), row.number, root, load_config)
+                p.spec = build_spec(row.as_dict(), row.number, root, load_config, worksheet)
                 p.spec.run_id = p.run_id
             except RowError as exc:
                 p.error = str(exc)

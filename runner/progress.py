@@ -41,6 +41,15 @@ def print_skipped(console: Console, skipped) -> None:
                            "not run twice", style="yellow"), highlight=False, soft_wrap=True)
 
 
+def print_warnings(console: Console, planned, notes=()) -> None:
+    """What deserves a look but does not stop anything: about the sheet, then per row."""
+    for note in notes:
+        console.print(Text(f"sheetrun: {note}", style="yellow"), highlight=False, soft_wrap=True)
+    for p in planned:
+        for warning in (p.spec.warnings if p.ok and p.spec is not None else []):
+            console.print(Text(f"! row {p.number}: {warning}", style="yellow"), highlight=False, soft_wrap=True)
+
+
 class Progress:
     def __init__(self, console: Console | None = None, sheet_name: str = "", show: list[str] | None = None):
         self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
@@ -52,8 +61,9 @@ class Progress:
         self.t0 = time.time()
         self._last = 0.0
 
-    def start(self, planned, skipped=()) -> None:
+    def start(self, planned, skipped=(), notes=()) -> None:
         print_skipped(self.console, skipped)
+        print_warnings(self.console, planned, notes)
         self.total = len(planned)
         self.counts = Counter(p.status for p in planned)
         for p in planned:
@@ -168,8 +178,9 @@ class SubmitProgress:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
 
-    def start(self, planned, skipped=()) -> None:
+    def start(self, planned, skipped=(), notes=()) -> None:
         print_skipped(self.console, skipped)
+        print_warnings(self.console, planned, notes)
 
     def stop(self, result) -> None:
         pass

@@ -7,12 +7,17 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg
+from runner import cells, columns as C, config as cfg, programs
 from runner.slurm import options as slurm_options
 from runner.cells import CellError
 
-RUNNER_MARKER = "__RUNNER__"
+RUNNER_MARKER = programs.MARKER
 _DEP_SPLIT = re.compile(r"[\s,;]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_PATH_VAR = re.compile(r"<\$([A-Za-z0-9_-]+)>")        # stnd: "<$VAR>" in a path is that variable
+NO_NORMALISATION = "!!!"                              # stnd: a path starting with it is taken as it is
+DEFAULT_WORDS = cells.DEFAULT_WORDS
 
 
 class RowError(ValueError):
@@ -32,16 +37,20 @@ class RowSpec:
     run_id: str = ""
     time_limit: str = ""             # the row's time_limit cell, as typed ("" for none)
     time_limit_s: float | None = None
+    root: str = "."
+    take_last: dict = field(default_factory=dict)     # __RUNNER__: {column: regex} on stdout
+    warnings: list[str] = field(default_factory=list)  # said before it runs; they do not stop it
 
     def argv(self, config_file: str, python: str = sys.executable) -> list[str]:
         """The exact command, as an argv list (never a shell string)."""
         if self.script is not None:
             return [python, self.script, "--config", config_file]
-        return runner_argv(self.config, python)
+        return programs.argv(self.config, self.root, python)
 
 
 def project_root_for(sheet_path: str) -> str:
-    """The directory holding ``result_sheets/`` above the sheet, else the sheet's directory."""
+    """Where a sheet's relative paths resolve: the directory holding ``result_sheets/`` above the
+    sheet, else the top of the git repository holding it, else the sheet's directory."""
     directory = os.path.dirname(os.path.abspath(sheet_path))
     probe = directory
     while True:
@@ -49,40 +58,65 @@ def project_root_for(sheet_path: str) -> str:
             return os.path.dirname(probe)
         parent = os.path.dirname(probe)
         if parent == probe:
+            break
+        probe = parent
+    probe = directory
+    while True:
+        if os.path.exists(os.path.join(probe, ".git")):
+            return probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
             return directory
         probe = parent
 
 
 def resolve_path(path: str, root: str) -> str:
+    """A path from a cell: ``<$VAR>`` is that environment variable, ``~`` the home folder,
+    ``!!!path`` is taken as it is; anything relative is under the project root."""
+    if path.startswith(NO_NORMALISATION):
+        return path[len(NO_NORMALISATION):]
+    missing = [name for name in _PATH_VAR.findall(path) if name not in os.environ]
+    if missing:
+        raise CellError(f"{path!r}: the environment variable {missing[0]} is not set")
+    path = _PATH_VAR.sub(lambda m: os.environ[m.group(1)], path)
     return os.path.normpath(os.path.join(root, os.path.expanduser(path)))
 
 
-def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load_yaml) -> RowSpec:
+def expand_env(value: str) -> str:
+    """``$VAR`` / ``${VAR}`` from this environment (unset: empty, as a shell has it); nothing else."""
+    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""), value)
+
+
+def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load_yaml,
+               worksheet: str = "") -> RowSpec:
     """Validate a row and resolve its config. Raises RowError naming every problem found.
 
     ``load_config`` reads a default config; the planner passes a cached one so a
     thousand rows sharing a config read it once (the result is never mutated).
+    ``worksheet`` is what ``__WORKSHEET__`` becomes.
     """
     problems: list[str] = []
+    warnings: list[str] = []
 
     def cell(column: str) -> str:
-        return cells.fill_placeholders(row.get(column, ""), number, row)
+        return cells.fill_placeholders(row.get(column, ""), number, row, worksheet)
 
     try:
-        main = cell(C.PATH_TO_MAIN).strip()
+        typed_main = row.get(C.PATH_TO_MAIN, "").strip()
+        main = RUNNER_MARKER if typed_main == RUNNER_MARKER else cell(C.PATH_TO_MAIN).strip()
         config_path = cell(C.PATH_TO_DEFAULT_CONFIG).strip()
+        if not main:
+            raise RowError("path_to_main is empty")
+        if not config_path:
+            raise RowError("path_to_default_config is empty")
+        script: str | None = None
+        if main != RUNNER_MARKER:
+            script = resolve_path(main, root)
+            if not os.path.isfile(script):
+                problems.append(_not_found("script", main, script, root))
+        config_file = resolve_path(config_path, root)
     except CellError as exc:
         raise RowError(str(exc)) from None
-    if not main:
-        raise RowError("path_to_main is empty")
-    if not config_path:
-        raise RowError("path_to_default_config is empty")
-    script: str | None = None
-    if main != RUNNER_MARKER:
-        script = resolve_path(main, root)
-        if not os.path.isfile(script):
-            problems.append(_not_found("script", main, script, root))
-    config_file = resolve_path(config_path, root)
     try:
         default = load_config(config_file)
     except cfg.ConfigError as exc:
@@ -96,23 +130,25 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     for column in row:
         try:
             if column.startswith((C.DELTA_PREFIX, C.DELTA_NEW_PREFIX)):
-                create = column.startswith(C.DELTA_NEW_PREFIX)
                 key = column.split(":", 1)[1].strip()
+                # a runner's arguments are free-form: its deltas create what they name, as stnd's do
+                create = column.startswith(C.DELTA_NEW_PREFIX) or (main == RUNNER_MARKER and programs.creates(key))
                 try:
                     value = cells.decode(cell(column))
                 except CellError as exc:
                     raise CellError(f"{column}: {exc}") from None
                 deltas.append((key, value, create))
-            elif column.startswith(C.ENV_PREFIX):
-                name = column[len(C.ENV_PREFIX):].strip()
-                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            elif column.startswith((C.ENV_PREFIX, C.CMD_ENV_PREFIX)):
+                stnd = column.startswith(C.CMD_ENV_PREFIX)
+                name = column.split(":", 1)[1].strip()
+                if not _ENV_NAME.fullmatch(name):
                     raise CellError(f"{column}: {name!r} is not a valid environment variable name")
                 value = cell(column)
-                if value != "":
-                    env[name] = value
+                if value != "" and value.strip() not in DEFAULT_WORDS:
+                    env[name] = expand_env(value) if stnd else value
             elif column.startswith(C.SLURM_PREFIX):
                 value = cell(column)
-                if value.strip() != "":
+                if value.strip() != "" and value.strip() not in DEFAULT_WORDS:
                     option = column[len(C.SLURM_PREFIX):]
                     slurm[option.strip()] = slurm_options.validate(option, value)
         except (CellError, slurm_options.SlurmOptionError) as exc:
@@ -126,20 +162,22 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
             problems.append(str(exc))
     if not problems:
         unfilled = cfg.unfilled_placeholders(config)
-        if unfilled:
-            problems.append("config still has placeholder values for " + ", ".join(
-                f"{k} ({_leaf(config, k)!s})" for k in unfilled) + "; set them with delta: columns")
+        if unfilled:          # stnd runs such rows (<pad> can be a real value): say it, run it
+            warnings.append("the config still has <...> values: " + ", ".join(
+                f"{k} = {_leaf(config, k)!s}" for k in unfilled))
 
-    if main == RUNNER_MARKER:
-        if not problems:
-            try:
-                runner_argv(config)
-                exec_path = resolve_path(str(config["exec_path"]), root)
-                config = dict(config, exec_path=exec_path)
-                if not os.path.isfile(exec_path):
-                    problems.append(f"exec_path not found: {exec_path}")
-            except RowError as exc:
-                problems.append(str(exc))
+    take_last: dict = {}
+    if main == RUNNER_MARKER and not problems:
+        try:
+            exec_typed = str(config.get("exec_path") or "")
+            programs.argv(config, root)
+            take_last = programs.take_last(config)
+            exec_path = resolve_path(exec_typed, root)
+            config = dict(config, exec_path=exec_path)
+            if not os.path.isfile(exec_path) and not exec_typed.startswith(NO_NORMALISATION):
+                problems.append(_not_found("exec_path", exec_typed, exec_path, root))
+        except (programs.ProgramError, CellError) as exc:
+            problems.append(str(exc))
 
     try:
         depends = [t for t in _DEP_SPLIT.split(cell(C.DEPENDS_ON).strip()) if t]
@@ -157,7 +195,8 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
-                   depends_on=depends, time_limit=time_limit, time_limit_s=time_limit_s)
+                   depends_on=depends, time_limit=time_limit, time_limit_s=time_limit_s,
+                   root=root, take_last=take_last, warnings=warnings)
 
 
 def _not_found(what: str, typed: str, resolved: str, root: str) -> str:
@@ -179,34 +218,3 @@ def _leaf(config: dict, path: str):
     for part in path.split(cfg.SEPARATOR):
         node = node[int(part)] if isinstance(node, list) else node[part]
     return node
-
-
-def runner_argv(config: dict, python: str = sys.executable) -> list[str]:
-    """The command of a ``__RUNNER__`` row: ``exec_path`` with ``kwargs`` as ``--key=value``.
-
-    ``is_python`` (default true) runs ``exec_path`` with this Python; a list value
-    becomes ``--key v1 v2 ...``; ``None`` values are left out.
-    """
-    if "exec_path" not in config or not str(config.get("exec_path") or "").strip():
-        raise RowError("__RUNNER__ rows need 'exec_path' in their config")
-    kwargs = config.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise RowError("'kwargs' in a __RUNNER__ config must be a mapping")
-    is_python = config.get("is_python", True)
-    if not isinstance(is_python, bool):
-        raise RowError(f"'is_python' must be true or false, got {is_python!r}")
-    argv = ([python] if is_python else []) + [str(config["exec_path"])]
-    for key, value in kwargs.items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            argv += [f"--{key}"] + [_arg(v) for v in value]
-        else:
-            argv.append(f"--{key}={_arg(value)}")
-    return argv
-
-
-def _arg(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -29,14 +29,18 @@ def test_undecodable(text):
         decode(text)
 
 
-@pytest.mark.parametrize("text,value", [("1", True), (" 0 ", False), ("", False)])
+# stnd runs a row when `is_number(cell) and int(cell) != 0`; pandas and spreadsheets also write
+# 1.0 and TRUE, which stnd's int() cannot read, and which mean the same to a person
+@pytest.mark.parametrize("text,value", [("1", True), (" 0 ", False), ("", False), ("2", True), ("-1", True),
+                                        ("1.0", True), ("0.0", False), ("TRUE", True), ("true", True),
+                                        ("False", False), ("007", True), ("000", False)])
 def test_whether_to_run(text, value):
     assert cells.parse_whether_to_run(text) is value
 
 
-@pytest.mark.parametrize("text", ["yes", "1.0", "true", "2", "-1"])
+@pytest.mark.parametrize("text", ["yes", "1.5", "x", "[1]", "on"])
 def test_whether_to_run_is_strict(text):
-    with pytest.raises(CellError, match="whether_to_run must be 1 or 0"):
+    with pytest.raises(CellError, match="whether_to_run must be a whole number"):
         cells.parse_whether_to_run(text)
 
 

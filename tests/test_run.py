@@ -66,21 +66,23 @@ def test_bad_inputs_fail_only_their_own_row(project):
         ["scripts/ok.py", CFG, "1", "a", "", "3"],                        # 5 unknown key
         ["scripts/ok.py", CFG, "1", "a", "[1 2", ""],                     # 6 undecodable
         ["scripts/ok.py", CFG, "yes", "a", "", ""],                       # 7 bad whether_to_run
-        ["scripts/ok.py", "default_configs/missing_name.yaml", "1", "", "", ""],  # 8 placeholder
+        ["scripts/ok.py", "default_configs/missing_name.yaml", "1", "", "", ""],  # 8 placeholder: warned, runs
         ["scripts/ok.py", CFG, "1", "also good", "0.5", ""],              # 9 ok
     ])
     proc = project.sheetrun("run", path, "--jobs", "3")
     assert proc.returncode == 1
     rows = project.read()
-    assert [r["status"] for r in rows] == ["Completed"] + ["Failed"] * 7 + ["Completed"]
+    assert [r["status"] for r in rows] == ["Completed"] + ["Failed"] * 6 + ["Completed"] * 2
     errors = [r["error"] for r in rows]
     assert "script not found" in errors[1] and "nope.py" in errors[1]
     assert errors[2].startswith("config not found: default_configs/nope.yaml under the project root ")
     assert "YAML error" in errors[3] and "line" in errors[3]
     assert "unknown config key 'nested/dpeth'" in errors[4] and "did you mean 'depth'" in errors[4]
     assert "delta:lr" in errors[5] and "no closing ']'" in errors[5]
-    assert "whether_to_run must be 1 or 0, got 'yes'" == errors[6]
-    assert "placeholder" in errors[7] and "name" in errors[7]
+    assert errors[6].startswith("whether_to_run must be a whole number") and errors[6].endswith("got 'yes'")
+    # stnd runs a config with a <...> value left (<pad> can be a real token): said, not refused
+    assert "! row 8: the config still has <...> values: name = <fill me>" in proc.stderr
+    assert rows[7]["name"] == "<fill me>"
     assert all(r["run_id"] for r in rows)
     assert rows[8]["score"] == "2" and rows[0]["name"] == "good"
 
@@ -187,19 +189,6 @@ def test_depends_on_run_id_of_a_completed_row(project, tmp_path):
         f.write(f"scripts/stamp.py,{CFG},1,B,{log},{rid}\n")
     project.sheetrun("run", path, check=0)
     assert [r["status"] for r in project.read()] == ["Completed", "Completed"]
-
-
-def test_runner_rows_run_any_program(project):
-    project.write("tools/prog.py", "import sys, json\nprint(json.dumps(sys.argv[1:]))\n")
-    project.write("default_configs/runner.yaml",
-                  "exec_path: ./tools/prog.py\nis_python: true\nkwargs:\n  model: <placeholder>\n"
-                  "  n_epochs: 1\n  layers: [1, 2]\n")
-    path = project.sheet(BASE + ["delta:kwargs/model", "delta:kwargs/n_epochs"],
-                         [["__RUNNER__", "default_configs/runner.yaml", "1", "deit3b; rm -rf ~", "4"]])
-    project.sheetrun("run", path, check=0)
-    row = project.read()[0]
-    out = open(os.path.join(project.root, row["run_folder"], "stdout.log")).read()
-    assert json.loads(out) == ["--model=deit3b; rm -rf ~", "--n_epochs=4", "--layers", "1", "2"]
 
 
 def test_env_columns_and_thread_budget(project):
@@ -310,34 +299,6 @@ def test_job_outlives_a_killed_runner_and_sync_reads_exit_record(project, tmp_pa
     open(gate, "w").close()
     wait_for(lambda: project.read()[0]["status"] == "Completed", what="orphaned job to finish")
     assert project.read()[0]["progress"] == "2"
-
-
-def test_stnd_sed_caching_sheet_shape_runs(project):
-    """The SED paper's caching sheet: __RUNNER__ rows, kwargs deltas, placeholders in the config."""
-    project.write("tools/cache.py", "import sys\nprint(' '.join(sys.argv[1:]))\n")
-    project.write("configs/caching/caching.yaml",
-                  "params:\n  random_seed: 42\nis_python: True\n\nexec_path: ./tools/cache.py\n"
-                  "conda_env: ./envs/x\n\nkwargs:\n  model: <placeholder>\n  layer_cutoff: <placeholder>\n"
-                  "  original_dataset_name: <placeholder>\n  cache_save_path: <placeholder>\n")
-    header = ("path_to_main,path_to_default_config,whether_to_run,delta:kwargs/model,"
-              "delta:kwargs/layer_cutoff,delta:kwargs/original_dataset_name,delta:kwargs/cache_save_path,"
-              "delta:kwargs/n_epochs\n")
-    rows = ("__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_val,./data/in_val.hdf5,1\n"
-            "__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_train,./data/in_train.hdf5,4\n")
-    path = project.write("result_sheets/caching.csv", header + rows)
-    proc = project.sheetrun("run", path)
-    rows = project.read("caching.csv")
-    # n_epochs is not a key of caching.yaml: the row error says how to add it.
-    assert proc.returncode == 1
-    assert all("unknown config key 'kwargs/n_epochs'" in r["error"] and "delta+:" in r["error"] for r in rows)
-    text = open(path).read().replace("delta:kwargs/n_epochs", "delta+:kwargs/n_epochs")
-    text = text.replace("Failed", "").replace(",1,deit3b", ",1,deit3b")
-    open(path, "w").write(text)
-    project.sheetrun("run", path, check=0)
-    rows = project.read("caching.csv")
-    out = open(os.path.join(project.root, rows[1]["run_folder"], "stdout.log")).read()
-    assert out.split() == ["--model=deit3b", "--layer_cutoff=-1", "--original_dataset_name=in_train",
-                           "--cache_save_path=./data/in_train.hdf5", "--n_epochs=4"]
 
 
 def test_provenance_in_a_git_repository(project):

@@ -140,7 +140,7 @@ def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPo
                notes: list) -> None:
     for column, value in values.items():
         if column == WHETHER_TO_RUN:
-            if row.get(column).strip() == "1":    # a person's cell: the runner only flips a 1 to 0
+            if _selected(row.get(column)):        # a person's cell: the runner only turns "run" off
                 row.set(column, format_cell(value))
         elif column in OWNED:
             text = format_cell(value)
@@ -151,6 +151,15 @@ def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPo
                 notes.append(note)
             if target is not None:
                 row.set(target, cap(format_cell(value), TEXT_MAX_CHARS))
+
+
+def _selected(text: str) -> bool:
+    from runner.cells import CellError, parse_whether_to_run
+
+    try:
+        return parse_whether_to_run(text)
+    except CellError:
+        return False
 
 
 def format_cell(value: object) -> str:

@@ -1,0 +1,230 @@
+"""Sheets written for stnd run as they are.
+
+Every expectation here is what stnd does for the same row, read from its source
+(``stnd/run_from_csv/__main__.py``, ``stnd/run_cmd/runner.py``,
+``stnd/utility/utils.py``) or from the files its own tests record
+(``tests/run_from_csv/canonical_files/canonical_csv_runner.csv``); where
+sheetrun deliberately differs the test says so (commands are argv lists, never
+a shell line).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BASE, CFG
+
+ARGS = "import sys, json\nprint(json.dumps(sys.argv[1:]))\n"
+
+# stnd's runner test config (tests/run_from_csv/configs/runner_config.yaml): no runner keys at all,
+# the row's deltas create them
+RUNNER_CONFIG = "params:\n  random_seed: 42\n\nlogging:\n  gdrive_storage_folder: null\n  use_wandb: False\n"
+
+# stnd's runner test target (tests/run_from_csv/executables/runner_target.py)
+RUNNER_TARGET = """
+import sys, argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--print_stdout", action="store_true")
+parser.add_argument("-p", action="store_true")
+parser.add_argument("--number_arg", type=int, required=True)
+args = parser.parse_args()
+assert args.number_arg == 10
+if args.print_stdout:
+    print("Hello, stdout")
+    print("save_number: 10.0")
+    print("save_number: 12.0")
+if args.p:
+    print("save_number: 13.0")
+    print("Hello, stderr", file=sys.stderr)
+"""
+RUNNER_HEADER = ["path_to_default_config", "path_to_main", "whether_to_run", "delta:exec_path", "delta:conda_env",
+                 "delta:is_python", "delta:kwargs/number_arg", "delta:two_dash_flags", "delta:single_dash_flags",
+                 "delta:take_last_dict/saved_number"]
+
+
+def test_stnds_runner_test_sheet_gives_its_canonical_output(project):
+    """stnd's tests/run_from_csv/csvs/csv_for_runner.csv, twice: take_last_dict Default, and a regex."""
+    project.write("configs/runner_config.yaml", RUNNER_CONFIG)
+    project.write("executables/runner_target.py", RUNNER_TARGET)
+    base = ["./configs/runner_config.yaml", "__RUNNER__", "1", "./executables/runner_target.py", "None", "True",
+            "10", "[print_stdout]", "[p]"]
+    path = project.sheet(RUNNER_HEADER, [base + ["Default"], base + ["save_number: (__B__d+__B__.__B__d+)"]])
+    project.sheetrun("run", path, check=0)
+    default, regex = project.read()
+    assert default["status"] == regex["status"] == "Completed"
+    # canonical_csv_runner.csv: "?" (stnd's filler for an empty cell) and 13.0, the last match
+    assert default["saved_number"] == "" and regex["saved_number"] == "13.0"
+    out = open(os.path.join(project.root, regex["run_folder"], "stdout.log")).read()
+    assert "save_number: 12.0" in out and "Hello, stderr" not in out
+
+
+@pytest.mark.parametrize("config,expected", [
+    # kwargs are formatted as stnd's make_task_cmd does: "--{k}={v}" with str(v)
+    ({"kwargs": {"b": True, "l": [1, 2], "n": None, "lr": 0.001, "s": "a b"}},
+     ["--b=True", "--l=[1, 2]", "--n=None", "--lr=0.001", "--s=a b"]),          # stnd: "a b" split by bash
+    ({"two_dash_flags": ["x", "long_flag"], "single_dash_flags": ["v"]}, ["--x", "--long_flag", "-v"]),
+    ({"kwargs": {"k": 1}, "two_dash_flags": ["f"], "single_dash_flags": ["s"]}, ["--k=1", "--f", "-s"]),
+    ({"kwargs": {"q": "$(touch /tmp/pwned); `id`"}}, ["--q=$(touch /tmp/pwned); `id`"]),   # never a shell
+])
+def test_runner_arguments_are_stnds(project, config, expected):
+    import yaml
+
+    project.write("tools/args.py", ARGS)
+    project.write("default_configs/prog.yaml", yaml.safe_dump(dict(config, exec_path="./tools/args.py"),
+                                                              sort_keys=False))
+    path = project.sheet(BASE, [["__RUNNER__", "default_configs/prog.yaml", "1"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert json.loads(open(os.path.join(project.root, row["run_folder"], "stdout.log")).read()) == expected
+    assert not os.path.exists("/tmp/pwned")
+
+
+def test_runner_deltas_create_the_programs_arguments_but_scripts_keep_the_typo_check(project):
+    project.write("tools/args.py", ARGS)
+    project.write("default_configs/prog.yaml", "exec_path: ./tools/args.py\nkwargs: {}\n")
+    path = project.sheet(BASE + ["delta:kwargs/model_path", "delta:kwargs/user_number", "delta:two_dash_flags",
+                                 "delta:nested/dpeth"], [
+        ["__RUNNER__", "default_configs/prog.yaml", "1", "./m.pt", "7", "[fast]", ""],
+        ["scripts/ok.py", CFG, "1", "", "", "", "3"],
+    ])
+    project.sheetrun("run", path, check=1)
+    runner_row, script_row = project.read()
+    out = json.loads(open(os.path.join(project.root, runner_row["run_folder"], "stdout.log")).read())
+    assert out == ["--model_path=./m.pt", "--user_number=7", "--fast"]
+    assert "unknown config key 'nested/dpeth'" in script_row["error"] and "did you mean 'depth'" in script_row["error"]
+
+
+def test_is_bash_runs_the_program_with_bash(project):
+    project.write("tools/hello.sh", 'echo "bash says $1 $BASH_VERSION" | cut -c1-14\n')
+    project.write("default_configs/sh.yaml", "exec_path: ./tools/hello.sh\nis_python: false\nis_bash: true\n"
+                                             "single_dash_flags: []\n")
+    path = project.sheet(BASE + ["delta:two_dash_flags"], [["__RUNNER__", "default_configs/sh.yaml", "1", "[x]"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert open(os.path.join(project.root, row["run_folder"], "stdout.log")).read().strip() == "bash says --x"
+
+
+CONDA = """#!/usr/bin/env python3
+# a stand-in for conda (not installable here): `conda run --no-capture-output -p ENV CMD...` records ENV, runs CMD
+import json, os, sys
+args = sys.argv[1:]
+assert args[:2] == ["run", "--no-capture-output"], args
+with open(os.environ["CONDA_LOG"], "a") as f:
+    f.write(json.dumps(args[:4]) + "\\n")
+os.execvp(args[4], args[4:])
+"""
+
+
+def test_conda_env_runs_through_conda_run_or_fails_the_row_clearly(project, tmp_path):
+    project.write("tools/args.py", ARGS)
+    project.write("default_configs/prog.yaml", "exec_path: ./tools/args.py\nconda_env: ./envs/x\n"
+                                               "kwargs:\n  a: 1\n")
+    path = project.sheet(BASE + ["delta:conda_env"], [["__RUNNER__", "default_configs/prog.yaml", "1", ""],
+                                                       ["__RUNNER__", "default_configs/prog.yaml", "1", "None"]])
+    env = {"PATH": "/usr/bin:/bin", "CONDA_EXE": ""}
+    project.sheetrun("run", path, env=env, check=1)
+    with_env, without = project.read()
+    assert with_env["status"] == "Failed" and "conda is not installed here" in with_env["error"]
+    assert without["status"] == "Completed"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "conda").write_text(CONDA)
+    (bin_dir / "conda").chmod(0o755)
+    log = tmp_path / "conda.log"
+    text = open(path).read().replace("prog.yaml,0,", "prog.yaml,1,")
+    open(path, "w").write(text)
+    python_dir = os.path.dirname(sys.executable)          # `python` inside the "environment"
+    project.sheetrun("run", path, "--rows", "1",
+                     env={"PATH": f"{bin_dir}:{python_dir}:/usr/bin:/bin", "CONDA_LOG": str(log)}, check=0)
+    assert json.loads(log.read_text()) == ["run", "--no-capture-output", "-p", os.path.join(project.root, "envs/x")]
+    row = project.read()[0]
+    assert json.loads(open(os.path.join(project.root, row["run_folder"], "stdout.log")).read()) == ["--a=1"]
+
+
+def test_stnd_placeholders(project):
+    project.write("tools/args.py", ARGS)
+    project.write("default_configs/prog.yaml", "exec_path: ./tools/args.py\nkwargs: {}\n")
+    path = project.sheet(BASE + ["tag", "delta:kwargs/items", "delta:kwargs/quoted", "delta:kwargs/regex",
+                                 "delta:kwargs/sheet", "delta:kwargs/runner", "delta:kwargs/row"],
+                         [["__RUNNER__", "default_configs/prog.yaml", "1", "T", "10__COMMA__30", "say __Q__hi__Q__",
+                           "a__B__d+", "__WORKSHEET__.csv", "__RUNNER__", "r__ROW_____COL:tag__"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    out = json.loads(open(os.path.join(project.root, row["run_folder"], "stdout.log")).read())
+    runner_program = os.path.join(os.path.dirname(__import__("runner").__file__), "run_cmd.py")
+    assert out == ["--items=10,30", '--quoted=say "hi"', "--regex=a\\d+", "--sheet=sheet.csv",
+                   f"--runner={runner_program}", "--row=r1_T"]
+
+
+ENV_SCRIPT = "import os\nfrom runner import report\nreport(a=os.environ.get('A', 'unset'), b=os.environ.get('B', 'unset'))\n"
+
+
+def test_cmd_env_var_columns_and_htcondor_columns(project, monkeypatch):
+    project.write("scripts/env2.py", ENV_SCRIPT)
+    path = project.sheet(BASE + ["delta:name", "cmd_env_var:A", "cmd_env_var:B", "env_var:X", "condor:bid"],
+                         [["scripts/env2.py", CFG, "1", "a", "$HOME/x:${SHEETRUN_TEST_VAR}", "Default", "1", "10"]])
+    proc = project.sheetrun("run", path, env={"SHEETRUN_TEST_VAR": "v", "B": "from outside"}, check=0)
+    row = project.read()[0]
+    assert row["a"] == os.path.expanduser("~") + "/x:v"          # $VAR expanded, never through a shell
+    assert row["b"] == "from outside"                            # Default: not set by the row
+    assert proc.stderr.count("HTCondor is not a backend") == 1 and row["env_var:X"] == "1"
+
+
+def test_stnd_paths_and_project_root(project, tmp_path):
+    project.write("elsewhere/tool.py", "from runner import report\nimport os\n"
+                                       "report(root=os.environ.get('PROJECT_ROOT_PROVIDED_FOR_STUNED'))\n")
+    path = project.sheet(BASE + ["delta:name"], [["<$TOOLS>/tool.py", CFG, "1", "a"],
+                                                 [f"!!!{project.root}/scripts/ok.py", CFG, "1", "b"],
+                                                 ["<$NOPE>/tool.py", CFG, "1", "c"]])
+    project.sheetrun("run", path, env={"TOOLS": os.path.join(project.root, "elsewhere")}, check=1)
+    a, b, c = project.read()
+    assert a["status"] == b["status"] == "Completed" and a["root"] == project.root
+    assert c["status"] == "Failed" and "the environment variable NOPE is not set" in c["error"]
+    # a sheet outside result_sheets/: PROJECT_ROOT_PROVIDED_FOR_STUNED, else the git repository's top
+    sheets = tmp_path / "proj" / "deep" / "sheets"
+    sheets.mkdir(parents=True)
+    outside = sheets / "s.csv"
+    outside.write_text(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,x\n")
+    project.sheetrun("run", str(outside), env={"PROJECT_ROOT_PROVIDED_FOR_STUNED": project.root}, check=0)
+    outside.write_text(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,x\n")
+    subprocess.run(["git", "init", "-q", project.root], check=True)
+    project.sheetrun("run", str(outside), check=0)
+    assert "Completed" in outside.read_text()
+
+
+def test_the_sed_papers_caching_sheet_runs_with_kwargs_its_config_lacks(project):
+    """The SED paper's caching sheet: __RUNNER__ rows, kwargs deltas the default config lacks (n_epochs),
+    placeholders in the config, and a conda_env it sets to None to run here."""
+    project.write("tools/cache.py", "import sys\nprint(' '.join(sys.argv[1:]))\n")
+    project.write("configs/caching/caching.yaml",
+                  "params:\n  random_seed: 42\nis_python: True\n\nexec_path: ./tools/cache.py\n"
+                  "conda_env: ./envs/x\n\nkwargs:\n  model: <placeholder>\n  layer_cutoff: <placeholder>\n"
+                  "  original_dataset_name: <placeholder>\n  cache_save_path: <placeholder>\n")
+    header = ("path_to_main,path_to_default_config,whether_to_run,delta:kwargs/model,"
+              "delta:kwargs/layer_cutoff,delta:kwargs/original_dataset_name,delta:kwargs/cache_save_path,"
+              "delta:kwargs/n_epochs,delta:conda_env\n")
+    rows = ("__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_val,./data/in_val.hdf5,1,None\n"
+            "__RUNNER__,./configs/caching/caching.yaml,1,deit3b,-1,in_train,./data/in_train.hdf5,4,None\n")
+    path = project.write("result_sheets/caching.csv", header + rows)
+    project.sheetrun("run", path, check=0)
+    rows = project.read("caching.csv")
+    out = open(os.path.join(project.root, rows[1]["run_folder"], "stdout.log")).read()
+    assert out.split() == ["--model=deit3b", "--layer_cutoff=-1", "--original_dataset_name=in_train",
+                           "--cache_save_path=./data/in_train.hdf5", "--n_epochs=4"]
+
+
+def test_the_runner_program_that___RUNNER___names_in_a_cell_runs_a_runner_config(project):
+    """In any cell but a bare path_to_main, __RUNNER__ is sheetrun's runner program (stnd: its run_cmd/main.py)."""
+    project.write("configs/runner_config.yaml", RUNNER_CONFIG)
+    project.write("executables/runner_target.py", RUNNER_TARGET)
+    header = ["path_to_default_config", "path_to_main", "whether_to_run", "runner", "delta+:exec_path",
+              "delta+:kwargs/number_arg", "delta+:two_dash_flags", "delta+:take_last_dict/saved_number"]
+    path = project.sheet(header, [["./configs/runner_config.yaml", "__COL:runner__", "1", "__RUNNER__",
+                                   "./executables/runner_target.py", "10", "[print_stdout]",
+                                   "save_number: (__B__d+__B__.__B__d+)"]])
+    project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert row["status"] == "Completed" and row["saved_number"] == "12.0"      # no -p: 12.0 is the last
+    assert "run_cmd.py --config" in open(os.path.join(project.root, row["run_folder"], "command.txt")).read()
