@@ -173,7 +173,7 @@ def cmd_status(args) -> int:
     for status, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         summary.add_row(Text(status), str(n))
     console.print(summary)
-    bad = [r for r in table.rows if r.get(C.STATUS) in Status.TERMINAL - {Status.COMPLETED}]
+    bad = [r for r in table.rows if Status.meaning(r.get(C.STATUS)) in Status.TERMINAL - {Status.COMPLETED}]
     if bad:
         failed = RichTable(title="rows that did not complete", title_justify="left")
         for col in ("row", "run_id", "status", "exit_code", "error"):

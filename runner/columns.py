@@ -40,6 +40,7 @@ def is_reserved(name: str) -> bool:
 
 # Cells are capped so a row stays readable; the full text stays in the run folder
 # (stderr.log, metrics.json).
+STND_EMPTY = "?"                  # what stnd writes into other rows' cells of a column it adds
 ERROR_MAX_CHARS = 300
 TEXT_MAX_CHARS = 1000
 METRIC_NAME_MAX_CHARS = 100
@@ -82,4 +83,11 @@ class Status:
 
     ACTIVE = frozenset({SUBMITTED, RUNNING})
     TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, LOST, SKIPPED})
+    # stnd's spellings, in sheets it wrote: what they mean here
+    STND = {"Complete": COMPLETED, "Fail": FAILED}
+
+    @classmethod
+    def meaning(cls, status: str) -> str:
+        """A status as sheetrun means it (stnd's "Fail" is Failed)."""
+        return cls.STND.get(status, status)
     ALL = ACTIVE | TERMINAL

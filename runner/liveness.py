@@ -61,6 +61,26 @@ def launcher_alive(claim: dict) -> bool:
     return age < HEARTBEAT_STALE_S
 
 
+def stnd_verdict(row, root: str) -> Verdict:
+    """A row stnd left Submitted or Running (it has no sheetrun run id): its run is still going
+    while its log (stdout.txt / stderr.txt in the run folder stnd wrote into the row) changes."""
+    folder = row.get("run_folder")
+    folder = os.path.join(root, folder) if folder else ""
+    ages = []
+    for name in ("stdout.txt", "stderr.txt"):
+        try:
+            ages.append(time.time() - os.stat(os.path.join(folder, name)).st_mtime)
+        except OSError:
+            pass
+    if ages and min(ages) < HEARTBEAT_STALE_S:
+        return Verdict(None, f"stnd's run is still writing its log in {folder}")
+    left = row.get("status")
+    if ages:
+        return Verdict(Status.LOST, f"left {left} by stnd; its log in {folder} has not changed for "
+                                    f"{min(ages) / 60:.0f} min")
+    return Verdict(Status.LOST, f"left {left} by stnd, and no log of its run was found")
+
+
 def slurm_info(rd: RunDir) -> dict | None:
     """The SLURM job of a run folder (written at submission), or None for local runs."""
     return read_json_quietly(rd.file(INFO_NAME))

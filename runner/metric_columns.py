@@ -8,7 +8,8 @@ and ``results.json``). From that one fact:
 - **Where a metric goes.** A metric named ``acc`` goes to the column ``acc``
   when that column is new (it is created for it) or when every filled cell in
   it holds a run's value; a column empty everywhere is free to take (a person
-  made room for it). Any other column is a person's — ``notes``, ``comment``,
+  made room for it). A column stnd's logger made counts as a metric column too (stnd
+  fills the other rows' cells of a column it adds with ``?``). Any other column is a person's — ``notes``, ``comment``,
   a hand-typed ``acc`` — and the metric goes to ``acc (metric)`` instead, with
   a note on the console: the person's cells are never touched. The decision is
   made once per column and process.
@@ -102,10 +103,13 @@ class MetricColumns(ColumnPolicy):
                       "a person's cells")
 
     def _filled_by_runs(self, table: Table, column: str, name: str) -> bool:
-        """True if every filled cell of ``column`` holds a value its row's run reported as ``name``."""
+        """True if every filled cell of ``column`` holds a value its row's run reported as ``name``
+        — or if stnd's logger made the column (it fills the other rows' cells with "?")."""
+        if any(row.get(column) == C.STND_EMPTY for row in table.rows):
+            return True
         for row in table.rows:
             text = row.get(column)
-            if text == "":
+            if text in ("", C.STND_EMPTY):            # stnd fills other rows' cells of a new column with "?"
                 continue
             folder = row.get(C.RUN_FOLDER)
             if not folder:

@@ -23,7 +23,7 @@ from runner import columns as C
 from runner.columns import Status
 from runner.jobwrapper import final_row_values, load_results
 from runner.liveness import (Verdict, default_client, local_verdict, slurm_info, slurm_states,
-                             slurm_verdict)
+                             slurm_verdict, stnd_verdict)
 from runner.metric_columns import MetricColumns
 from runner.rundir import RunDir
 from runner.sheet import Sheet
@@ -73,8 +73,15 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None) -> list[Syn
     batches: dict[str, list] = {}             # run id -> writes, in order, for one transaction
     held_back: dict[str, RunDir] = {}         # run folders whose pending writes go out now
     to_cancel: list[str] = []
+    stnd_rows: dict[int, tuple] = {}         # row number -> (run folder cell, cells), rows stnd left active
     for row in table.rows:
         status, run_id, folder = row.get(C.STATUS), row.get(C.RUN_ID), row.get(C.RUN_FOLDER)
+        if not run_id and status in Status.ACTIVE and not row.ragged:
+            seen = stnd_verdict(row, root)
+            changes.append(SyncChange(row.number, "", status, seen.status or status, seen.reason))
+            if not seen.active:
+                stnd_rows[row.number] = (folder, {C.STATUS: seen.status, C.ERROR: seen.reason})
+            continue
         if not run_id or not folder:
             continue
         rd = RunDir(os.path.join(root, folder))
@@ -114,6 +121,16 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None) -> list[Syn
             (client or default_client()).cancel(to_cancel)
         except SlurmError:
             pass          # the row already says why; a later sync tries again
+    if stnd_rows:
+        def settle(table) -> None:
+            for row in table.rows:
+                folder, values = stnd_rows.get(row.number, (None, None))
+                if (values and row.get(C.RUN_FOLDER) == folder and not row.get(C.RUN_ID)
+                        and row.get(C.STATUS) in Status.ACTIVE and not row.ragged):
+                    for column, value in values.items():
+                        row.set(column, value)
+
+        sheet.transact(settle)
     if batches:
         delivery = sheet.update_rows_in_order(batches, MetricColumns(root))
         for note in delivery.notes:

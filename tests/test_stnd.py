@@ -228,3 +228,49 @@ def test_the_runner_program_that___RUNNER___names_in_a_cell_runs_a_runner_config
     row = project.read()[0]
     assert row["status"] == "Completed" and row["saved_number"] == "12.0"      # no -p: 12.0 is the last
     assert "run_cmd.py --config" in open(os.path.join(project.root, row["run_folder"], "command.txt")).read()
+
+
+def _stnd_sheet(rows):
+    """Text as stnd writes a sheet (write_into_csv_with_column_names' csv settings)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, quoting=csv.QUOTE_NONE, escapechar="\\", quotechar='"', doublequote=True,
+               lineterminator="\r\n").writerows(rows)
+    return buf.getvalue()
+
+
+def test_a_sheet_stnd_filled_in_runs_counts_and_settles_like_ours(project, tmp_path):
+    """stnd's quick-start sheet after a stnd run (tutorials/quick_start_guide/filled_results.csv's shape):
+    stnd's statuses and "?" fillers, cells escaped with backslashes, rows stnd left Submitted/Running."""
+    import csv
+    import io
+    import time
+
+    dead, alive = tmp_path / "stnd_dead_run", tmp_path / "stnd_alive_run"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "stdout.txt").write_text("...")
+    old = time.time() - 3600
+    os.utime(dead / "stdout.txt", (old, old))
+    header = ["path_to_default_config", "path_to_main", "whether_to_run", "delta:name", "notes", "status",
+              "run_folder", "job id", "score", "walltime"]
+    rows = [header,
+            [CFG, "scripts/ok.py", "0", "done", "a, b", "Completed", "/x/run1", "Not found", "2", "0:00:00.3"],
+            [CFG, "scripts/ok.py", "1", "failed, once", "c", "Fail", "/x/run2", "Not found", "?", "?"],
+            [CFG, "scripts/ok.py", "0", "ghost", "", "Submitted", str(dead), "Not found", "?", "?"],
+            [CFG, "scripts/ok.py", "0", "busy", "", "Running", str(alive), "Not found", "?", "?"]]
+    path = project.write("result_sheets/sheet.csv", _stnd_sheet(rows))
+    status = project.sheetrun("status", path, check=0).stdout
+    assert "Fail" in status and "rows that did not complete" in status
+    out = project.sheetrun("sync", path, check=0).stdout
+    assert "left Submitted by stnd" in out and "still writing its log" in out
+    project.sheetrun("run", path, check=0)
+    text = open(path).read()
+    back = list(csv.DictReader(io.StringIO(text, newline=""), quoting=csv.QUOTE_NONE, escapechar="\\",
+                               quotechar='"', doublequote=True))          # stnd can still read it
+    assert [r["status"] for r in back] == ["Completed", "Completed", "Lost", "Running"]
+    assert back[0]["notes"] == "a, b" and back[1]["delta:name"] == "failed, once"
+    assert back[1]["score"] == "2"                        # the "?" filler was not a person's value
+    assert "\\," in text and '"' not in text              # still stnd's form

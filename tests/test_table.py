@@ -107,3 +107,39 @@ def test_semicolon_and_tab_sheets_are_read_and_written_back_with_their_separator
     assert table.text().splitlines()[0] == f"path_to_main{d}whether_to_run{d}notes{d}status"
     assert table.text().splitlines()[2] == f"b.py{d}0{d}plain, with a comma{d}\"x{d}y\""
     assert Table(table.text()).rows[1].get("status") == f"x{d}y"
+
+
+def _stnd_csv(rows, lineterminator="\r\n"):
+    """A sheet as stnd writes it: write_into_csv_with_column_names' csv.writer settings."""
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=",", quotechar='"', quoting=csv.QUOTE_NONE, escapechar="\\", doublequote=True,
+               lineterminator=lineterminator).writerows(rows)
+    return buf.getvalue()
+
+
+def _stnd_read(text):
+    """...and as stnd reads it back (read_csv_as_dict's settings)."""
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=",", quotechar='"', quoting=csv.QUOTE_NONE,
+                           escapechar="\\", doublequote=True))
+
+
+def test_a_sheet_stnd_wrote_is_read_as_stnd_reads_it_and_stays_readable_by_stnd():
+    rows = [["path_to_main", "delta:tags", "notes", "whether_to_run"],
+            ["a.py", "[a b]", 'x, y "quoted" \\ path', "1"],
+            ["b.py", "?", "two\nlines", "0"]]
+    text = _stnd_csv(rows)
+    table = Table(text)
+    assert table.escaped
+    assert [[r.get(c) for c in rows[0]] for r in table.rows] == rows[1:]    # not split at "\,"
+    assert table.text() == text                                            # untouched: byte for byte
+    table.rows[0].set("status", "done, with a comma")
+    table.rows[1].set("error", 'a "quote" and \\ a backslash')
+    assert _stnd_read(table.text()) == [rows[0] + ["status", "error"],
+                                        rows[1] + ["done, with a comma", ""],
+                                        rows[2] + ["", 'a "quote" and \\ a backslash']]
+
+
+def test_an_ordinary_sheet_with_backslashes_is_not_mistaken_for_stnds():
+    text = 'path_to_main,notes\nC:\\data\\x.py,"a, b"\n'
+    table = Table(text)
+    assert not table.escaped and table.rows[0].get("path_to_main") == "C:\\data\\x.py"

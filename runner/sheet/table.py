@@ -12,6 +12,11 @@ dialect): ``"`` quoting with ``""`` as an escaped quote, records ended by
 or by semicolons or tabs when the header uses those instead (spreadsheets
 in many locales save "CSV" with semicolons); the table is written back with
 the separator it was read with.
+
+stnd writes its sheets without quotes, escaping with a backslash instead
+(``QUOTE_NONE``, ``escapechar='\\'``: ``a\\,b`` is the cell ``a,b``). A sheet in
+that form (backslash escapes, no quoted field) is read the way stnd reads it
+and its cells are written back escaped the same way, so stnd can still read it.
 """
 from __future__ import annotations
 
@@ -33,6 +38,15 @@ def _needs_quotes(delimiter: str) -> re.Pattern:
 
 _UNQUOTED = {d: _unquoted(d) for d in DELIMITERS}
 _NEEDS_QUOTES = {d: _needs_quotes(d) for d in DELIMITERS}
+_ESCAPED_FIELD = {d: re.compile(f"(?:[^{re.escape(d)}\\\\\\r\\n]|\\\\.)*", re.DOTALL) for d in DELIMITERS}
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_STND_ESCAPE = re.compile(r'\\[,;\t"\\\r\n]')
+_QUOTED_START = re.compile(r'(?:^|[,;\t])"', re.MULTILINE)
+
+
+def detect_escaped(text: str) -> bool:
+    """Is this a sheet stnd wrote: backslash escapes (``\\,``, ``\\"``), and no quoted field?"""
+    return bool(_STND_ESCAPE.search(text)) and not _QUOTED_START.search(text)
 
 
 def detect_delimiter(text: str) -> str:
@@ -53,8 +67,11 @@ class RaggedRowError(ValueError):
     """A row has more fields than the header: the runner cannot tell which cell is which."""
 
 
-def quote(value: str, delimiter: str = ",") -> str:
-    """Encode one cell value the way ``csv.writer`` (QUOTE_MINIMAL) does."""
+def quote(value: str, delimiter: str = ",", escaped: bool = False) -> str:
+    """Encode one cell value the way ``csv.writer`` does: QUOTE_MINIMAL, or for a sheet in
+    stnd's form QUOTE_NONE with backslash escapes."""
+    if escaped:
+        return re.sub(f'([{re.escape(delimiter)}"\\\\\\r\\n])', r"\\\1", value)
     if _NEEDS_QUOTES[delimiter].search(value):
         return '"' + value.replace('"', '""') + '"'
     return value
@@ -74,14 +91,15 @@ class Record:
     def is_blank(self) -> bool:
         return self.raws == [""]
 
-    def text(self, delimiter: str = ",") -> str:
-        parts = (raw if raw is not None else quote(val, delimiter) for val, raw in zip(self.values, self.raws))
+    def text(self, delimiter: str = ",", escaped: bool = False) -> str:
+        parts = (raw if raw is not None else quote(val, delimiter, escaped)
+                 for val, raw in zip(self.values, self.raws))
         return delimiter.join(parts) + self.terminator
 
 
-def parse_records(text: str, delimiter: str = ",") -> list[Record]:
+def parse_records(text: str, delimiter: str = ",", escaped: bool = False) -> list[Record]:
     """Split CSV text into records, keeping each field's raw text."""
-    unquoted = _UNQUOTED[delimiter]
+    unquoted = _ESCAPED_FIELD[delimiter] if escaped else _UNQUOTED[delimiter]
     records: list[Record] = []
     pos, end = 0, len(text)
     while pos < end:
@@ -89,7 +107,11 @@ def parse_records(text: str, delimiter: str = ",") -> list[Record]:
         raws: list[str] = []
         while True:
             start = pos
-            if pos < end and text[pos] == '"':
+            if escaped:
+                m = unquoted.match(text, pos)
+                pos = m.end()
+                value = _UNESCAPE.sub(r"\1", m.group(0))
+            elif pos < end and text[pos] == '"':
                 m = _QUOTED.match(text, pos)
                 if m is None:
                     line = text.count("\n", 0, pos) + 1
@@ -175,7 +197,8 @@ class Table:
         if self.bom:
             text = text[1:]
         self.delimiter = detect_delimiter(text)
-        self.records = parse_records(text, self.delimiter)
+        self.escaped = detect_escaped(text)
+        self.records = parse_records(text, self.delimiter, self.escaped)
         if not self.records or self.records[0].is_blank:
             raise SheetFormatError("the sheet has no header row")
         self.header_record = self.records[0]
@@ -291,7 +314,7 @@ class Table:
 
     # -- output ----------------------------------------------------------------------------
     def text(self) -> str:
-        body = "".join(rec.text(self.delimiter) for rec in self.records)
+        body = "".join(rec.text(self.delimiter, self.escaped) for rec in self.records)
         return (BOM + body) if self.bom else body
 
     def to_dicts(self) -> list[dict[str, str]]:
