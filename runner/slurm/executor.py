@@ -107,13 +107,20 @@ class SlurmExecutor(Executor):
                 "--open-mode=append"]
         if "job-name" not in options:
             argv.append("--job-name=sheetrun")
-        argv += [f"--{k}={v}" for k, v in sorted(options.items())]
+        argv += [f"--{k}={v}" for k, v in sorted(options.items())]     # a row's own --output wins over ours
         if after:
             argv.append("--dependency=afterok:" + ":".join(after))
         return argv
 
     def _submit_chunk(self, run_dirs: list[RunDir], options: dict[str, str], after: list[str]) -> list[SlurmJob]:
         os.makedirs(self.log_dir, exist_ok=True)
+        for option in ("output", "error"):          # a row's own log files: their folder, as stnd makes it
+            folder = os.path.dirname(options.get(option, ""))
+            if folder and "%" not in folder:
+                try:
+                    os.makedirs(os.path.join(self.root, folder), exist_ok=True)
+                except OSError:
+                    pass                             # sbatch says what is wrong with it
         argv = self.sbatch_options(len(run_dirs), options, after)
         script = render_script(run_dirs, self.root, self.python, ["sbatch", "--parsable", *argv, SCRIPT_NAME])
         first = os.path.join(run_dirs[0].path, SCRIPT_NAME)
@@ -126,9 +133,11 @@ class SlurmExecutor(Executor):
 
             def record(task: int, rd: RunDir) -> SlurmJob:
                 job_id = f"{array_id}_{task}"
+                log = options.get("output") or os.path.join(self.log_dir, "slurm-%A_%a.out")
+                log = log.replace("%A", str(array_id)).replace("%a", str(task))
                 write_json(os.path.join(rd.path, INFO_NAME), {
                     "job_id": job_id, "array_job_id": array_id, "task_id": task, "submitted": now,
-                    "sbatch": argv, "log": os.path.join(self.log_dir, f"slurm-{array_id}_{task}.out")})
+                    "sbatch": argv, "log": log})
                 return SlurmJob(rd, job_id, self.client)
 
             return list(pool.map(record, range(len(run_dirs)), run_dirs))

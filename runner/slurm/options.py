@@ -9,7 +9,7 @@ import difflib
 import re
 
 SBATCH_OPTIONS = frozenset("""
-account acctg-freq batch bb bbf begin cluster-constraint clusters comment constraint container
+account error output acctg-freq batch bb bbf begin cluster-constraint clusters comment constraint container
 contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot
 distribution exclude exclusive export extra-node-info get-user-env gid gpu-bind gpu-freq gpus
 gpus-per-node gpus-per-socket gpus-per-task gres gres-flags hint hold ignore-pbs job-name
@@ -24,8 +24,6 @@ switches thread-spec threads-per-core time time-min tmp uid use-min-nodes wait-a
 MANAGED = {
     "array": "sheetrun groups rows into arrays itself",
     "dependency": "use the depends_on column",
-    "output": "logs go to the run folder",
-    "error": "logs go to the run folder",
     "chdir": "jobs run from the project root",
     "wrap": "the job script is generated",
     "parsable": "sheetrun parses sbatch's output itself",
