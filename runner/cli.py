@@ -49,6 +49,12 @@ def cmd_run(args) -> int:
     sheet = open_sheet(args.sheet)
     root = _root(args)
     rows = RowFilter.parse(args.rows)
+    if args.expand and args.dry_run:
+        return show_expansion(sheet, rows)
+    if args.expand:
+        from runner.sweeps import after_expansion
+
+        rows = after_expansion(rows, _expand(sheet, rows))
     if args.dry_run:
         return dry_run(sheet, root, rows)
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
@@ -312,6 +318,40 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _expand(sheet, rows) -> list:
+    from runner.sweeps import expand
+
+    done = expand(sheet, rows)
+    for old, original, first, last in done:
+        moved = f" (now row {original})" if original != old else ""
+        console.print(f"row {old}{moved}: a sweep of {last - first + 1} rows, now rows {first}-{last}",
+                      soft_wrap=True)
+    if not done:
+        console.print("no selected row sweeps over values ({a | b} or {<start end step is_log>})")
+    return done
+
+
+def show_expansion(sheet, rows) -> int:
+    from runner.sweeps import plan_expansion
+
+    sweeps = plan_expansion(sheet.read(), rows)
+    if not sweeps:
+        console.print("no selected row sweeps over values ({a | b} or {<start end step is_log>})")
+    for number, combos in sweeps:
+        console.print(f"row {number} would become {len(combos)} rows:", soft_wrap=True)
+        for k, combo in enumerate(combos, 1):
+            console.print(f"  {k:>3}  " + "  ".join(f"{c}={v}" for c, v in combo.items()), soft_wrap=True)
+    return 0
+
+
+def cmd_expand(args) -> int:
+    sheet = open_sheet(args.sheet)
+    if args.dry_run:
+        return show_expansion(sheet, RowFilter.parse(args.rows))
+    _expand(sheet, RowFilter.parse(args.rows))
+    return 0
+
+
 def cmd_reset(args) -> int:
     from runner.reset import reset
     from runner.slurm.submit import ranges
@@ -364,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names, e.g. '1,3,5-8'")
     run.add_argument("--dry-run", action="store_true",
                      help="print each row's command and config changes; change nothing")
+    run.add_argument("--expand", action="store_true",
+                     help="first expand sweep rows ({a | b}, {<start end step is_log>}) into one row each; "
+                          "with --dry-run, show the rows it would make")
     run.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
     run.add_argument("--show", help="the metrics the results table shows, e.g. 'acc,loss' "
                                     "(default: the last four reported)")
@@ -398,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(reset)
     reset.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names (default: all)")
     reset.set_defaults(func=cmd_reset)
+
+    exp = sub.add_parser("expand", help="replace each sweep row ({a | b}, {<start end step is_log>}) by one row "
+                                        "per combination, right below it (the original stays, not to run)")
+    common(exp)
+    exp.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names")
+    exp.add_argument("--dry-run", action="store_true", help="show the rows it would make; change nothing")
+    exp.set_defaults(func=cmd_expand)
 
     hist = sub.add_parser("history", help="list a row's runs, newest first: status, time, metrics, run folder")
     common(hist)

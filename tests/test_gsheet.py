@@ -205,3 +205,19 @@ def test_an_unusable_key_file_fails_at_once_without_leaking_it(monkeypatch, tmp_
     with pytest.raises(SheetError) as err:
         open_sheet(URL).read()
     assert str(key_file) in str(err.value) and "not really a key" not in str(err.value)
+
+
+def test_expand_inserts_a_sweeps_rows_into_the_google_sheet(server, project):
+    server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x", "notes"],
+                                   ["scripts/ok.py", CFG, 1, "sw", "{1 | 2 | 3}", "n"],
+                                   ["scripts/ok.py", CFG, 1, "after", 4, "kept"]])
+    proc = project.sheetrun("run", URL, "--root", project.root, "--expand", env={
+        "SHEETRUN_SHEETS_API_URL": server.url})
+    assert proc.returncode == 0, proc.stderr
+    grid = values(server)
+    assert [r[3] for r in grid[1:]] == ["sw", "sw", "sw", "sw", "after"]
+    table = open_sheet(URL).read()
+    rows = table.rows
+    assert rows[0].get("whether_to_run") == "0" and rows[0].get("status") == ""
+    assert [r.get("score") for r in rows[1:]] == ["2", "4", "6", "8"]
+    assert [r.get("notes") for r in rows] == ["n", "n", "n", "n", "kept"]

@@ -192,15 +192,18 @@ class GoogleSheet(Sheet):
                 values = self._values()
                 table = self._table(values)
                 width_before = len(table.header)
-                n_records = len(table.records)
+                originals = {id(record) for record in table.records}
                 result = change(table)
                 if not table.changed:
                     return result
-                if len(table.records) != n_records:
-                    raise SheetError("inserting or deleting rows is not supported on a Google Sheet")
+                inserted = [i for i, record in enumerate(table.records) if id(record) not in originals]
+                if len(table.records) - len(inserted) != len(originals):
+                    raise SheetError("deleting rows is not supported on a Google Sheet")
                 new_columns = table.header[width_before:]
                 if new_columns and not self._claim_columns(width_before, new_columns):
                     continue            # another writer took those places: start again from fresh values
+                if inserted:
+                    values = self._insert_rows(values, inserted)
                 self._write_changes(values, table)
                 return result
             raise SheetError(f"Google Sheet {self._location}: could not add columns "
@@ -266,6 +269,26 @@ class GoogleSheet(Sheet):
                                                       "length": needed - have}}]}
             self._call("add grid columns", lambda: self._open().batch_update(body))
             self._props(refresh=True)
+
+    def _insert_rows(self, values: list[list], at: list[int]) -> list[list]:
+        """Insert empty sheet rows so that they end up at records ``at`` (0-based, ascending),
+        in one batchUpdate; returns ``values`` as the sheet now holds them."""
+        sheet_id = self._props()["sheetId"]
+        requests, start = [], None
+        for k, i in enumerate(at):
+            if start is None:
+                start = i
+            if k + 1 == len(at) or at[k + 1] != i + 1:
+                requests.append({"insertDimension": {"range": {"sheetId": sheet_id, "dimension": "ROWS",
+                                                               "startIndex": start, "endIndex": i + 1},
+                                                     "inheritFromBefore": start > 1}})
+                start = None
+        self._call("insert rows", lambda: self._open().batch_update({"requests": requests}))
+        self._props(refresh=True)
+        shifted = list(values)
+        for i in at:
+            shifted.insert(i, [])
+        return shifted
 
     def _write_changes(self, before: list[list], table: Table) -> None:
         """One values:batchUpdate with a range per run of consecutive changed cells in a row."""

@@ -227,9 +227,10 @@ class Table:
     # -- rows (what a person does in an editor; used by tools and tests) --------------------
     def insert_row(self, position: int, values: dict[str, str]) -> Row:
         """Insert a data row before data row ``position`` (0-based; len(self) appends)."""
-        for column in values:
-            self.ensure_column(column)
-        cells = [str(values.get(c, "")) for c in self.header]
+        where = {column: self.ensure_column(column) for column in values}
+        cells = [""] * len(self.header)
+        for column, value in values.items():
+            cells[where[column]] = str(value)
         terminator = self.header_record.terminator or "\n"
         if self.records[-1].terminator == "":
             self.records[-1].terminator = terminator

@@ -1,0 +1,169 @@
+"""Sweeps: a row whose cells hold ``{a | b | c}`` or ``{<start end step is_log>}`` stands for
+the cartesian product of those values, as stnd's ``--expand`` has it.
+
+- ``{0.1 | 0.01 | 0.001}``: these values (split at `` | ``, each kept as typed);
+- ``{<1 5 1 False>}``: 1, 2, 3, 4 (start up to, not including, end; ``is_log`` true
+  multiplies by ``step`` instead of adding it: ``{<0.001 1 10 True>}`` is 0.001,
+  0.01, 0.1).
+
+``expand`` replaces each selected sweep row by its expansion, in place, in one
+transaction: the new rows go right below it, one per combination (the other
+cells copied, the runner's cells empty), and the original stays as a record
+of the sweep, with ``whether_to_run`` 0 and its ``sweep`` cell naming the rows
+it made. Repeating a row over seeds is then ``{0 | 1 | 2}`` in its seed column.
+"""
+from __future__ import annotations
+
+import itertools
+import secrets
+
+from runner import columns as C
+from runner.cells import CellError, parse_whether_to_run
+from runner.plan import RowFilter
+from runner.rows import RowError
+from runner.sheet import Sheet, Table
+
+SWEEP = "sweep"                 # the column that ties a sweep's rows together
+ITEM_SEPARATOR = " | "
+
+
+def _number(text: str):
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _truthy(text: str) -> bool:
+    """``is_log`` as stnd reads it: its decoded value's truth (False, 0, None: no; other text: yes)."""
+    text = text.strip()
+    if text.lower() in ("false", "none", "null", ""):
+        return False
+    try:
+        return bool(_number(text))
+    except ValueError:
+        return True
+
+
+def _range(spec: str) -> list[str]:
+    parts = spec.split()
+    if len(parts) != 4:
+        raise CellError(f"{{<{spec}>}} must hold four values: start end step is_log")
+    try:
+        start, end, step = (_number(p) for p in parts[:3])
+    except ValueError:
+        raise CellError(f"{{<{spec}>}}: start, end and step must be numbers") from None
+    log = _truthy(parts[3])
+    if (log and step <= 1) or (not log and step <= 0):
+        raise CellError(f"{{<{spec}>}}: the range must increase (step > {1 if log else 0})")
+    # counted, not accumulated: stnd adds the steps up, so {<0 1 0.1 False>} there ends in
+    # 0.9999999999999999; here it ends in 0.9, as a person means
+    values, i = [], 0
+    while len(values) < 10000:
+        value = start * step ** i if log else start + i * step
+        if value >= end or (isinstance(value, float) and abs(value - end) <= 1e-9 * max(1.0, abs(end))):
+            break
+        values.append(value)
+        i += 1
+    return [str(v) if isinstance(v, int) else format(v, ".12g") for v in values]
+
+
+def sweep_values(text: str) -> list[str] | None:
+    """The values a cell sweeps over, or None when it is an ordinary cell."""
+    value = text.strip()
+    if len(value) < 2 or value[0] != "{" or value[-1] != "}":
+        return None
+    inner = value[1:-1]
+    if len(inner) >= 2 and inner[0] == "<" and inner[-1] == ">":
+        return _range(inner[1:-1])
+    if ITEM_SEPARATOR.strip() not in inner:
+        return None         # {lr: 0.1} is a YAML mapping, not a sweep of one value
+    items = [item.strip() for item in inner.split(ITEM_SEPARATOR.strip())]
+    if any(item == "" for item in items):
+        raise CellError(f"{text!r}: a sweep needs a value between each ' | ': {{a | b | c}}")
+    return items
+
+
+def combinations(cells: dict[str, str]) -> list[dict[str, str]]:
+    """The rows a sweep row stands for: ``{column: value}`` for each combination ([] if none)."""
+    swept = {}
+    for column, text in cells.items():
+        if column in C.OWNED or column == SWEEP:
+            continue
+        try:
+            values = sweep_values(text)
+        except CellError as exc:
+            raise CellError(f"{column}: {exc}") from None
+        if values is not None:
+            swept[column] = values
+    if not swept:
+        return []
+    columns = list(swept)
+    return [dict(zip(columns, combo)) for combo in itertools.product(*(swept[c] for c in columns))]
+
+
+def _selected(row) -> bool:
+    try:
+        return parse_whether_to_run(row.get(C.WHETHER_TO_RUN))
+    except CellError:
+        return False
+
+
+def plan_expansion(table: Table, rows: RowFilter | None = None) -> list[tuple[int, list[dict]]]:
+    """(row number, its combinations) for each selected sweep row; RowError for a bad one."""
+    if rows is not None:
+        rows.check(table)
+    out = []
+    for row in table.rows:
+        if (rows is not None and row not in rows) or row.ragged or not _selected(row):
+            continue
+        try:
+            combos = combinations(row.as_dict())
+        except CellError as exc:
+            raise RowError(f"row {row.number}: {exc}") from None
+        if combos:
+            out.append((row.number, combos))
+    return out
+
+
+def expand(sheet: Sheet, rows: RowFilter | None = None) -> list[tuple[int, int, int, int]]:
+    """Expand the selected sweep rows in place, in one transaction.
+
+    Returns, for each, its row number before, then ``(original row, first new row,
+    last new row)`` numbers as they are after it.
+    """
+    def change(table: Table) -> list[tuple[int, int, int]]:
+        sweeps = plan_expansion(table, rows)
+        done = []
+        added = 0
+        for number, combos in sweeps:
+            original = table.find_row(number + added)
+            tag = f"s{secrets.token_hex(3)}"
+            first = original.number + 1
+            for k, combo in enumerate(combos, 1):
+                values = {c: v for c, v in original.as_dict().items() if c not in C.OWNED}
+                values.update(combo)
+                values[SWEEP] = f"{tag} {k}/{len(combos)}"
+                table.insert_row(original.number - 1 + k, values)      # right below, in order
+            original = table.find_row(number + added)
+            original.set(C.WHETHER_TO_RUN, "0")
+            original.set(SWEEP, f"{tag}: expanded into rows {first}-{first + len(combos) - 1}")
+            done.append((number, original.number, first, first + len(combos) - 1))
+            added += len(combos)
+        return done
+
+    return sheet.transact(change)
+
+
+def after_expansion(rows: RowFilter | None, done) -> RowFilter | None:
+    """``--rows`` renumbered for the sheet after ``expand``: the rows it named, where they
+    moved to, and every row their sweeps made."""
+    if rows is None:
+        return None
+    numbers = set()
+    for n in rows.numbers:
+        numbers.add(n + sum(last - first + 1 for old, _, first, last in done if old < n))
+    for _, _, first, last in done:
+        numbers.update(range(first, last + 1))
+    return RowFilter(numbers=numbers, ids=set(rows.ids), spec=rows.spec)
