@@ -160,6 +160,9 @@ def dry_run(sheet, root: str, rows) -> int:
             console.print(f"    {key}: {old!r} -> {new!r}", markup=False, highlight=False)
         if not changes:
             console.print("    (the default config, unchanged)")
+        if p.spec.stnd_logging:
+            console.print("    logging/output_csv: <run_folder>/stnd_row.csv (what stnd's logger writes there "
+                          "reaches this row)", markup=False, highlight=False, soft_wrap=True)
         for name, value in p.spec.env.items():
             console.print(f"    env {name}={value}", markup=False, highlight=False)
         for warning in p.spec.warnings:

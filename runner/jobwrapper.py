@@ -38,7 +38,7 @@ import time
 import traceback
 
 from runner import columns as C
-from runner import failure, procs
+from runner import failure, procs, stnd_logging
 from runner.failure import signal_name
 from runner.columns import Status
 from runner.errors import describe
@@ -311,6 +311,8 @@ class JobRun:
         self._stdout_offset = 0
         self._stdout_tail = ""                   # the last, unfinished line read so far
         self._taken: dict = {}
+        stnd_csv = self.job.get("stnd_row_csv")
+        self.stnd_row = stnd_logging.LoggedRow(stnd_csv) if stnd_csv else None
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
 
     def save(self, what: str, fn) -> None:
@@ -366,6 +368,18 @@ class JobRun:
             _end_command(self.proc, signal.SIGKILL)
             self.stop_signal = signal.SIGKILL
 
+    def collect(self, final: bool = False) -> None:
+        """Report what the program logged stnd's ways since the last look: ``take_last_dict``
+        matches in its stdout, and cells its stnd logger wrote (``final``: it has ended)."""
+        self.scan_stdout(final)
+        if self.stnd_row is not None:
+            self._report(self.stnd_row.changes(final))
+
+    def _report(self, values: dict) -> None:
+        if values:
+            line = json.dumps({"t": time.time(), "values": values}, ensure_ascii=False) + "\n"
+            self.save("metrics.jsonl", lambda: _append(self.rd.metrics_log, line))
+
     def scan_stdout(self, final: bool = False) -> None:
         """``take_last_dict``: the last match of each regex in the program's stdout so far is that
         column's value (stnd's runner logs it the same way); new values are reported.
@@ -391,10 +405,8 @@ class JobRun:
                 value = matches[-1]
                 found[column] = str(value) if isinstance(value, tuple) else value
         changed = {c: v for c, v in found.items() if self._taken.get(c) != v}
-        if changed:
-            self._taken.update(changed)
-            line = json.dumps({"t": time.time(), "values": changed}, ensure_ascii=False) + "\n"
-            self.save("metrics.jsonl", lambda: _append(self.rd.metrics_log, line))
+        self._taken.update(changed)
+        self._report(changed)
 
     def check_time_limit(self, now: float) -> None:
         """Stop the command once it has run for its time limit (it then ends Timeout)."""
@@ -410,7 +422,7 @@ class JobRun:
         """The command has exited with ``code`` (None: it never started): record how it went."""
         rd = self.rd
         ended = time.time()
-        self.scan_stdout(final=True)
+        self.collect(final=True)
         metrics, results_problem = load_results(rd)
         script_code = code
         if self.timed_out:
@@ -476,7 +488,7 @@ def run_job(run_dir: str) -> int:
             if not run.in_slurm:                 # SLURM keeps a task's time limit itself
                 run.check_time_limit(now)
                 run.escalate()
-            run.scan_stdout()
+            run.collect()
             run.channel.forward_metrics()
 
     code = None

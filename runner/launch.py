@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from runner import columns as C
-from runner import procs, provenance
+from runner import procs, provenance, stnd_logging
 from runner.columns import Status
 from runner.config import dump_yaml
 from runner.errors import describe
@@ -246,7 +246,8 @@ class Launch:
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],
                 "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
                 "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix(),
-                "take_last": p.spec.take_last}
+                "take_last": p.spec.take_last,
+                "stnd_row_csv": os.path.join(p.run_folder, stnd_logging.ROW_FILE) if p.spec.stnd_logging else ""}
 
     def prepare(self, p: PlannedRow, extra_env: dict | None = None) -> RunDir:
         """Write a claimed row's run folder; OSError / ValueError if it cannot be written.
@@ -256,8 +257,11 @@ class Launch:
         """
         rd = RunDir(p.run_folder)
         opts = self.opts
+        config = dict(p.spec.config)
+        if p.spec.stnd_logging:
+            stnd_logging.point_at_private_csv(config, p.run_folder)
         with open(rd.config, "w", encoding="utf-8") as f:
-            f.write(dump_yaml(p.spec.config))
+            f.write(dump_yaml(config))
         argv = p.spec.argv(rd.config, opts.python)
         env = {**(self.env if self.backend == "local" else {}), **self.root_env, **p.spec.env, **(extra_env or {})}
         with open(rd.command, "w", encoding="utf-8") as f:

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg, programs
+from runner import cells, columns as C, config as cfg, programs, stnd_logging
 from runner.slurm import options as slurm_options
 from runner.cells import CellError
 
@@ -40,6 +40,11 @@ class RowSpec:
     root: str = "."
     take_last: dict = field(default_factory=dict)     # __RUNNER__: {column: regex} on stdout
     warnings: list[str] = field(default_factory=list)  # said before it runs; they do not stop it
+
+    @property
+    def stnd_logging(self) -> bool:
+        """A script whose config is shaped for stnd's logger: it gets a private ``logging/output_csv``."""
+        return self.script is not None and stnd_logging.wants_output_csv(self.config)
 
     def argv(self, config_file: str, python: str = sys.executable) -> list[str]:
         """The exact command, as an argv list (never a shell string)."""

@@ -8,8 +8,8 @@ the cartesian product of those values, as stnd's ``--expand`` has it.
 
 ``expand`` replaces each selected sweep row by its expansion, in place, in one
 transaction: the new rows go right below it, one per combination (the other
-cells copied, the runner's cells empty), and the original stays as a record
-of the sweep, with ``whether_to_run`` 0 and its ``sweep`` cell naming the rows
+cells copied, the runner's cells empty, a ``name`` made ``name/k``), and the
+original stays as a record of the sweep, with ``whether_to_run`` 0 and its ``sweep`` cell naming the rows
 it made. Repeating a row over seeds is then ``{0 | 1 | 2}`` in its seed column.
 """
 from __future__ import annotations
@@ -143,6 +143,8 @@ def expand(sheet: Sheet, rows: RowFilter | None = None) -> list[tuple[int, int, 
             first = original.number + 1
             for k, combo in enumerate(combos, 1):
                 values = {c: v for c, v in original.as_dict().items() if c not in C.OWNED}
+                if values.get(C.NAME, "").strip() and C.NAME not in combo:
+                    values[C.NAME] = f"{values[C.NAME].strip()}/{k}"      # names stay unique
                 values.update(combo)
                 values[SWEEP] = f"{tag} {k}/{len(combos)}"
                 table.insert_row(original.number - 1 + k, values)      # right below, in order

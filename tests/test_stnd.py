@@ -274,3 +274,115 @@ def test_a_sheet_stnd_filled_in_runs_counts_and_settles_like_ours(project, tmp_p
     assert back[0]["notes"] == "a, b" and back[1]["delta:name"] == "failed, once"
     assert back[1]["score"] == "2"                        # the "?" filler was not a person's value
     assert "\\," in text and '"' not in text              # still stnd's form
+
+
+# -- what stnd-wrapped scripts log with stnd's own logger ----------------------------------------
+
+# A script written for stuned 1.0.1, the way its users write them (stuned's helpers_for_main):
+# stnd's logger writes the cells it logs into the file logging/output_csv names.
+STUNED_SCRIPT = """
+import os, sys, time
+sys.path.append(os.environ["SHEETRUN_STUNED_DIR"])          # where stuned 1.0.1 is installed
+from stuned.utility.helpers_for_main import prepare_wrapper_for_experiment
+from stuned.utility.logger import try_to_log_in_csv
+
+
+def check_config(config, config_path, logger):
+    assert "params" in config
+
+
+@prepare_wrapper_for_experiment(check_config)
+def main(config, logger, processes_to_kill_before_exiting):
+    try_to_log_in_csv(logger, "accuracy", 0.5)
+    while not os.path.exists(config["params"]["gate"]):
+        time.sleep(0.05)
+    try_to_log_in_csv(logger, "accuracy", 0.93)
+    try_to_log_in_csv(logger, "best, epoch", "7, early")
+    if config["params"]["fail"]:
+        raise ValueError("diverged")
+
+
+if __name__ == "__main__":
+    main()
+"""
+STUNED_CONFIG = """
+use_hardcoded_config: False
+params:
+  random_seed: 0
+  gate: unset
+  fail: False
+logging:
+  gdrive_storage_folder: null
+  use_wandb: False
+  use_tb: False
+"""
+
+
+@pytest.fixture
+def stuned_dir():
+    """stuned 1.0.1 from the package index, installed apart (``.ci/run`` does it, with the
+    modules its logger imports) so that its pinned requirements never reach this environment."""
+    path = os.environ.get("SHEETRUN_STUNED_DIR", "")
+    if not os.path.isfile(os.path.join(path, "stuned", "utility", "logger.py")):
+        if os.environ.get("SHEETRUN_REQUIRE_STUNED") == "1":
+            pytest.fail(f"SHEETRUN_REQUIRE_STUNED=1 but SHEETRUN_STUNED_DIR={path!r} holds no stuned")
+        pytest.skip("stuned 1.0.1 is not installed apart here: .ci/run installs it "
+                    "(pip install --target DIR stuned==1.0.1 ...; SHEETRUN_STUNED_DIR=DIR)")
+    return path
+
+
+def test_what_a_stuned_wrapped_script_logs_reaches_its_row_live_and_never_the_sheet_file(project, stuned_dir):
+    from conftest import wait_for
+
+    project.write("scripts/stuned_main.py", STUNED_SCRIPT)
+    project.write("default_configs/stuned.yaml", STUNED_CONFIG)
+    gate = os.path.join(project.root, "gate")
+    header = BASE + ["delta:params/gate", "delta:params/fail", "cmd_env_var:DEFAULT_ENV", "cmd_env_var:TEST_ENV",
+                     "cmd_env_var:SHEETRUN_STUNED_DIR", "notes"]
+    row = ["scripts/stuned_main.py", "default_configs/stuned.yaml", "1", gate]
+    env = ["main", "test", stuned_dir, "a person's, note"]
+    path = project.sheet(header, [row + ["False"] + env, row + ["True"] + env])
+    proc = project.popen("run", path, "--jobs", "2")
+    try:
+        # live: the first value is in the row while the script still waits at its gate
+        wait_for(lambda: [r.get("accuracy") for r in project.read()] == ["0.5", "0.5"], timeout=90,
+                 what="the first logged accuracy in both rows")
+        assert {r["status"] for r in project.read()} == {"Running"}
+        open(gate, "w").close()
+        assert proc.wait(timeout=90) == 1
+    finally:
+        open(gate, "w").close()
+        proc.kill()
+    done, failed = project.read()
+    assert done["status"] == "Completed" and done["accuracy"] == "0.93" and done["best, epoch"] == "7, early"
+    assert failed["status"] == "Failed" and failed["accuracy"] == "0.93" and "diverged" in failed["error"]
+    assert done["notes"] == "a person's, note" and "job id" not in done    # stnd's bookkeeping stays out
+    import yaml
+    config = yaml.safe_load(open(os.path.join(project.root, done["run_folder"], "config.yaml")))
+    private = os.path.join(project.root, done["run_folder"], "stnd_row.csv")
+    output_csv = config["logging"]["output_csv"]              # the section stnd injects, pointed elsewhere
+    assert os.path.samefile(output_csv.pop("path"), private)
+    assert output_csv == {"row_number": 1, "spreadsheet_url": None, "worksheet_name": None}
+    assert "0.93" in open(private).read()            # stnd's writer wrote there, not into the sheet
+
+
+def test_logged_row_reads_stnds_escaped_form_its_working_copy_and_skips_half_written_files(tmp_path):
+    """Newer stnd (stnd/utility/logger.py, set_up_local_csv) logs into ``local_copy_<name>`` in its
+    own run folder and copies the row back into the private CSV only at its start, end and failure."""
+    from runner.stnd_logging import LoggedRow
+
+    private, stnd_folder = tmp_path / "stnd_row.csv", tmp_path / "stnd_run"
+    stnd_folder.mkdir()
+    copy = stnd_folder / "local_copy_stnd_row.csv"
+    private.write_text(f"status,whether_to_run,run_folder,job id\r\nRunning,0,{stnd_folder},Not found\r\n")
+    watch = LoggedRow(str(private))
+    assert watch.changes() == {}                                  # bookkeeping only
+    copy.write_text(f"status,run_folder,loss,note\r\nRunning,{stnd_folder},0.7,a\\, b\r\n")
+    assert watch.changes() == {"loss": "0.7", "note": "a, b"}     # stnd's escaped comma, read back whole
+    assert watch.changes() == {}                                  # nothing new, nothing sent again
+    copy.write_text(f"status,run_folder,loss,note\r\nRunning,{stnd_folder},0.6")   # caught mid-write
+    assert watch.changes() == {}
+    copy.write_text(f"status,run_folder,loss,note,acc\r\nRunning,{stnd_folder},0.6,a\\, b,?\r\n")
+    assert watch.changes() == {"loss": "0.6"}                     # "?" is stnd's filler, not a value
+    private.write_text(f'status,run_folder,loss,acc,walltime\r\nCompleted,{stnd_folder},0.6,"0.9",0:00:01\r\n')
+    assert watch.changes(final=True) == {"acc": "0.9"}           # its final copy back; stuned's quoted form

@@ -65,6 +65,17 @@ def test_expand_in_place_below_the_original_which_stays_as_the_record(project):
     assert project.sheetrun("expand", path).stdout.startswith("no selected row sweeps")   # nothing left to do
 
 
+def test_a_named_sweep_rows_get_unique_names_that_depends_on_can_use(project):
+    path = project.sheet(BASE + ["name", "depends_on", "delta:x"], [
+        ["scripts/ok.py", CFG, "1", "base", "", "{1 | 2}"],
+        ["scripts/ok.py", CFG, "1", "after", "base/2", "5"],
+    ])
+    project.sheetrun("run", path, "--expand", check=0)
+    rows = project.read()
+    assert [r["name"] for r in rows] == ["base", "base/1", "base/2", "after"]
+    assert [r["status"] for r in rows] == ["", "Completed", "Completed", "Completed"]
+
+
 def test_run_expand_runs_each_combination_once_and_keeps_rows_selection(project):
     header = BASE + ["delta:name", "delta:x"]
     path = project.sheet(header, [

@@ -214,7 +214,7 @@ class JobHost:
                     run.stop("sheetrun cancel")
                 run.check_time_limit(now)
                 run.escalate()
-                run.scan_stdout()
+                run.collect()
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 last_beat = now
                 for run in self.runs.values():
