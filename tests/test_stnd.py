@@ -386,3 +386,36 @@ def test_logged_row_reads_stnds_escaped_form_its_working_copy_and_skips_half_wri
     assert watch.changes() == {"loss": "0.6"}                     # "?" is stnd's filler, not a value
     private.write_text(f'status,run_folder,loss,acc,walltime\r\nCompleted,{stnd_folder},0.6,"0.9",0:00:01\r\n')
     assert watch.changes(final=True) == {"acc": "0.9"}           # its final copy back; stuned's quoted form
+
+
+STUNED_REFERENCE = """
+import json, os, sys, tempfile
+os.environ.setdefault("DEFAULT_ENV", "main"); os.environ.setdefault("TEST_ENV", "test")
+sys.path.append(sys.argv[1])
+from stuned.utility.utils import decode_val_from_str, expand_csv, read_csv_as_dict, write_csv_dict_to_csv
+cells, sweep_row = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+folder = tempfile.mkdtemp()
+src, out = os.path.join(folder, "in.csv"), os.path.join(folder, "out.csv")
+write_csv_dict_to_csv({0: {k: k for k in sweep_row}, 1: sweep_row}, src)
+expand_csv(src, out)
+rows = [row for number, row in sorted(read_csv_as_dict(out).items()) if number > 0]
+print(json.dumps({"decoded": [decode_val_from_str(c) for c in cells], "expanded": rows}))
+"""
+
+
+def test_cell_values_and_sweeps_decode_as_stuned_does_live(stuned_dir):
+    """stuned 1.0.1's own decode_val_from_str and expand_csv, run here, against sheetrun's."""
+    from runner.cells import decode
+    from runner.sweeps import combinations
+
+    # "1e-3" is left out: stuned 1.0.1 crashes on it (int("1e-3")); newer stnd and sheetrun give 0.001
+    cells = ["12", "-3", "0.5", "2.5e-3", "True", "false", "None", "null", "[a b 3]", "[1 2]", "plain text", "[]"]
+    sweep_row = {"delta:lr": "{0.1 | 0.01 | 0.001}", "delta:seed": "{<1 4 1 False>}",
+                 "delta:width": "{<2 32 2 True>}", "delta:name": "fixed"}
+    proc = subprocess.run([sys.executable, "-c", STUNED_REFERENCE, stuned_dir, json.dumps(cells),
+                           json.dumps(sweep_row)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [decode(c) for c in cells] == theirs["decoded"]
+    ours = [dict(sweep_row, **combo) for combo in combinations(sweep_row)]
+    assert len(ours) == 3 * 3 * 4 and ours == theirs["expanded"]      # the same rows, in the same order
