@@ -7,8 +7,15 @@ its corruption types): ensemble accuracy (argmax of the mean logits), mean /
 best / worst single-member accuracy and the accuracy of the "soup" (the
 members' weights averaged). Per OOD set: the AUROC, against
 ``in_distribution``, of every score in :data:`tasks.metrics.ood.SCORES`.
-Sets that cover only some classes (ImageNet-A / -R) are scored on the logits
-of those classes.
+Sets that cover only some classes (ImageNet-A / -R, 200 of the 1000) are
+scored by ``class_subset_protocol``:
+
+- ``argmax_before`` (default; the SED authors' ``ImagenetARMapper``): each
+  member predicts its 1000-way argmax; a prediction outside the set's classes
+  counts as wrong; the ensemble is a vote of those predictions (no vote inside
+  the classes: wrong; ties: the lowest class); the soup likewise;
+- ``restrict_logits``: the logits are restricted to the set's classes first
+  (every prediction falls inside; the scores see those logits too).
 
 Everything is computed batch by batch; only per-sample scalars (one per score)
 and per-member correct counts are kept, so memory does not grow with
@@ -32,8 +39,24 @@ from tasks.sed.features import CachedFeatures
 from tasks.sed.heads import EnsembleHeads
 
 
-def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, device, max_memory_gb: float) -> dict:
+PROTOCOLS = ("argmax_before", "restrict_logits")
+
+
+def subset_votes(member_pred: torch.Tensor, classes: int) -> torch.Tensor:
+    """The ensemble's vote [B] from member predictions [M, B] (positions in the subset, -1 outside):
+    the most voted position, the lowest on ties; -1 (wrong) where no member voted inside."""
+    inside = member_pred >= 0
+    votes = torch.zeros(member_pred.shape[1], classes, dtype=torch.long, device=member_pred.device)
+    votes.scatter_add_(1, member_pred.clamp_min(0).t(), inside.t().long())
+    pred = votes.argmax(-1)
+    return torch.where(votes.sum(-1) > 0, pred, torch.full_like(pred, -1))
+
+
+def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, device, max_memory_gb: float,
+                 protocol: str = "argmax_before") -> dict:
     """Accuracies and per-sample scores of one cached set."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
     feats = CachedFeatures(entry["path"], max_memory_gb)
     subset = entry.get("class_subset")
     subset_t = torch.tensor(subset, device=device) if subset is not None else None
@@ -50,16 +73,25 @@ def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, devic
             logits = model(x)                                   # [M, B, K]
             soup_logits = model.soup_forward(x, soup)           # [B, K]
             if subset_t is not None:
-                logits, soup_logits = logits[..., subset_t], soup_logits[..., subset_t]
                 y = torch.where(y >= 0, position[y.clamp_min(0)], y)
+                if protocol == "restrict_logits":
+                    logits, soup_logits = logits[..., subset_t], soup_logits[..., subset_t]
             for name, value in all_scores(logits).items():
                 scores[name].append(value.float().cpu().numpy())
+            if subset_t is not None and protocol == "argmax_before":
+                member_pred = position[logits.argmax(-1)]                    # [M, B], -1 outside
+                ens_pred = subset_votes(member_pred, len(subset))
+                soup_pred = position[soup_logits.argmax(-1)]
+            else:
+                member_pred = logits.argmax(-1)
+                ens_pred = logits.mean(0).argmax(-1)
+                soup_pred = soup_logits.argmax(-1)
             keep = y >= 0
             if keep.any():
                 yk = y[keep]
-                member_correct += (logits[:, keep].argmax(-1) == yk).sum(1).cpu()
-                ens_correct += (logits[:, keep].mean(0).argmax(-1) == yk).sum().item()
-                soup_correct += (soup_logits[keep].argmax(-1) == yk).sum().item()
+                member_correct += (member_pred[:, keep] == yk).sum(1).cpu()
+                ens_correct += (ens_pred[keep] == yk).sum().item()
+                soup_correct += (soup_pred[keep] == yk).sum().item()
                 labelled += int(keep.sum())
     feats.close()
     out = {"n": len(feats), "labelled": labelled, "group": entry.get("group"),
@@ -81,6 +113,9 @@ def main(argv=None) -> None:
     model = EnsembleHeads.from_file_dict(saved).to(device).eval()
     soup = {k: v.detach() for k, v in model.soup().items()}
     cache_dir, bs, mem = cfg["cache_dir"], int(cfg.get("batch_size", 1024)), float(cfg.get("max_memory_gb", 4))
+    protocol = cfg.get("class_subset_protocol", "argmax_before")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
     wanted = [cfg["in_distribution"], *cfg.get("eval_sets", []), *cfg.get("ood_sets", [])]
     groups = {name: resolve_sets(cache_dir, name) for name in dict.fromkeys(wanted)}
@@ -94,7 +129,7 @@ def main(argv=None) -> None:
     for entries in groups.values():
         for e in entries:
             if e["name"] not in per_set:
-                per_set[e["name"]] = evaluate_set(model, soup, e, bs, device, mem)
+                per_set[e["name"]] = evaluate_set(model, soup, e, bs, device, mem, protocol)
     members_of = {name: [e["name"] for e in entries] for name, entries in groups.items()}
 
     accuracy = {}
@@ -115,6 +150,7 @@ def main(argv=None) -> None:
         detection[name] = table
 
     results = {"model": cfg["model"], "members": model.num_members, "backbone_id": saved["backbone_id"],
+               "class_subset_protocol": protocol,
                "in_distribution": cfg["in_distribution"], "accuracy": accuracy, "ood_detection": detection,
                "sets": {s: {k: v for k, v in r.items() if k != "scores"} | {
                    "mean_scores": {k: float(np.mean(v)) for k, v in r["scores"].items()}}

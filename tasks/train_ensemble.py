@@ -51,12 +51,62 @@ def load_head(cache_dir: str, backbone_id: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+SCHEDULES = ("cosine", "cosine_epochs", "constant")
+
+
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
+    """Linear warm-up over ``warmup`` steps, then a half cosine from 1 to 0 over the remaining steps."""
     if step < warmup:
         return (step + 1) / warmup
     if not cosine:
         return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def schedule_name(o: dict) -> str:
+    """``optim.schedule``; configs written before it had ``cosine: true|false``."""
+    name = o.get("schedule") or ("cosine" if o.get("cosine", True) else "constant")
+    if name not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {name!r}")
+    return name
+
+
+def make_lr(o: dict, steps: list, freeze: int):
+    """lr(epoch, step) for the schedule of ``o``; ``steps[e]`` = batches of epoch e, the first
+    ``freeze`` epochs make no update and take no part in the schedule.
+
+    - ``cosine``: per step, a half cosine over all updating steps (after ``warmup_steps``);
+    - ``cosine_epochs``: PyTorch's CosineAnnealingLR(T_max=``t_max``) stepped once per updating epoch,
+      lr = lr0 (1 + cos(pi e / T_max)) / 2 in updating epoch e = 0, 1, ... (the SED authors' schedule);
+    - ``constant``: lr0 (after ``warmup_steps``).
+    """
+    name, lr0, warmup = schedule_name(o), float(o["lr"]), int(o.get("warmup_steps", 0))
+    starts = np.concatenate([[0], np.cumsum(steps[freeze:])]).astype(int)
+    total = int(starts[-1])
+    t_max = float(o.get("t_max", 15))
+
+    def lr(epoch: int, step: int) -> float:
+        e = max(0, epoch - freeze)
+        g = int(starts[min(e, len(starts) - 1)]) + step          # updating steps before this one
+        if name == "cosine":
+            return lr0 * lr_factor(g, total, warmup, True)
+        base = lr0 if name == "constant" else lr0 * 0.5 * (1 + math.cos(math.pi * e / t_max))
+        return base * ((g + 1) / warmup if g < warmup else 1.0)
+    return lr
+
+
+def epoch_spans(n: int, epochs: int, epoch_rows) -> list:
+    """Rows each epoch passes over: the whole set, or (``epoch_rows`` given) chunk e mod C of the
+    set cut into C chunks of that many rows (the last may be shorter), as the SED authors count epochs."""
+    if not epoch_rows:
+        return [(0, n)] * epochs
+    r = int(epoch_rows)
+    if r <= 0:
+        raise ValueError(f"epoch_rows must be positive, got {epoch_rows!r}")
+    if r >= n:
+        return [(0, n)] * epochs
+    chunks = [(a, min(n, a + r)) for a in range(0, n, r)]
+    return [chunks[e % len(chunks)] for e in range(epochs)]
 
 
 def ensemble_accuracy(model: EnsembleHeads, feats: CachedFeatures, device, batch_size: int = 4096) -> float:
@@ -112,14 +162,15 @@ def train(cfg: dict) -> dict:
         raise ValueError(f"div_batch_size is larger than the diversity set {div_name!r} ({len(div_set)} rows)")
 
     bs = int(cfg["batch_size"])
-    steps_per_epoch = train_set.num_batches(bs, drop_last=True)
-    if steps_per_epoch == 0:
+    epochs, freeze = int(cfg["epochs"]), int(cfg.get("freeze_epochs", 0))
+    if not 0 <= freeze < epochs:
+        raise ValueError(f"freeze_epochs must be in [0, epochs), got {freeze} of {epochs}")
+    spans = epoch_spans(len(train_set), epochs, cfg.get("epoch_rows"))
+    steps = [train_set.num_batches(bs, drop_last=True, span=sp) for sp in spans]
+    if min(steps) == 0:
         raise ValueError(f"batch_size {bs} is larger than the training set ({len(train_set)} rows)")
-    total = steps_per_epoch * int(cfg["epochs"])
     opt = make_optimizer(model.flat, o)
-    lr_at = lambda step: o["lr"] * lr_factor(step, total, int(o.get("warmup_steps", 0)),  # noqa: E731
-                                             bool(o.get("cosine", True)))
-
+    lr_at = make_lr(o, steps, freeze)
     config_digest = digest({"cfg": {k: v for k, v in cfg.items() if k not in NOT_RESULT},
                             "train": train_entry["key"]})
     ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
@@ -142,9 +193,12 @@ def train(cfg: dict) -> dict:
 
     stop = StopFlag()
     print(f"{m} members ({model.head['kind']} heads, {active_n} active per batch), "
-          f"{len(train_set)} training rows, {steps_per_epoch} batches per epoch, on {device}", flush=True)
+          f"{len(train_set)} training rows, {steps[0]} batches per epoch"
+          + (f" (epochs of {spans[0][1] - spans[0][0]} rows)" if spans[0] != (0, len(train_set)) else "")
+          + (f", the first {freeze} epoch(s) frozen" if freeze else "") + f", on {device}", flush=True)
     started = time.time()
-    for epoch in range(start_epoch, int(cfg["epochs"])):
+    for epoch in range(start_epoch, epochs):
+        frozen = epoch < freeze
         sums = {"loss": 0.0, "ce": 0.0, "div": 0.0}
         n_steps = 0
         skip = start_step if epoch == start_epoch else 0
@@ -153,13 +207,16 @@ def train(cfg: dict) -> dict:
             div_batches = iter(_cycle(div_set, int(cfg.get("div_batch_size", bs)), cfg["seed"] + 1, epoch, device))
             for _ in range(skip):
                 next(div_batches)
-        batches = train_set.batches(bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=device, skip=skip)
+        batches = train_set.batches(bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=device, skip=skip,
+                                    span=spans[epoch])
         for step, (x, y) in enumerate(batches, start=skip):
             rng = np.random.default_rng([cfg["seed"], epoch, step])
             chosen = np.sort(rng.choice(m, size=active_n, replace=False))
             active = None if active_n == m else torch.as_tensor(chosen)
             anchor = int(rng.integers(active_n))
             rows = model.rows(active)            # only these members are differentiated and updated
+            if frozen:                           # a frozen epoch measures the loss, changes nothing
+                rows = rows.detach()
             if div_batches is not None:
                 xd, yd = next(div_batches)
                 logits_all = model.forward_rows(torch.cat([x, xd]), rows)
@@ -170,9 +227,9 @@ def train(cfg: dict) -> dict:
                                    lam_manual=float(loss_cfg["lam_manual"]),
                                    diversity=loss_cfg.get("diversity", "a2d"), budget=bool(loss_cfg.get("budget")),
                                    label_smoothing=float(loss_cfg.get("label_smoothing", 0.0)), anchor=anchor)
-            loss.backward()
-            lr = lr_at(epoch * steps_per_epoch + step)
-            opt.step(rows.grad, active, lr)
+            if not frozen:
+                loss.backward()
+                opt.step(rows.grad, active, lr_at(epoch, step))
             sums["loss"] += loss.item()
             sums["ce"] += parts["ce"]
             sums["div"] += parts["div"]
@@ -182,7 +239,7 @@ def train(cfg: dict) -> dict:
                 print(f"stopped by signal {stop.raised}; checkpoint saved at epoch {epoch + 1}, "
                       f"batch {step + 1} ({ckpt_path})", flush=True)
                 sys.exit(128 + stop.raised)
-        row = {"epoch": epoch + 1, "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
+        row = {"epoch": epoch + 1, "lr": 0.0 if frozen else lr_at(epoch, steps[epoch] - 1),
                **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
         if val_set is not None:
             row["val_acc"] = ensemble_accuracy(model, val_set, device)

@@ -18,6 +18,24 @@ def entropy(p):
     return -(p * np.log(p)).sum(-1)
 
 
+def a2d_reference(p):
+    """The SED authors' a2d_score_per_sample, written as their loops: each member a as the
+    anchor, minus the A2D loss against every other member j, averaged over j, then over a."""
+    m = p.shape[0]
+    per_anchor = []
+    for a in range(m):
+        terms = []
+        for j in range(m):
+            if j == a:
+                continue
+            c = p[j].argmax(-1)
+            p1 = p[j].max(-1)
+            p2 = p[a][np.arange(p.shape[1]), c]
+            terms.append(np.log(p1 * (1 - p2) + p2 * (1 - p1) + 1e-9))
+        per_anchor.append(np.mean(terms, axis=0))
+    return np.mean(per_anchor, axis=0)
+
+
 @pytest.fixture
 def logits():
     return torch.from_numpy(np.random.default_rng(0).normal(size=(7, 50, 10)) * 3)
@@ -35,7 +53,10 @@ def test_scores_match_direct_numpy(logits):
         "average_entropy": entropy(p).mean(0),
         "mutual_information": entropy(pbar) - entropy(p).mean(0),
         "energy": -np.log(np.exp(z).sum(-1)).mean(0),
-        "max_logit": z.mean(0).max(-1),
+        "max_logit": z.max(-1).mean(0),
+        "max_mean_logit": z.mean(0).max(-1),
+        "mean_member_confidence": p.max(-1).mean(0),
+        "a2d_score": a2d_reference(p),
     }
     got = ood.all_scores(logits)
     assert set(got) == set(expected) == set(ood.SCORES)
@@ -57,6 +78,14 @@ def test_pds_is_one_for_identical_members_and_within_1_and_m(logits):
         certain[i, 0, i] = 50.0
     assert ood.pds(certain).item() == pytest.approx(m)
     assert ood.distinct_predictions(certain).item() == m
+
+
+def test_a2d_score_orders_agreement_below_disagreement():
+    agree = torch.tensor([[[9.0, 0, 0]], [[9.0, 0, 0]], [[9.0, 0, 0]]])      # 3 members, 1 sample
+    disagree = torch.tensor([[[9.0, 0, 0]], [[0, 9.0, 0]], [[0, 0, 9.0]]])
+    assert ood.a2d_score(agree).item() < -5          # log(~0): no disagreement
+    assert ood.a2d_score(disagree).item() > -0.01    # log(~1): certain and different
+    assert ood.a2d_score(agree[:1]).item() == 0.0    # one member: nothing to disagree with
 
 
 def test_scores_validate_their_input():

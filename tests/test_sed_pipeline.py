@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,6 +59,28 @@ def test_a2d_raises_diversity_on_ood_data(cached):
     for sets in (["unseen_classes"], c5):                 # semantic and covariate OOD
         for score in ("pds", "distinct_predictions"):
             assert mean_score(a2d, sets, score) > mean_score(plain, sets, score), (sets, score)
+
+
+def test_frozen_first_epoch_and_epochs_over_chunks(cached, capsys):
+    """The authors' protocol: epoch 1 only measures (the ensemble it reports is the untouched
+    initial one), the lr follows CosineAnnealingLR per updating epoch, epochs pass over chunks."""
+    cfg = sed_config("train_ensemble", cache_dir=str(cached / "cache"), device="cpu",
+                     save_path=str(cached / "frozen.pt"), epochs=3, freeze_epochs=1, batch_size=32,
+                     **{"optim/schedule": "cosine_epochs", "optim/t_max": 15, "optim/lr": 0.01})
+    initial, entry = train_ensemble.build(cfg)
+    from tasks.sed.features import CachedFeatures
+
+    val = CachedFeatures(train_ensemble.one_set(cfg["cache_dir"], "in_val")["path"])
+    initial_acc = train_ensemble.ensemble_accuracy(initial, val, torch.device("cpu"))
+    n = CachedFeatures(entry["path"]).n
+    cfg["epoch_rows"] = n // 4
+    train_ensemble.main(["--config", write_yaml(cached / "frozen.yaml", cfg)])
+    out = capsys.readouterr().out
+    assert f"{(n // 4) // 32} batches per epoch (epochs of {n // 4} rows), the first 1 epoch(s) frozen" in out
+    hist = torch.load(cached / "frozen.pt", weights_only=False)["history"]
+    assert hist[0]["lr"] == 0.0 and hist[0]["val_acc"] == pytest.approx(initial_acc)
+    assert hist[1]["lr"] == pytest.approx(0.01) and hist[2]["lr"] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi / 15)))
+    assert hist[2]["val_acc"] != pytest.approx(initial_acc)          # the updating epochs did train
 
 
 def test_training_resumes_after_sigterm_as_if_never_stopped(cached):

@@ -9,7 +9,8 @@ torch ``Dataset`` of ``(image, label, index)`` items.
 ``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``); the other
 keys are that builder's arguments. ``data_cfg`` is the backbone's input
 configuration (timm's ``resolve_data_config``: input_size, mean, std,
-interpolation, crop_pct). ``class_subset`` is None, or the class indices a set
+interpolation, crop_pct); a spec's ``transform`` picks a recipe
+(:mod:`tasks.data.transforms`) and overrides it. ``class_subset`` is None, or the class indices a set
 covers (ImageNet-A / -R), to which evaluation restricts the logits.
 
 A catalog entry with ``corruptions`` (a list, or ``all``) and ``severities``
@@ -23,6 +24,7 @@ from typing import Callable, Dict, Optional
 
 from tasks.data import folders
 from tasks.data.corruptions import CORRUPTIONS
+from tasks.data.transforms import build_transform
 
 # ImageNet-C's corruption folders (the 15 benchmark ones)
 IMAGENET_C_CORRUPTIONS = (
@@ -35,7 +37,7 @@ Builder = Callable[[dict, dict, bool], tuple]
 DATASETS: Dict[str, Builder] = {}
 
 # keys every spec may have, besides its builder's arguments
-COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities"}
+COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform"}
 
 
 def register(name: str):
@@ -45,11 +47,8 @@ def register(name: str):
     return wrap
 
 
-def _transform(data_cfg: dict, augment: bool):
-    from timm.data import create_transform
-
-    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-    return create_transform(**{k: data_cfg[k] for k in keys if k in data_cfg}, is_training=augment)
+def _transform(spec: dict, data_cfg: dict):
+    return build_transform(spec, data_cfg)
 
 
 def _args(spec: dict, allowed: set) -> dict:
@@ -66,6 +65,8 @@ def _digits(spec, data_cfg, augment):
     from tasks.data.digits import DigitsDataset
 
     args = _args(spec, {"split", "id_classes", "val_fraction", "seed"})
+    if spec.get("transform"):
+        raise ValueError("the digits dataset makes its own tensors (resize, normalise, augment); it takes no transform")
     _, h, w = data_cfg["input_size"]
     ds = DigitsDataset(image_size=h, mean=data_cfg["mean"], std=data_cfg["std"], augment=augment,
                        corruption=spec.get("corruption"), severity=spec.get("severity"), **args)
@@ -75,26 +76,26 @@ def _digits(spec, data_cfg, augment):
 @register("image_folder")
 def _image_folder(spec, data_cfg, augment):
     args = _args(spec, {"root", "classes"})
-    return folders.image_folder(args["root"], _transform(data_cfg, augment), args.get("classes"))
+    return folders.image_folder(args["root"], _transform(spec, data_cfg), args.get("classes"))
 
 
 @register("imagenet_c")
 def _imagenet_c(spec, data_cfg, augment):
     args = _args(spec, {"root", "classes"})
     return folders.imagenet_c(args["root"], spec["corruption"], spec["severity"],
-                              _transform(data_cfg, augment), args.get("classes"))
+                              _transform(spec, data_cfg), args.get("classes"))
 
 
 @register("class_subset")
 def _class_subset(spec, data_cfg, augment):
     args = _args(spec, {"root", "classes"})
-    return folders.class_subset(args["root"], _transform(data_cfg, augment), args.get("classes"))
+    return folders.class_subset(args["root"], _transform(spec, data_cfg), args.get("classes"))
 
 
 @register("ood_folder")
 def _ood_folder(spec, data_cfg, augment):
     args = _args(spec, {"root"})
-    return folders.ood_folder(args["root"], _transform(data_cfg, augment))
+    return folders.ood_folder(args["root"], _transform(spec, data_cfg))
 
 
 def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):

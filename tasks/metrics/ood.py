@@ -4,8 +4,8 @@ Notation: M members, B samples, K classes; ``logits`` is a tensor [M, B, K]
 (member m's logits z_m); pi_m = softmax(z_m); pi_bar = mean_m pi_m;
 H[p] = -sum_k p_k log p_k. Every score is a per-sample tensor [B], so they
 can be computed batch by batch and only B scalars per score are kept.
-Orientation: higher means "more OOD", except ``ensemble_confidence`` and
-``max_logit`` (higher = more in-distribution); :data:`SCORES` records it.
+Orientation: higher means "more OOD", except the confidences and the max
+logits (higher = more in-distribution); :data:`SCORES` records it.
 """
 from __future__ import annotations
 
@@ -68,8 +68,41 @@ def energy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def max_logit(logits: torch.Tensor) -> torch.Tensor:
-    """max_c mean_m z_m(c), the largest mean logit (higher = in-distribution)."""
+    """mean_m max_c z_m(c): each member's own largest logit, averaged (higher = in-distribution).
+
+    The SED authors' ``average_max_logit``."""
+    return _check(logits).max(-1).values.mean(0)
+
+
+def max_mean_logit(logits: torch.Tensor) -> torch.Tensor:
+    """max_c mean_m z_m(c), the largest logit of the mean logits (higher = in-distribution)."""
     return _check(logits).mean(0).max(-1).values
+
+
+def mean_member_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """mean_m max_c pi_m(c): the members' own confidences, averaged (higher = in-distribution)."""
+    return _check(logits).softmax(-1).max(-1).values.mean(0)
+
+
+def a2d_score(logits: torch.Tensor) -> torch.Tensor:
+    """The SED authors' A2D disagreement score (higher = more disagreement = more OOD):
+
+        a2d = mean_a mean_{j != a} log( p1_j (1 - p2_aj) + p2_aj (1 - p1_j) + 1e-9 ),
+        p1_j = max_c pi_j(c),  c_j = argmax_c pi_j(c),  p2_aj = pi_a(c_j)
+
+    i.e. minus the A2D training loss, with every member taking its turn as the
+    anchor a. 0 for a single member (nothing to disagree with)."""
+    p = _check(logits).softmax(-1)                                       # [M, B, K]
+    m, b, _ = p.shape
+    if m < 2:
+        return p.new_zeros(b)
+    p1, c = p.max(-1)                                                    # [M, B]
+    # p2[a, j, i] = pi_a(c_j(i))
+    p2 = torch.gather(p.unsqueeze(1).expand(m, m, b, p.shape[-1]), -1,
+                      c.unsqueeze(0).expand(m, m, b).unsqueeze(-1)).squeeze(-1)
+    term = torch.log(p1.unsqueeze(0) * (1 - p2) + p2 * (1 - p1.unsqueeze(0)) + 1e-9)
+    off = ~torch.eye(m, dtype=torch.bool, device=p.device)
+    return (term * off.unsqueeze(-1)).sum(1).div(m - 1).mean(0)
 
 
 # name -> (function, higher_means_ood)
@@ -82,6 +115,9 @@ SCORES: Dict[str, Tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {
     "mutual_information": (mutual_information, True),
     "energy": (energy, True),
     "max_logit": (max_logit, False),
+    "max_mean_logit": (max_mean_logit, False),
+    "mean_member_confidence": (mean_member_confidence, False),
+    "a2d_score": (a2d_score, True),
 }
 
 

@@ -1,0 +1,91 @@
+"""Image transforms of a set spec, by recipe (a registry, like the datasets).
+
+A set spec may carry ``transform: {recipe: NAME, ...}``; without one, timm's
+transform for the backbone is used (``timm``: its eval transform, or its
+training transform when the spec has ``augment: true``). Recipes:
+
+- ``resize_center_crop``: Resize(``resize``, shorter side) -> CenterCrop(``size``);
+  the SED authors' evaluation transform (256 / 224, bilinear);
+- ``rrc_flip``: RandomResizedCrop(``size``, ``scale``, ``ratio``) -> RandomHorizontalFlip;
+  the SED authors' training passes ((0.08, 1), (3/4, 4/3), bilinear);
+- ``timm``: ``timm.data.create_transform`` from the backbone's data config.
+
+Every recipe ends in ToTensor -> Normalize(``mean``, ``std``; default: the
+backbone's). ``interpolation`` is ``bilinear``, ``bicubic`` or ``nearest``.
+The transform is part of the spec, so it is part of the cache key: changing it
+never reuses a cache made with another.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+RECIPES: Dict[str, Callable] = {}
+KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std"}
+
+
+def recipe(name: str):
+    def wrap(fn):
+        RECIPES[name] = fn
+        return fn
+    return wrap
+
+
+def _interpolation(name: str):
+    from torchvision.transforms import InterpolationMode
+
+    modes = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
+             "nearest": InterpolationMode.NEAREST}
+    if name not in modes:
+        raise ValueError(f"transform.interpolation must be one of {sorted(modes)}, got {name!r}")
+    return modes[name]
+
+
+def _finish(steps: list, t: dict, data_cfg: dict):
+    from torchvision import transforms as T
+
+    mean, std = t.get("mean", data_cfg["mean"]), t.get("std", data_cfg["std"])
+    return T.Compose(steps + [T.ToTensor(), T.Normalize(list(mean), list(std))])
+
+
+@recipe("resize_center_crop")
+def _resize_center_crop(t: dict, data_cfg: dict, augment: bool):
+    from torchvision import transforms as T
+
+    interp = _interpolation(t.get("interpolation", "bilinear"))
+    size = int(t.get("size", data_cfg["input_size"][-1]))
+    return _finish([T.Resize(int(t.get("resize", size)), interpolation=interp), T.CenterCrop(size)], t, data_cfg)
+
+
+@recipe("rrc_flip")
+def _rrc_flip(t: dict, data_cfg: dict, augment: bool):
+    from torchvision import transforms as T
+
+    interp = _interpolation(t.get("interpolation", "bilinear"))
+    size = int(t.get("size", data_cfg["input_size"][-1]))
+    rrc = T.RandomResizedCrop(size, scale=tuple(t.get("scale", (0.08, 1.0))),
+                              ratio=tuple(t.get("ratio", (3 / 4, 4 / 3))), interpolation=interp)
+    return _finish([rrc, T.RandomHorizontalFlip()], t, data_cfg)
+
+
+@recipe("timm")
+def _timm(t: dict, data_cfg: dict, augment: bool):
+    from timm.data import create_transform
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    cfg = {k: data_cfg[k] for k in keys if k in data_cfg}
+    cfg.update({k: t[k] for k in ("interpolation", "mean", "std") if k in t})
+    return create_transform(**cfg, is_training=augment)
+
+
+def build_transform(spec: dict, data_cfg: dict):
+    """The transform of a set spec (its ``transform`` mapping, or timm's for the backbone)."""
+    t = spec.get("transform") or {"recipe": "timm"}
+    if not isinstance(t, dict):
+        raise ValueError(f"transform must be a mapping with a 'recipe', got {t!r}")
+    unknown = set(t) - KEYS
+    if unknown:
+        raise ValueError(f"transform does not take {', '.join(sorted(unknown))} (it takes {', '.join(sorted(KEYS))})")
+    name = t.get("recipe", "timm")
+    if name not in RECIPES:
+        raise ValueError(f"unknown transform recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name](t, data_cfg, bool(spec.get("augment", False)))
