@@ -1,21 +1,25 @@
-"""The SED paper's two result tables, from evaluation results.
+"""The SED paper's result tables, from evaluation results.
 
+    python scripts/generate_result_tables.py                       # every sheet in result_sheets/
     python scripts/generate_result_tables.py result_sheets/demo.csv
     python scripts/generate_result_tables.py result_sheets/evaluation.csv --out result_tables
     python scripts/generate_result_tables.py --results a.json b.json
 
-Reads every Completed row of the given sheets whose run folder holds an
+Reads every Completed row of the given sheets (default: every sheet in
+``result_sheets/`` that has such rows) whose run folder holds an
 ``eval_results.json`` (written by tasks/evaluate.py), or the JSON files given
 with ``--results``, and writes to ``--out`` (default ``result_tables/``):
 
-- ``ood_gen.md`` / ``ood_gen.csv``: OOD generalization, ensemble accuracy (%)
-  on in_val, any natural shifts, C-1 and C-5;
+- ``ood_gen.md`` / ``ood_gen.csv``: OOD generalization, one row per model,
+  for each evaluation set (in_val, natural shifts, C-1, C-5): the accuracy (%)
+  of the ensemble, of its best member and of the soup, and the ensemble's mean
+  #distinct predictions and mean PDS — the columns of the paper's table;
 - ``ood_det.md`` / ``ood_det.csv``: OOD detection AUROC, one row per model and
   score, one column per OOD set;
-- ``results.png``: both as a figure.
+- ``results.png``: all of it as a figure.
 
-Both Markdown tables are printed; the best value of each column is in bold.
-A model is named by its row's ``name`` cell, else its file name.
+The Markdown tables are printed; the best accuracy / AUROC of each column is
+in bold. A model is named by its row's ``name`` cell, else its file name.
 """
 from __future__ import annotations
 
@@ -30,6 +34,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from runner.sheet import open_sheet  # noqa: E402
+
+
+def default_sheets() -> list:
+    folder = os.path.join(REPO, "result_sheets")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".csv"))
 
 
 def results_from_sheet(location: str) -> dict:
@@ -50,9 +59,35 @@ def results_from_sheet(location: str) -> dict:
     return found
 
 
+GEN_METRICS = {                    # column block -> (how to read it from the results, digits)
+    "ensemble acc (%)": ("acc", "ensemble_acc"),
+    "best member acc (%)": ("acc", "best_member_acc"),
+    "soup acc (%)": ("acc", "soup_acc"),
+    "#distinct predictions": ("score", "distinct_predictions"),
+    "PDS": ("score", "pds"),
+}
+
+
+def mean_score(r: dict, set_name: str, score: str) -> float:
+    """The mean of a per-sample score over a set, or over the sets of a group (C-1)."""
+    sets = r["sets"]
+    members = [s for s, v in sets.items() if s == set_name or v.get("group") == set_name]
+    values = [sets[s]["mean_scores"][score] for s in members if score in sets[s].get("mean_scores", {})]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def tables(results: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    gen = pd.DataFrame({name: {s: 100 * a["ensemble_acc"] for s, a in r["accuracy"].items()}
-                        for name, r in results.items()}).T
+    """(OOD generalization: models x (metric, set); OOD detection: (model, score) x OOD set)."""
+    gen = {}
+    for name, r in results.items():
+        row = {}
+        for metric, (kind, key) in GEN_METRICS.items():
+            for s, a in r["accuracy"].items():
+                row[(metric, s)] = 100 * a[key] if kind == "acc" else mean_score(r, s, key)
+        gen[name] = row
+    gen_df = pd.DataFrame(gen).T
+    if len(gen_df):
+        gen_df.columns = pd.MultiIndex.from_tuples(gen_df.columns, names=["metric", "set"])
     det = {}
     for name, r in results.items():
         for ood_set, scores in r["ood_detection"].items():
@@ -61,10 +96,10 @@ def tables(results: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     det_df = pd.DataFrame(det).T
     if len(det_df):
         det_df.index.names = ["model", "score"]
-    return gen, det_df
+    return gen_df, det_df
 
 
-def markdown(df: pd.DataFrame, digits: int) -> str:
+def markdown(df: pd.DataFrame, digits: int, bold: bool = True) -> str:
     """A Markdown table with the best value of each column in bold."""
     if df.empty:
         return "(no results)"
@@ -77,7 +112,7 @@ def markdown(df: pd.DataFrame, digits: int) -> str:
         for col in df.columns:
             v = row[col]
             text = "" if pd.isna(v) else f"{v:.{digits}f}"
-            if not pd.isna(v) and v == best[col] and len(df) > 1:
+            if bold and not pd.isna(v) and v == best[col] and len(df) > 1:
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -90,23 +125,38 @@ def figure(gen: pd.DataFrame, det: pd.DataFrame, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, max(4.0, 0.28 * len(det) + 1.5)),
-                             gridspec_kw={"width_ratios": [1.2, 1]})
-    gen.T.plot.bar(ax=axes[0], rot=0)
-    axes[0].set_ylabel("ensemble accuracy (%)")
-    axes[0].set_title("OOD generalization")
-    axes[0].set_ylim(max(0, gen.min().min() - 10), 100)
-    axes[0].legend(fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(19, max(4.5, 0.26 * len(det) + 1.5)),
+                             gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    acc = gen["ensemble acc (%)"]
+    acc.T.plot.bar(ax=axes[0], rot=0, alpha=0.85)
+    sets = list(acc.columns)
+    width = 0.8 / max(1, len(acc))
+    for i, model in enumerate(acc.index):          # best member and soup as markers on each bar
+        x = [j - 0.4 + width * (i + 0.5) for j in range(len(sets))]
+        axes[0].scatter(x, gen.loc[model, "best member acc (%)"][sets], marker="_", s=120, color="black",
+                        label="best member" if i == 0 else None, zorder=3)
+        axes[0].scatter(x, gen.loc[model, "soup acc (%)"][sets], marker="o", s=12, color="red",
+                        label="soup" if i == 0 else None, zorder=3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_title("OOD generalization: ensemble (bars), best member, soup")
+    axes[0].set_ylim(max(0, acc.min().min() - 10), 100)
+    axes[0].legend(fontsize=7)
+    pds = gen["PDS"]
+    for model in pds.index:
+        axes[1].plot(sets, pds.loc[model, sets], marker="o", label=model)
+    axes[1].set_ylabel("mean PDS (1 = members agree)")
+    axes[1].set_title("Ensemble diversity per set")
+    axes[1].legend(fontsize=7)
     if not det.empty:
-        im = axes[1].imshow(det.values, cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
-        axes[1].set_xticks(range(len(det.columns)), det.columns, rotation=30, ha="right")
-        axes[1].set_yticks(range(len(det)), [f"{m} / {s}" for m, s in det.index], fontsize=7)
+        im = axes[2].imshow(det.values, cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
+        axes[2].set_xticks(range(len(det.columns)), det.columns, rotation=30, ha="right")
+        axes[2].set_yticks(range(len(det)), [f"{m} / {s}" for m, s in det.index], fontsize=6)
         for i in range(det.shape[0]):
             for j in range(det.shape[1]):
-                axes[1].text(j, i, f"{det.values[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                axes[2].text(j, i, f"{det.values[i, j]:.2f}", ha="center", va="center", fontsize=5,
                              color="white" if det.values[i, j] < 0.75 else "black")
-        fig.colorbar(im, ax=axes[1], label="AUROC")
-    axes[1].set_title("OOD detection AUROC")
+        fig.colorbar(im, ax=axes[2], label="AUROC")
+    axes[2].set_title("OOD detection AUROC")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -114,31 +164,41 @@ def figure(gen: pd.DataFrame, det: pd.DataFrame, path: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Write the SED result tables (Markdown, CSV, PNG).")
-    parser.add_argument("sheets", nargs="*", help="result sheets with evaluation rows")
+    parser.add_argument("sheets", nargs="*",
+                        help="result sheets with evaluation rows (default: every sheet in result_sheets/)")
     parser.add_argument("--results", nargs="*", default=[], help="eval_results.json files")
     parser.add_argument("--out", default="result_tables", help="output folder (default result_tables/)")
     args = parser.parse_args(argv)
     results = {}
-    for sheet in args.sheets:
-        results.update(results_from_sheet(sheet))
+    sheets = args.sheets or ([] if args.results else default_sheets())
+    for sheet in sheets:
+        found = results_from_sheet(sheet)
+        if not args.sheets and found:
+            print(f"{os.path.relpath(sheet)}: {len(found)} evaluated model(s)")
+        results.update(found)
     for path in args.results:
         with open(path, encoding="utf-8") as f:
             r = json.load(f)
         results[os.path.splitext(os.path.basename(r["model"]))[0]] = r
     if not results:
-        print("no evaluation results found (Completed rows with eval_results.json in their run folder)",
+        looked = ", ".join(os.path.relpath(x) for x in sheets) or "the --results files"
+        print(f"no evaluation results found in {looked} (Completed rows with eval_results.json in their "
+              "run folder); run an evaluation sheet first, e.g. sheetrun run result_sheets/demo.csv",
               file=sys.stderr)
         return 1
     gen, det = tables(results)
     os.makedirs(args.out, exist_ok=True)
     gen.round(2).to_csv(os.path.join(args.out, "ood_gen.csv"))
     det.round(4).to_csv(os.path.join(args.out, "ood_det.csv"))
-    gen_md, det_md = markdown(gen, 1), markdown(det, 3)
+    gen_md = "\n\n".join(f"**{metric}**\n\n" + markdown(gen[metric], 1 if "acc" in metric else 2,
+                                                           bold="acc" in metric)
+                         for metric in GEN_METRICS)
+    det_md = markdown(det, 3)
     for name, text in (("ood_gen.md", gen_md), ("ood_det.md", det_md)):
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
             f.write(text + "\n")
     figure(gen, det, os.path.join(args.out, "results.png"))
-    print("OOD generalization: ensemble accuracy (%)\n")
+    print("OOD generalization, per evaluation set\n")
     print(gen_md)
     print("\nOOD detection: AUROC against in-distribution validation data\n")
     print(det_md)

@@ -16,8 +16,8 @@ DATA_CFG = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
             "interpolation": "bilinear", "crop_pct": 1.0}
 
 
-def test_at_least_eight_corruptions_behave():
-    assert len(CORRUPTIONS) >= 8
+def test_ten_corruptions_behave():
+    assert len(CORRUPTIONS) == 10            # the README says ten
     x, _ = digits_images(32)
     x = x[:16]
     for name in CORRUPTIONS:
@@ -33,6 +33,48 @@ def test_at_least_eight_corruptions_behave():
         corrupt(x, "gaussian_noise", 6, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt(x, "rain", 1, np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def demo_backbone(tmp_path_factory):
+    """The demo's backbone, trained as result_sheets/demo.csv trains it (its default config)."""
+    import yaml
+
+    from conftest import REPO
+    from tasks import pretrain_backbone
+
+    tmp = tmp_path_factory.mktemp("demo_backbone")
+    with open(os.path.join(REPO, "default_configs", "sed", "pretrain_backbone.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    cfg.update(save_path=str(tmp / "vit.pt"), device="cpu")
+    (tmp / "pre.yaml").write_text(yaml.safe_dump(cfg))
+    pretrain_backbone.main(["--config", str(tmp / "pre.yaml")])
+    return str(tmp / "vit.pt")
+
+
+def test_accuracy_falls_with_severity_for_every_corruption(demo_backbone):
+    """On the demo data and backbone: every corruption hurts more at each severity, and
+    severity 5 clearly (the calibration of tasks/data/corruptions.py)."""
+    from tasks.sed.backbones import data_config, load_backbone
+
+    model = load_backbone({"checkpoint": demo_backbone}).eval()
+    dc = data_config(model)
+
+    def accuracy(spec):
+        ds, _ = build_set(spec, dc)
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        with torch.no_grad():
+            return (model(x).argmax(-1) == ds.labels).float().mean().item()
+
+    clean = accuracy({"dataset": "digits", "split": "val"})
+    assert clean > 0.9
+    table = {c: [accuracy({"dataset": "digits", "split": "val", "corruption": c, "severity": s})
+                 for s in range(1, 6)] for c in sorted(CORRUPTIONS)}
+    report = "\n".join(f"{c:18s} " + " ".join(f"{a:.3f}" for a in accs) for c, accs in table.items())
+    for c, accs in table.items():
+        assert accs[0] < clean, f"{c} at severity 1 does not hurt\n{report}"
+        assert all(a > b for a, b in zip(accs, accs[1:])), f"{c}: accuracy does not fall with severity\n{report}"
+        assert accs[4] <= 0.65 * clean, f"{c} at severity 5 barely hurts\n{report}"
 
 
 def test_digits_splits():

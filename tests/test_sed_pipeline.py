@@ -115,7 +115,7 @@ def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
 def test_demo_sheet_end_to_end_through_sheetrun(tmp_path):
     """The README's main job at small sizes: every row Completes and the tables come out."""
     root = tmp_path / "project"
-    for part in ("default_configs", "result_sheets"):
+    for part in ("default_configs", "result_sheets", "scripts"):
         shutil.copytree(os.path.join(REPO, part), root / part)
     shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     small = {"pretrain_backbone": {"train/epochs": 4}, "train_ensemble": {"epochs": 2},
@@ -143,5 +143,19 @@ def test_demo_sheet_end_to_end_through_sheetrun(tmp_path):
     assert "| eval plain |" in tables.stdout and "| eval ood_det | pds |" in tables.stdout
     for name in ("ood_gen.md", "ood_gen.csv", "ood_det.md", "ood_det.csv", "results.png"):
         assert (out / name).stat().st_size > 0
-    gen = list(csv.reader(open(out / "ood_gen.csv")))
-    assert gen[0][1:] == ["in_val", "C-1", "C-5"] and len(gen) == 4
+    import pandas as pd
+
+    gen = pd.read_csv(out / "ood_gen.csv", header=[0, 1], index_col=0)
+    assert list(gen.index) == ["eval plain", "eval ood_gen", "eval ood_det"]
+    metrics = ["ensemble acc (%)", "best member acc (%)", "soup acc (%)", "#distinct predictions", "PDS"]
+    assert list(dict.fromkeys(gen.columns.get_level_values(0))) == metrics
+    assert list(gen["PDS"].columns) == ["in_val", "C-1", "C-5"]
+    for r in evals:                                     # the table shows what the rows say
+        assert gen.loc[r["name"], ("ensemble acc (%)", "C-5")] == pytest.approx(float(r["acc_C-5"]), abs=0.01)
+    assert (gen["PDS"] >= 1).all().all() and (gen["best member acc (%)"] <= 100).all().all()
+    # with no sheet named, every sheet in result_sheets/ with evaluated rows is read
+    default = subprocess.run([sys.executable, os.path.join(root, "scripts", "generate_result_tables.py"),
+                              "--out", str(tmp_path / "tables2")], capture_output=True, text=True, timeout=120,
+                             cwd=root)
+    assert default.returncode == 0, default.stderr
+    assert "result_sheets/demo.csv: 3 evaluated model(s)" in default.stdout
