@@ -132,3 +132,14 @@ def test_row_blocks_read_the_same_rows_as_h5py(small_cache, tmp_path):
         out = np.empty((len(starts2) * 10, 2), dtype=np.float32)
         slow.read(starts2.tolist(), (starts2 + 10).tolist(), out)
         assert (out == np.concatenate([expected[a:a + 10] for a in starts2])).all()
+
+
+def test_an_epoch_over_one_chunk_streams_exactly_that_chunk(small_cache):
+    """epoch_rows: an epoch is one chunk of the file; streamed or in memory, every row of it once."""
+    for limit in (budget_gb(100_000, 2, 8), 1.0):
+        feats = CachedFeatures(small_cache, limit)
+        rows = np.concatenate([x[:, 0].numpy() for x, _ in feats.batches(256, seed=0, epoch=1, span=(1001, 51007))])
+        assert sorted(rows.astype(int).tolist()) == list(range(1001, 51007)), feats.in_memory
+        assert feats.num_batches(256, drop_last=True, span=(1001, 51007)) == 50006 // 256
+    with pytest.raises(ValueError, match="outside"):
+        next(feats.batches(10, span=(0, 200_000)))

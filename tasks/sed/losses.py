@@ -82,6 +82,8 @@ def sed_loss(logits: torch.Tensor, y: torch.Tensor, div_logits: Optional[torch.T
     diversity batch (None: use the labelled batch); ``div_y`` its labels (needed for
     budget weighting).
     """
+    if diversity is None:              # a sheet cell "none" / "None" decodes to null
+        diversity = "none"
     if diversity not in DIVERSITY:
         raise ValueError(f"diversity must be one of {DIVERSITY}, got {diversity!r}")
     ce = ensemble_ce(logits, y, label_smoothing)
