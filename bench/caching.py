@@ -1,7 +1,7 @@
 """cache_features throughput against the bare backbone forward on the same batches.
 
 The bare side runs the featurizer over batches already in memory (loading
-excluded); the cached side runs ``tasks.cache_features.cache_set`` on the same
+excluded); the cached side runs ``tasks.sed.cache_features.cache_set`` on the same
 set: loading, forward, and writing HDF5 (in a background thread). Runs
 alternate and repeat; medians and their ratio are printed. Target: <= 1.10.
 
@@ -22,7 +22,7 @@ import timm
 import torch
 from torch.utils.data import DataLoader
 
-from tasks.cache_features import cache_set
+from tasks.sed.cache_features import cache_set
 from tasks.data import build_set
 from tasks.sed.backbones import data_config, split_backbone
 

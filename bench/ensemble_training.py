@@ -3,7 +3,7 @@
 One training step = forward of the active members on one batch of cached
 features, SED's loss (CE + budget-weighted A2D), backward, AdamW step.
 
-- vectorised (what tasks/train_ensemble.py runs): the members' weights are
+- vectorised (what tasks/sed/train_ensemble.py runs): the members' weights are
   rows of one [M, P] matrix; the active rows are run with batched matmuls
   (``EnsembleHeads.forward_rows``) and updated by the row-wise AdamW of
   ``tasks.sed.optim``.

@@ -6,7 +6,7 @@ The demo's images are 8x8 digits upsampled to 32 pixels: already blurry and
 high-contrast, so ImageNet-C's CIFAR strengths barely touch them (Gaussian
 blur at severity 5 left the demo backbone at 98% against 97% clean). This
 script sweeps each corruption's strength on the validation split with the
-demo backbone (``tasks/pretrain_backbone.py`` with the default config) and
+demo backbone (``tasks/sed/pretrain_backbone.py`` with the default config) and
 picks, per severity s, the mildest strength on the grid whose accuracy falls
 to ``TARGET[s] x clean accuracy``; it prints the sweep and the resulting
 ``levels`` for :mod:`tasks.data.corruptions`, which hold the chosen values.

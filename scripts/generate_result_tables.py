@@ -7,7 +7,7 @@
 
 Reads every Completed row of the given sheets (default: every sheet in
 ``result_sheets/`` that has such rows) whose run folder holds an
-``eval_results.json`` (written by tasks/evaluate.py), or the JSON files given
+``eval_results.json`` (written by tasks/sed/evaluate.py), or the JSON files given
 with ``--results``, and writes to ``--out`` (default ``result_tables/``):
 
 - ``ood_gen.md`` / ``ood_gen.csv``: OOD generalization, one row per model,

@@ -276,7 +276,7 @@ CFG = "default_configs/base.yaml"
 # --- the SED tasks ------------------------------------------------------------------------
 
 def tiny_backbone_file(path, seed=0):
-    """A random tiny ViT saved in tasks/pretrain_backbone.py's format (no training)."""
+    """A random tiny ViT saved in tasks/sed/pretrain_backbone.py's format (no training)."""
     import timm
     import torch
 

@@ -67,7 +67,7 @@ def sheet(name):
 
 @pytest.mark.parametrize("model", sorted(AUTHORS))
 def test_training_configs_carry_the_authors_values(model):
-    cfg = load(f"default_configs/sed_imagenet/train_{model}.yaml")
+    cfg = load(f"default_configs/sed/imagenet/train_{model}.yaml")
     for key, value in {**AUTHORS[model], **EVERY_MODEL}.items():
         got = get(cfg, key)
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, (model, key, got, value)
@@ -77,7 +77,7 @@ def test_training_sheet_has_every_model_and_the_divdis_row():
     rows = {r["name"]: r for r in sheet("training.csv")}
     assert set(rows) == {*AUTHORS, "sed_divdis", "plain"}
     for name in AUTHORS:           # the authors' rows run their configs unchanged
-        assert rows[name]["path_to_default_config"] == f"default_configs/sed_imagenet/train_{name}.yaml"
+        assert rows[name]["path_to_default_config"] == f"default_configs/sed/imagenet/train_{name}.yaml"
         assert not any(v for k, v in rows[name].items() if k.startswith("delta:"))
     assert rows["sed_divdis"]["delta:loss/diversity"] == "divdis"
     saves = {get(load(r["path_to_default_config"]), "save_path") if not r["delta:save_path"] else r["delta:save_path"]
@@ -88,7 +88,7 @@ def test_training_sheet_has_every_model_and_the_divdis_row():
 
 
 def test_caching_config_uses_the_authors_transforms():
-    cfg = load("default_configs/sed_imagenet/cache_features.yaml")
+    cfg = load("default_configs/sed/imagenet/cache_features.yaml")
     cat = cfg["catalog"]
     assert cat["in_train"]["epochs"] == 4
     assert cat["in_train"]["transform"] == pytest.approx(TRAIN_TRANSFORM) or cat["in_train"]["transform"] == TRAIN_TRANSFORM
@@ -99,7 +99,7 @@ def test_caching_config_uses_the_authors_transforms():
 
 
 def test_evaluation_config_uses_the_authors_protocols():
-    cfg = load("default_configs/sed_imagenet/evaluate.yaml")
+    cfg = load("default_configs/sed/imagenet/evaluate.yaml")
     assert cfg["class_subset_protocol"] == "argmax_before"
     assert cfg["eval_sets"] == ["in_val", "imagenet_a", "imagenet_r", "C-1", "C-5"]
     assert cfg["ood_sets"] == ["C-1", "C-5", "inaturalist", "openimages"]
@@ -108,7 +108,7 @@ def test_evaluation_config_uses_the_authors_protocols():
 # --- schedules and epochs ---------------------------------------------------------------
 
 def test_cosine_epochs_is_torch_cosine_annealing_stepped_per_epoch_after_the_frozen_one():
-    from tasks.train_ensemble import make_lr
+    from tasks.sed.train_ensemble import make_lr
 
     o = {"lr": 1e-3, "schedule": "cosine_epochs", "t_max": 15}
     steps = [7] * 11
@@ -126,7 +126,7 @@ def test_cosine_epochs_is_torch_cosine_annealing_stepped_per_epoch_after_the_fro
 
 
 def test_per_step_cosine_is_unchanged_by_default():
-    from tasks.train_ensemble import lr_factor, make_lr
+    from tasks.sed.train_ensemble import lr_factor, make_lr
 
     lr = make_lr({"lr": 0.1, "cosine": True, "warmup_steps": 3}, [10] * 4, freeze=0)
     for e in range(4):
@@ -137,7 +137,7 @@ def test_per_step_cosine_is_unchanged_by_default():
 
 
 def test_epochs_counted_in_chunks_as_the_authors():
-    from tasks.train_ensemble import epoch_spans
+    from tasks.sed.train_ensemble import epoch_spans
 
     n = 4 * 1281167
     spans = epoch_spans(n, 11, 1281167)
@@ -150,7 +150,7 @@ def test_epochs_counted_in_chunks_as_the_authors():
 # --- ImageNet-A / -R accuracy ----------------------------------------------------------------
 
 def test_argmax_before_votes_of_masked_member_predictions():
-    from tasks.evaluate import subset_votes
+    from tasks.sed.evaluate import subset_votes
 
     # positions in a 3-class subset; -1 = the member's 1000-way argmax fell outside it
     preds = torch.tensor([[0, -1, 2, -1, 1],
@@ -163,7 +163,7 @@ def test_argmax_before_votes_of_masked_member_predictions():
 
 def test_subset_protocols_on_a_cached_set(tmp_path):
     """Accuracy of an ensemble on a 3-of-6-class set under both protocols, against direct numpy."""
-    from tasks.evaluate import evaluate_set
+    from tasks.sed.evaluate import evaluate_set
     from tasks.sed.cache import CacheWriter
     from tasks.sed.heads import EnsembleHeads, mlp_head
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, sed_config, tiny_backbone_file, write_yaml
-from tasks import cache_features
+from tasks.sed import cache_features
 from tasks.sed import cache
 
 CATALOG = {"in_train": {"dataset": "digits", "split": "train", "augment": True, "epochs": 2},

@@ -41,7 +41,7 @@ def demo_backbone(tmp_path_factory):
     import yaml
 
     from conftest import REPO
-    from tasks import pretrain_backbone
+    from tasks.sed import pretrain_backbone
 
     tmp = tmp_path_factory.mktemp("demo_backbone")
     with open(os.path.join(REPO, "default_configs", "sed", "pretrain_backbone.yaml")) as f:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, sed_config, write_yaml
-from tasks import cache_features, evaluate, pretrain_backbone, train_ensemble
+from tasks.sed import cache_features, evaluate, pretrain_backbone, train_ensemble
 
 CORRUPTIONS = ["contrast", "gaussian_noise", "pixelate"]
 
@@ -91,7 +91,7 @@ def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
     cfg["save_path"] = str(cached / "stopped.pt")
     path = write_yaml(cached / "stopped.yaml", cfg)
     ckpt = cached / "stopped.pt.last.pt"
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tasks", "train_ensemble.py"), "--config", path],
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tasks", "sed", "train_ensemble.py"), "--config", path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
@@ -100,7 +100,7 @@ def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "checkpoint saved" in out and not (cached / "stopped.pt").exists()
-    resumed = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "train_ensemble.py"), "--config", path],
+    resumed = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "sed", "train_ensemble.py"), "--config", path],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout

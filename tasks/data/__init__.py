@@ -6,8 +6,10 @@ torch ``Dataset`` of ``(image, label, index)`` items.
     dataset, class_subset = build_set(specs["in_val"], data_cfg)
 
 ``spec["dataset"]`` picks a builder from :data:`DATASETS` (``digits``,
-``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``); the other
-keys are that builder's arguments. ``data_cfg`` is the backbone's input
+``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``,
+``imagenet_o``, ``cifar10``, ``cifar100``, ``cifar10_c``, ``cifar100_c``,
+``tiny_imagenet``, ``tiny_imagenet_c``; see folders.py and cifar.py); the
+other keys are that builder's arguments. ``data_cfg`` is the backbone's input
 configuration (timm's ``resolve_data_config``: input_size, mean, std,
 interpolation, crop_pct); a spec's ``transform`` picks a recipe
 (:mod:`tasks.data.transforms`) and overrides it. ``class_subset`` is None, or the class indices a set
@@ -98,6 +100,54 @@ def _ood_folder(spec, data_cfg, augment):
     return folders.ood_folder(args["root"], _transform(spec, data_cfg))
 
 
+@register("imagenet_o")
+def _imagenet_o(spec, data_cfg, augment):
+    """ImageNet-O: 200 wnid folders of natural adversarial OOD images; every label is -1."""
+    args = _args(spec, {"root"})
+    return folders.ood_folder(args["root"], _transform(spec, data_cfg))
+
+
+def _cifar_builder(classes: int):
+    def build(spec, data_cfg, augment):
+        from tasks.data import cifar
+
+        args = _args(spec, {"root", "split"})
+        return cifar.cifar(args["root"], classes, args.get("split", "train"), _transform(spec, data_cfg)), None
+    return build
+
+
+def _cifar_c_builder():
+    def build(spec, data_cfg, augment):
+        from tasks.data import cifar
+
+        args = _args(spec, {"root"})
+        return cifar.cifar_c(args["root"], spec["corruption"], spec["severity"], _transform(spec, data_cfg)), None
+    return build
+
+
+register("cifar10")(_cifar_builder(10))
+register("cifar100")(_cifar_builder(100))
+register("cifar10_c")(_cifar_c_builder())
+register("cifar100_c")(_cifar_c_builder())
+
+
+@register("tiny_imagenet")
+def _tiny_imagenet(spec, data_cfg, augment):
+    from tasks.data import cifar
+
+    args = _args(spec, {"root", "split"})
+    return cifar.tiny_imagenet(args["root"], args.get("split", "train"), _transform(spec, data_cfg)), None
+
+
+@register("tiny_imagenet_c")
+def _tiny_imagenet_c(spec, data_cfg, augment):
+    from tasks.data import cifar
+
+    args = _args(spec, {"root", "wnids"})
+    return cifar.tiny_imagenet_c(args["root"], spec["corruption"], spec["severity"], _transform(spec, data_cfg),
+                                 args.get("wnids")), None
+
+
 def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     """Build the dataset of one (expanded) set spec: ``(dataset, class_subset)``.
 
@@ -107,8 +157,9 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {kind!r}; known: {', '.join(sorted(DATASETS))}")
     spec = dict(spec)
-    if root and isinstance(spec.get("root"), str) and not os.path.isabs(spec["root"]):
-        spec["root"] = os.path.join(root, spec["root"])
+    for key in ("root", "wnids"):
+        if root and isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
+            spec[key] = os.path.join(root, spec[key])
     return DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
 
 
@@ -126,6 +177,8 @@ def expand_catalog(catalog: dict, names="all") -> Dict[str, dict]:
         corruptions = spec["corruptions"]
         if corruptions == "all":
             corruptions = sorted(CORRUPTIONS) if spec["dataset"] == "digits" else list(IMAGENET_C_CORRUPTIONS)
+            if spec["dataset"] in ("cifar10_c", "cifar100_c"):
+                corruptions = list(IMAGENET_C_CORRUPTIONS)    # the 15 benchmark ones (the extra 4 by name)
         families[name] = []
         for c in corruptions:
             if spec["dataset"] == "digits" and c not in CORRUPTIONS:

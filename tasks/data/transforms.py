@@ -8,6 +8,9 @@ training transform when the spec has ``augment: true``). Recipes:
   the SED authors' evaluation transform (256 / 224, bilinear);
 - ``rrc_flip``: RandomResizedCrop(``size``, ``scale``, ``ratio``) -> RandomHorizontalFlip;
   the SED authors' training passes ((0.08, 1), (3/4, 4/3), bilinear);
+- ``crop_flip``: RandomCrop(``size``, ``padding``) -> RandomHorizontalFlip; the
+  standard CIFAR / TinyImageNet training augmentation (padding 4);
+- ``plain``: nothing but ToTensor -> Normalize (images already at size);
 - ``timm``: ``timm.data.create_transform`` from the backbone's data config.
 
 Every recipe ends in ToTensor -> Normalize(``mean``, ``std``; default: the
@@ -20,7 +23,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 RECIPES: Dict[str, Callable] = {}
-KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std"}
+KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std", "padding"}
 
 
 def recipe(name: str):
@@ -65,6 +68,19 @@ def _rrc_flip(t: dict, data_cfg: dict, augment: bool):
     rrc = T.RandomResizedCrop(size, scale=tuple(t.get("scale", (0.08, 1.0))),
                               ratio=tuple(t.get("ratio", (3 / 4, 4 / 3))), interpolation=interp)
     return _finish([rrc, T.RandomHorizontalFlip()], t, data_cfg)
+
+
+@recipe("crop_flip")
+def _crop_flip(t: dict, data_cfg: dict, augment: bool):
+    from torchvision import transforms as T
+
+    size = int(t.get("size", data_cfg["input_size"][-1]))
+    return _finish([T.RandomCrop(size, padding=int(t.get("padding", 4))), T.RandomHorizontalFlip()], t, data_cfg)
+
+
+@recipe("plain")
+def _plain(t: dict, data_cfg: dict, augment: bool):
+    return _finish([], t, data_cfg)
 
 
 @recipe("timm")

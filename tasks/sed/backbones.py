@@ -4,7 +4,7 @@
     featurizer, head = split_backbone(model, "auto")
 
 Weights come from a local file (``checkpoint``): either one written by
-``tasks/pretrain_backbone.py`` (it records the timm name and arguments), or any
+``tasks/sed/pretrain_backbone.py`` (it records the timm name and arguments), or any
 checkpoint timm can load for that model name (timm's ``pretrained_cfg_overlay``
 ``file=``, which also converts the original DeiT / FB checkpoints). With
 ``pretrained: true`` and no file, timm's own pretrained weights are used (this

@@ -166,7 +166,7 @@ def resolve_sets(cache_dir: str, name: str) -> List[dict]:
     """Index entries for a set name, or for every set of a group (``C-1``)."""
     index = read_index(cache_dir)
     if not index:
-        raise FileNotFoundError(f"no cached sets in {cache_dir} (run tasks/cache_features.py first)")
+        raise FileNotFoundError(f"no cached sets in {cache_dir} (run tasks/sed/cache_features.py first)")
     if name in index:
         found = [dict(index[name], name=name)]
     else:

@@ -178,7 +178,7 @@ class EnsembleHeads(nn.Module):
     @classmethod
     def from_file_dict(cls, saved: dict) -> "EnsembleHeads":
         if saved.get("format") != HEAD_FORMAT:
-            raise ValueError("not an ensemble file written by tasks/train_ensemble.py")
+            raise ValueError("not an ensemble file written by tasks/sed/train_ensemble.py")
         params = saved["params"]
         m = next(iter(params.values())).shape[0]
         heads = cls({**saved["head"], "state": {k: v[0] for k, v in params.items()}}, m)

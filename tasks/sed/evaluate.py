@@ -1,6 +1,6 @@
 """Evaluate an ensemble on cached sets: OOD generalization and OOD detection.
 
-    python tasks/evaluate.py --config default_configs/sed/evaluate.yaml
+    python tasks/sed/evaluate.py --config default_configs/sed/evaluate.yaml
 
 Per evaluation set (a cached set, or a group such as ``C-1`` = the mean over
 its corruption types): ensemble accuracy (argmax of the mean logits), mean /

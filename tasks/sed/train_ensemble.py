@@ -1,8 +1,8 @@
 """Train an ensemble of M heads on cached features, with optional diversification.
 
-    python tasks/train_ensemble.py --config default_configs/sed/train_ensemble.yaml
+    python tasks/sed/train_ensemble.py --config default_configs/sed/train_ensemble.yaml
 
-Members start from the backbone's head (saved by tasks/cache_features.py) and
+Members start from the backbone's head (saved by tasks/sed/cache_features.py) and
 are computed as one batched model (:class:`tasks.sed.heads.EnsembleHeads`).
 Each batch trains ``active_members`` random members (SED: 2) with the loss of
 :mod:`tasks.sed.losses`; only their rows of the weight matrix are differentiated
@@ -47,7 +47,7 @@ def one_set(cache_dir: str, name: str) -> dict:
 def load_head(cache_dir: str, backbone_id: str) -> dict:
     path = os.path.join(cache_dir, "heads", f"{backbone_id}.pt")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing; rerun tasks/cache_features.py for this backbone")
+        raise FileNotFoundError(f"{path} is missing; rerun tasks/sed/cache_features.py for this backbone")
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

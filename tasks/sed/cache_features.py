@@ -1,6 +1,6 @@
 """Cache the frozen part of a timm backbone's output over datasets, to HDF5.
 
-    python tasks/cache_features.py --config default_configs/sed/cache_features.yaml
+    python tasks/sed/cache_features.py --config default_configs/sed/cache_features.yaml
 
 For each selected set (``sets``: ``all`` or names from ``catalog``) the
 featurizer runs once per augmented pass (``epochs`` in the set's spec) and the

@@ -4,7 +4,7 @@ It exists so a new user sees the runner work end to end in seconds: it reads
 its config, trains for a few epochs, and reports per-epoch accuracy into its
 sheet row while it runs.
 
-    python tasks/toy_classifier.py --config default_configs/toy_classifier.yaml
+    python tasks/quickstart/toy_classifier.py --config default_configs/quickstart/toy_classifier.yaml
 """
 from __future__ import annotations
 

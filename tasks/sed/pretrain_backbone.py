@@ -1,6 +1,6 @@
 """Train a timm backbone on the in-distribution training split and save it under models/.
 
-    python tasks/pretrain_backbone.py --config default_configs/sed/pretrain_backbone.yaml
+    python tasks/sed/pretrain_backbone.py --config default_configs/sed/pretrain_backbone.yaml
 
 The offline stand-in for downloading pretrained weights: the SED pipeline
 needs a backbone whose frozen features are good on in-distribution data. Real

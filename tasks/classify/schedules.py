@@ -1,0 +1,75 @@
+"""Learning-rate schedules as pure functions of the step: lr(step) = base_lr x factor(step).
+
+``make_schedule(cfg, steps_per_epoch, epochs)`` reads ``cfg["name"]`` from
+:data:`SCHEDULES` (a registry); every schedule takes ``warmup_epochs`` (a
+linear ramp from ~0 to 1 over that many epochs' steps, then the schedule,
+which starts from its own step 0):
+
+- ``constant``: 1;
+- ``step``: gamma ** (number of ``milestones`` (epochs) passed);
+- ``cosine``: (1 + cos(pi t / T)) / 2 over the steps after warm-up, down to ``min_factor``;
+- ``flat_linear_flat``: 1 until ``flat_until`` of the run, then linearly to ``final_factor``
+  at ``linear_until``, then flat (fractions of the post-warm-up steps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict
+
+Factor = Callable[[int], float]
+SCHEDULES: Dict[str, Callable[..., Factor]] = {}
+
+
+def schedule(name: str):
+    def wrap(fn):
+        SCHEDULES[name] = fn
+        return fn
+    return wrap
+
+
+@schedule("constant")
+def _constant(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
+    return lambda t: 1.0
+
+
+@schedule("step")
+def _step(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
+    milestones = [int(m) * steps_per_epoch for m in cfg.get("milestones", [])]
+    gamma = float(cfg.get("gamma", 0.1))
+    return lambda t: gamma ** sum(t >= m for m in milestones)
+
+
+@schedule("cosine")
+def _cosine(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
+    lo = float(cfg.get("min_factor", 0.0))
+    return lambda t: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, t / max(1, total))))
+
+
+@schedule("flat_linear_flat")
+def _flat_linear_flat(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
+    a, b = float(cfg.get("flat_until", 0.5)), float(cfg.get("linear_until", 0.9))
+    final = float(cfg.get("final_factor", 0.01))
+    if not 0 <= a <= b <= 1:
+        raise ValueError(f"schedule needs 0 <= flat_until <= linear_until <= 1, got {a}, {b}")
+
+    def factor(t: int) -> float:
+        x = t / max(1, total)
+        if x <= a:
+            return 1.0
+        if x >= b or b == a:
+            return final
+        return 1.0 + (final - 1.0) * (x - a) / (b - a)
+    return factor
+
+
+def make_schedule(cfg: dict, steps_per_epoch: int, epochs: int) -> Factor:
+    """factor(global step) for the schedule ``cfg`` (see the module docstring)."""
+    name = cfg.get("name", "cosine")
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule.name must be one of {sorted(SCHEDULES)}, got {name!r}")
+    warmup = int(round(float(cfg.get("warmup_epochs", 0)) * steps_per_epoch))
+    total = steps_per_epoch * epochs - warmup
+    after = SCHEDULES[name](cfg, max(1, total), steps_per_epoch)
+    if name == "step":            # milestones count epochs from the start of the run
+        return lambda t: ((t + 1) / warmup if t < warmup else 1.0) * after(t)
+    return lambda t: (t + 1) / warmup if t < warmup else after(t - warmup)

@@ -1,0 +1,345 @@
+"""Train an image classifier: any timm architecture or a tasks/models family, on a catalog dataset.
+
+    python tasks/classify/train.py --config default_configs/classify/train.yaml
+
+One config covers single models, ensemble members (rows that differ in
+``seed``) and MIMO (``model.mimo.members`` > 1). What it does:
+
+- data: ``data.train`` / ``data.val`` are set specs of :mod:`tasks.data`; without ``data.val``,
+  ``data.holdout`` carves a validation split from the training set (its own seed);
+- optimisation: SGD (Nesterov) or AdamW (:data:`OPTIMIZERS`), weight decay that can spare
+  norm and bias parameters, label smoothing, a per-step schedule (:mod:`tasks.classify.schedules`),
+  mixed precision on CUDA (``amp: bf16 | fp16``; fp16 with a gradient scaler);
+- seeds: ``seed.init`` (weights), ``seed.data`` (order, augmentation, dropout, MIMO pairing);
+  every sample's augmentation is seeded by (seed.data, epoch, sample), every step's dropout by
+  (seed.data, epoch, step, rank), so a run is reproducible at any number of workers and resumes
+  batch-exact;
+- checkpoints every epoch and on SIGTERM (resumed by the next run of the same config), copies
+  kept at ``keep_checkpoints`` epochs, the model at ``save_path``; per-epoch metrics into the row;
+- several devices (``devices: N``): the script starts N processes itself (DistributedDataParallel;
+  gloo on CPU, NCCL on CUDA), or runs under ``torchrun``; each process takes 1/N of every global
+  batch of ``batch_size`` rows, so N processes compute what one does on the same global batch.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.classify.schedules import make_schedule
+from tasks.common import load_config, pick_device, save_atomic
+from tasks.data import build_set
+from tasks.models import create_model
+from tasks.models.mimo import mimo_batch
+from tasks.sed.cache import digest
+
+MODEL_FORMAT = "sheetrun_classifier/1"
+CHECKPOINT_FORMAT = "sheetrun_classifier_checkpoint/1"
+# config keys that do not change the result (left out of the resume check)
+NOT_RESULT = ("resume", "checkpoint_path", "save_path", "keep_checkpoints", "num_workers", "device")
+
+OPTIMIZERS = {
+    "sgd": lambda groups, o: torch.optim.SGD(groups, lr=float(o["lr"]), momentum=float(o.get("momentum", 0.9)),
+                                             nesterov=bool(o.get("nesterov", True))),
+    "adamw": lambda groups, o: torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o.get("betas", (0.9, 0.999)))),
+}
+
+
+def seed_of(*parts: int) -> int:
+    """A 63-bit seed from a tuple of integers (independent streams for independent purposes)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class SeededItems(Dataset):
+    """Items of ``dataset`` whose random augmentation is a function of (seed, epoch, index) only."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        torch.manual_seed(seed_of(self.seed, self.epoch, i))
+        return self.dataset[i]
+
+
+def data_config(cfg: dict) -> dict:
+    d = cfg["data"]
+    return {"input_size": list(d.get("input_size", [3, 32, 32])), "mean": list(d.get("mean", [0.5] * 3)),
+            "std": list(d.get("std", [0.5] * 3)), "interpolation": d.get("interpolation", "bilinear"),
+            "crop_pct": 1.0}
+
+
+def build_data(cfg: dict, root: Optional[str] = None):
+    """(train set, val set or None)."""
+    d, dcfg = cfg["data"], data_config(cfg)
+    train, _ = build_set(d["train"], dcfg, root)
+    if d.get("val"):
+        return train, build_set(d["val"], dcfg, root)[0]
+    hold = d.get("holdout") or {}
+    if float(hold.get("fraction", 0)) > 0:
+        order = np.random.default_rng(int(hold.get("seed", 0))).permutation(len(train))
+        n_val = int(round(len(train) * float(hold["fraction"])))
+        val_spec = dict(d["train"], augment=False)
+        if "transform" in d.get("holdout", {}):
+            val_spec["transform"] = hold["transform"]
+        val_full, _ = build_set(val_spec, dcfg, root)
+        return (torch.utils.data.Subset(train, order[n_val:].tolist()),
+                torch.utils.data.Subset(val_full, order[:n_val].tolist()))
+    return train, None
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list:
+    """Two groups: weights with decay; biases and norm parameters (1-d) without, unless told."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if (p.ndim <= 1 and not decay_norm_and_bias) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_model(cfg: dict) -> nn.Module:
+    m = cfg["model"]
+    mimo = (m.get("mimo") or {}).get("members", 0)
+    torch.manual_seed(int(cfg["seed"]["init"]))
+    return create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
+                        in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
+                        mimo=int(mimo or 0), **(m.get("kwargs") or {}))
+
+
+class StopFlag:
+    def __init__(self):
+        self.raised = 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, frame):
+        self.raised = signum
+
+
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device, num_workers: int = 0) -> dict:
+    """Top-1 accuracy and NLL of ``model`` (MIMO: averaged logits) over ``dataset``."""
+    model.eval()
+    correct = total = 0
+    nll = 0.0
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    with torch.no_grad():
+        for x, y, _ in loader:
+            logits = model(x.to(device)).float()
+            y = y.to(device)
+            keep = y >= 0
+            correct += (logits.argmax(-1)[keep] == y[keep]).sum().item()
+            nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").item()
+            total += int(keep.sum())
+    model.train()
+    return {"val_acc": correct / max(1, total), "val_nll": nll / max(1, total)}
+
+
+def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) -> dict:
+    """One process of a run (the only one when ``world`` is 1)."""
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        if port is not None:
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        use_cuda = torch.cuda.is_available() and cfg.get("device", "auto") in ("auto", "cuda")
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    device = pick_device(cfg.get("device", "auto"))
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    main = rank == 0
+    seed_data = int(cfg["seed"]["data"])
+
+    train_set, val_set = build_data(cfg)
+    items = SeededItems(train_set, seed_data)
+    model = build_model(cfg).to(device)
+    if distributed and cfg.get("sync_bn", True) and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    core = model
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    o = cfg["optim"]
+    if o.get("name") not in OPTIMIZERS:
+        raise ValueError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {o.get('name')!r}")
+    opt = OPTIMIZERS[o["name"]](param_groups(core, float(o.get("weight_decay", 0.0)),
+                                             bool(o.get("decay_norm_and_bias", False))), o)
+    amp = cfg.get("amp") or "none"
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+    use_amp = amp != "none" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp == "fp16")
+
+    global_bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
+    if global_bs % world:
+        raise ValueError(f"batch_size {global_bs} does not split evenly over {world} processes")
+    local_bs = global_bs // world
+    steps = len(train_set) // global_bs
+    if steps == 0:
+        raise ValueError(f"batch_size {global_bs} is larger than the training set ({len(train_set)} rows)")
+    factor = make_schedule(cfg.get("schedule") or {}, steps, epochs)
+    mimo = (cfg["model"].get("mimo") or {})
+    members = int(mimo.get("members", 0) or 0)
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+
+    cdigest = digest({k: v for k, v in cfg.items() if k not in NOT_RESULT})
+    ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
+    start_epoch, start_step, history = 0, 0, []
+    if cfg.get("resume", True) and os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("format") == CHECKPOINT_FORMAT and ckpt.get("config_digest") == cdigest:
+            core.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            start_epoch, start_step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+            if main:
+                print(f"resuming from {ckpt_path}: epoch {start_epoch + 1}, batch {start_step}", flush=True)
+        elif main:
+            print(f"ignoring {ckpt_path}: written for another config or version", flush=True)
+
+    def save_checkpoint(epoch: int, step: int, path: str = ckpt_path) -> None:
+        save_atomic({"format": CHECKPOINT_FORMAT, "config_digest": cdigest, "model": core.state_dict(),
+                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                     "history": history}, path)
+
+    stop = StopFlag()
+    if main:
+        print(f"{cfg['model']['name']}{f' (MIMO, {members} members)' if members else ''}: "
+              f"{sum(p.numel() for p in core.parameters()):,} parameters; {len(train_set)} training samples, "
+              f"{steps} steps of {global_bs} per epoch on {world} x {device}", flush=True)
+    started = time.time()
+    for epoch in range(start_epoch, epochs):
+        items.epoch = epoch
+        order = np.random.default_rng(seed_of(seed_data, epoch)).permutation(len(train_set))
+        skip = start_step if epoch == start_epoch else 0
+        batches = [order[k * global_bs + rank * local_bs: k * global_bs + (rank + 1) * local_bs].tolist()
+                   for k in range(skip, steps)]
+        loader = DataLoader(items, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
+        sums = torch.zeros(3, dtype=torch.float64)        # loss x n, correct, n
+        lr = float(o["lr"]) * factor(epoch * steps + skip)
+        for step, (x, y, _) in enumerate(loader, start=skip):
+            torch.manual_seed(seed_of(seed_data, epoch, step, rank, 1))
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            lr = float(o["lr"]) * factor(epoch * steps + step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
+                                enabled=use_amp):
+                if members:
+                    g = torch.Generator().manual_seed(seed_of(seed_data, epoch, step, rank, 2))
+                    xm, ym = mimo_batch(x, y, members, float(mimo.get("rho", 0.6)),
+                                        int(mimo.get("batch_reps", 2)), g)
+                    logits = model(xm).float()                               # [b, M, K]
+                    loss = F.cross_entropy(logits.flatten(0, 1), ym.flatten(), label_smoothing=smoothing) * members
+                    pred, target = logits.mean(1).argmax(-1), ym[:, 0]
+                else:
+                    logits = model(x).float()
+                    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+                    pred, target = logits.argmax(-1), y
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
+            sums += torch.tensor([loss.item() * len(target), (pred == target).sum().item(), len(target)],
+                                 dtype=torch.float64)
+            flag = torch.tensor([float(stop.raised)])
+            if distributed:
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item():
+                if main:
+                    save_checkpoint(epoch, step + 1)
+                    print(f"stopped by signal {int(flag.item())}; checkpoint saved at epoch {epoch + 1}, "
+                          f"batch {step + 1} ({ckpt_path})", flush=True)
+                if distributed:
+                    dist.barrier()
+                    dist.destroy_process_group()
+                sys.exit(128 + int(flag.item()))
+        if distributed:
+            dist.all_reduce(sums)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2])}
+        if main:
+            if val_set is not None:
+                row.update(evaluate(core, val_set, int(cfg.get("eval_batch_size", 256)), device))
+            history.append(row)
+            from runner import report
+
+            report({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
+            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                  + f"  ({time.time() - started:.1f} s)", flush=True)
+            save_checkpoint(epoch + 1, 0)
+            if epoch + 1 in [int(e) for e in cfg.get("keep_checkpoints") or []]:
+                save_checkpoint(epoch + 1, 0, f"{os.path.splitext(cfg['save_path'])[0]}.epoch{epoch + 1}.pt")
+        if distributed:
+            dist.barrier()
+    result = {"history": history}
+    if main:
+        save_atomic({"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
+                     "data_config": data_config(cfg), "state_dict": core.state_dict(), "history": history,
+                     "config": cfg}, cfg["save_path"])
+        if os.path.exists(ckpt_path):
+            os.remove(ckpt_path)
+        print(f"saved {cfg['save_path']}", flush=True)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def load_classifier(path: str, map_location="cpu") -> nn.Module:
+    """A model saved by this script (or a ``.epochN.pt`` checkpoint copy, given the config's model)."""
+    saved = torch.load(path, map_location=map_location, weights_only=False)
+    if saved.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a classifier saved by tasks/classify/train.py")
+    m = saved["model"]
+    model = create_model(m["name"], num_classes=saved["num_classes"], in_chans=saved["data_config"]["input_size"][0],
+                         mimo=int((m.get("mimo") or {}).get("members", 0) or 0), **(m.get("kwargs") or {}))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawned(rank: int, world: int, cfg: dict, port: int) -> None:
+    train_process(rank, world, cfg, port)
+
+
+def train(cfg: dict) -> dict:
+    """Run the training: in this process, under torchrun, or in ``devices`` processes started here."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:        # torchrun
+        return train_process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), cfg)
+    world = int(cfg.get("devices", 1))
+    if world <= 1:
+        return train_process(0, 1, cfg)
+    import torch.multiprocessing as mp
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # the processes save and stop; this one waits for them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        mp.spawn(_spawned, args=(world, cfg, _free_port()), nprocs=world, join=True)
+    except mp.ProcessExitedException as e:
+        sys.exit(e.exit_code if e.exit_code and e.exit_code > 0 else 1)
+    return {}
+
+
+def main(argv=None) -> None:
+    train(load_config(__doc__.splitlines()[0], argv))
+
+
+if __name__ == "__main__":
+    main()

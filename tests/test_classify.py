@@ -1,0 +1,132 @@
+"""tasks/classify/train.py: schedules, weight decay groups, training, resume after SIGTERM,
+DistributedDataParallel over 2 gloo processes against 1 process, MIMO."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from tasks.classify import schedules
+from tasks.classify.train import load_classifier, param_groups
+from tasks.models import create_model
+
+SCRIPT = os.path.join(REPO, "tasks", "classify", "train.py")
+
+
+def config(tmp, name, **changes):
+    with open(os.path.join(REPO, "default_configs", "classify", "train.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    cfg.update(save_path=str(tmp / f"{name}.pt"), device="cpu")
+    for key, value in changes.items():
+        node = cfg
+        *parents, last = key.split("/")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path), cfg
+
+
+def run(path, **kw):
+    return subprocess.run([sys.executable, SCRIPT, "--config", path], capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def test_schedules():
+    f = schedules.make_schedule({"name": "step", "milestones": [2, 4], "gamma": 0.1}, 10, 6)
+    assert [f(t) for t in (0, 19, 20, 39, 40, 59)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    f = schedules.make_schedule({"name": "cosine", "warmup_epochs": 1}, 10, 3)
+    assert [f(t) for t in range(10)] == pytest.approx([(t + 1) / 10 for t in range(10)])
+    assert f(10) == pytest.approx(1.0) and f(20) == pytest.approx(0.5)
+    assert f(29) == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
+    f = schedules.make_schedule({"name": "flat_linear_flat", "flat_until": 0.5, "linear_until": 0.9,
+                                 "final_factor": 0.01}, 10, 10)
+    assert f(0) == 1 and f(50) == 1 and f(70) == pytest.approx(1 + (0.01 - 1) * 0.5) and f(95) == pytest.approx(0.01)
+    assert schedules.make_schedule({"name": "constant"}, 5, 2)(7) == 1.0
+    with pytest.raises(ValueError, match="schedule.name"):
+        schedules.make_schedule({"name": "exp"}, 5, 2)
+
+
+def test_weight_decay_spares_norm_and_bias():
+    model = create_model("cifar_resnet18", num_classes=3, width=8)
+    decay, no_decay = param_groups(model, 5e-4, decay_norm_and_bias=False)
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) > 20
+    everything, empty = param_groups(model, 5e-4, decay_norm_and_bias=True)
+    assert not empty["params"] and len(everything["params"]) == len(list(model.parameters()))
+
+
+def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
+    path, cfg = config(tmp_path, "cnn", epochs=4)
+    proc = run(path)
+    assert proc.returncode == 0, proc.stderr
+    saved = torch.load(cfg["save_path"], weights_only=False)
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3, 4]
+    assert saved["history"][-1]["val_acc"] > 0.9          # digits 0-4 are easy
+    assert not os.path.exists(cfg["save_path"] + ".last.pt")
+    from tasks.classify.train import build_data, evaluate
+    model = load_classifier(cfg["save_path"])
+    _, val = build_data(cfg)
+    assert evaluate(model, val, 256, torch.device("cpu"))["val_acc"] == pytest.approx(saved["history"][-1]["val_acc"])
+
+
+def test_resume_after_sigterm_is_bit_identical(tmp_path):
+    common = {"epochs": 5, "model/kwargs": {"width": 8}}
+    whole, wcfg = config(tmp_path, "whole", **common)
+    assert run(whole).returncode == 0
+    stopped, scfg = config(tmp_path, "stopped", **common)
+    ckpt = scfg["save_path"] + ".last.pt"
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--config", stopped], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and time.time() < deadline:      # the end of epoch 1
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "checkpoint saved at epoch" in out
+    resumed = run(stopped)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr
+    a = torch.load(wcfg["save_path"], weights_only=False)
+    b = torch.load(scfg["save_path"], weights_only=False)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3, 4, 5]
+
+
+def test_two_gloo_processes_equal_one_over_the_same_global_batch(tmp_path):
+    common = {"epochs": 2, "model/kwargs": {"width": 8, "norm": "none"}, "data/train/augment": False}
+    one, c1 = config(tmp_path, "one", devices=1, **common)
+    two, c2 = config(tmp_path, "two", devices=2, **common)
+    outs = []
+    for path in (one, two):
+        proc = run(path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs.append(proc.stdout)
+    assert "on 1 x cpu" in outs[0] and "on 2 x cpu" in outs[1]
+    a = torch.load(c1["save_path"], weights_only=False)
+    b = torch.load(c2["save_path"], weights_only=False)
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=5e-6)
+    for ha, hb in zip(a["history"], b["history"]):
+        assert hb["train_loss"] == pytest.approx(ha["train_loss"], rel=1e-5)
+        assert hb["val_acc"] == ha["val_acc"]
+
+
+def test_mimo_trains_and_averages_its_members(tmp_path):
+    path, cfg = config(tmp_path, "mimo", epochs=3, **{"model/mimo": {"members": 3, "rho": 0.6, "batch_reps": 2}})
+    proc = run(path)
+    assert proc.returncode == 0, proc.stderr
+    assert "MIMO, 3 members" in proc.stdout
+    model = load_classifier(cfg["save_path"])
+    x = torch.randn(5, 3, 16, 16)
+    per = model(x.unsqueeze(1).expand(-1, 3, -1, -1, -1))
+    torch.testing.assert_close(model(x), per.mean(1))
+    assert torch.load(cfg["save_path"], weights_only=False)["history"][-1]["val_acc"] > 0.6

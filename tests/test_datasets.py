@@ -1,0 +1,114 @@
+"""CIFAR-10/100, CIFAR-C, TinyImageNet(-C) and ImageNet-O read from small generated trees in
+their published layouts."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tasks.data import build_set, expand_catalog
+
+CFG = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}
+PLAIN = {"recipe": "plain"}
+
+
+def write_cifar(root, classes):
+    rng = np.random.default_rng(classes)
+    os.makedirs(root)
+    key = b"labels" if classes == 10 else b"fine_labels"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if classes == 10 else ["train", "test"]
+    truth = {}
+    for name in names:
+        n = 7 if classes == 10 else 20
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, classes, n).tolist()
+        truth[name] = (data, labels)
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": data, key: labels}, f)
+    return truth
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_cifar_python_folders(tmp_path, classes):
+    truth = write_cifar(tmp_path / "c", classes)
+    train, subset = build_set({"dataset": f"cifar{classes}", "root": str(tmp_path / "c"), "split": "train",
+                               "transform": PLAIN}, CFG)
+    test, _ = build_set({"dataset": f"cifar{classes}", "root": str(tmp_path / "c"), "split": "test",
+                         "transform": PLAIN}, CFG)
+    first = truth["data_batch_1" if classes == 10 else "train"]
+    assert subset is None and len(train) == (35 if classes == 10 else 20) and len(test) == (7 if classes == 10 else 20)
+    x, y, i = train[1]
+    assert x.shape == (3, 32, 32) and y == first[1][1] and i == 1
+    # pixel (0, 0) of image 1: channels are the first, 1024th and 2048th bytes of its row, normalised
+    expected = (first[0][1][[0, 1024, 2048]] / 255.0 - 0.5) / 0.5
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor(expected, dtype=torch.float32))
+    with pytest.raises(ValueError, match="split"):
+        build_set({"dataset": f"cifar{classes}", "root": str(tmp_path / "c"), "split": "val"}, CFG)
+
+
+def test_cifar_c_severities_are_slices(tmp_path):
+    root = tmp_path / "CIFAR-10-C"
+    root.mkdir()
+    images = np.random.default_rng(0).integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(50_000) // 10_000 * 50           # severity s marks pixel (0, 0) with 50 (s - 1)
+    np.save(root / "fog.npy", images)
+    np.save(root / "labels.npy", np.tile(np.arange(10), 5_000))
+    specs = expand_catalog({"C": {"dataset": "cifar10_c", "root": str(root), "corruptions": ["fog"],
+                                  "severities": [1, 5], "transform": PLAIN}})
+    assert set(specs) == {"fog_1", "fog_5"} and specs["fog_5"]["group"] == "C-5"
+    for name, sev in (("fog_1", 1), ("fog_5", 5)):
+        ds, _ = build_set(specs[name], CFG)
+        x, y, i = ds[3]
+        assert len(ds) == 10_000 and y == 3 and i == (sev - 1) * 10_000 + 3
+        assert x[0, 0, 0].item() == pytest.approx((50 * (sev - 1) / 255 - 0.5) / 0.5, abs=1e-6)
+
+
+def write_image(path, value=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def test_tiny_imagenet_and_its_c(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    root.mkdir()
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    for k, w in enumerate(wnids):
+        for j in range(2):
+            write_image(root / "train" / w / "images" / f"{w}_{j}.JPEG", 10 * k)
+    (root / "val" / "images").mkdir(parents=True)
+    lines = []
+    for j, w in enumerate(["n01641577", "n01443537"]):
+        write_image(root / "val" / "images" / f"val_{j}.JPEG")
+        lines.append(f"val_{j}.JPEG\t{w}\t0\t0\t8\t8")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    t = {"recipe": "plain"}
+    train, _ = build_set({"dataset": "tiny_imagenet", "root": str(root), "split": "train", "transform": t}, CFG)
+    val, _ = build_set({"dataset": "tiny_imagenet", "root": str(root), "split": "val", "transform": t}, CFG)
+    assert [train[i][1] for i in range(len(train))] == [0, 0, 1, 1, 2, 2]
+    assert [val[i][1] for i in range(len(val))] == [2, 0]
+    c_root = tmp_path / "Tiny-ImageNet-C"
+    for w in wnids[1:]:
+        write_image(c_root / "fog" / "3" / w / "a.JPEG")
+    ds, _ = build_set({"dataset": "tiny_imagenet_c", "root": str(c_root), "corruption": "fog", "severity": 3,
+                       "wnids": str(root / "wnids.txt"), "transform": t}, CFG)
+    assert [ds[i][1] for i in range(len(ds))] == [1, 2]              # indices into the full wnid list
+
+
+def test_imagenet_o_is_an_ood_set(tmp_path):
+    for w in ("n01443537", "n01629819"):
+        write_image(tmp_path / "imagenet-o" / w / "x.jpg")
+    ds, subset = build_set({"dataset": "imagenet_o", "root": str(tmp_path / "imagenet-o"), "transform": PLAIN}, CFG)
+    assert len(ds) == 2 and subset is None and {ds[i][1] for i in range(2)} == {-1}
+
+
+def test_crop_flip_recipe_pads_and_crops(tmp_path):
+    from tasks.data.transforms import build_transform
+
+    t = build_transform({"transform": {"recipe": "crop_flip", "size": 32, "padding": 4}}, CFG)
+    img = Image.fromarray(np.full((32, 32, 3), 255, dtype=np.uint8))
+    outs = [t(img) for _ in range(20)]
+    assert all(o.shape == (3, 32, 32) for o in outs)
+    assert any((o == -1).any() for o in outs)                        # some crops show the zero padding
