@@ -64,11 +64,14 @@ def test_weight_decay_spares_norm_and_bias():
 
 
 def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
-    path, cfg = config(tmp_path, "cnn", epochs=4)
+    path, cfg = config(tmp_path, "cnn", epochs=4, keep_checkpoints=[2])
     proc = run(path)
     assert proc.returncode == 0, proc.stderr
     saved = torch.load(cfg["save_path"], weights_only=False)
     assert [h["epoch"] for h in saved["history"]] == [1, 2, 3, 4]
+    kept = torch.load(tmp_path / "cnn.epoch2.pt", weights_only=False)       # keep_checkpoints: [2]
+    assert kept["epoch"] == 2 and [h["epoch"] for h in kept["history"]] == [1, 2]
+    assert not (tmp_path / "cnn.epoch3.pt").exists()
     assert saved["history"][-1]["val_acc"] > 0.9          # digits 0-4 are easy
     assert not os.path.exists(cfg["save_path"] + ".last.pt")
     from tasks.classify.train import build_data, evaluate

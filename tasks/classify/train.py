@@ -8,7 +8,7 @@ One config covers single models, ensemble members (rows that differ in
 - data: ``data.train`` / ``data.val`` are set specs of :mod:`tasks.data`; without ``data.val``,
   ``data.holdout`` carves a validation split from the training set (its own seed);
 - optimisation: SGD (Nesterov) or AdamW (:data:`OPTIMIZERS`), weight decay that can spare
-  norm and bias parameters, label smoothing, a per-step schedule (:mod:`tasks.classify.schedules`),
+  norm and bias parameters, gradient-norm clipping (``optim.clip_grad_norm``), label smoothing, a per-step schedule (:mod:`tasks.classify.schedules`),
   mixed precision on CUDA (``amp: bf16 | fp16``; fp16 with a gradient scaler);
 - seeds: ``seed.init`` (weights), ``seed.data`` (order, augmentation, dropout, MIMO pairing);
   every sample's augmentation is seeded by (seed.data, epoch, sample), every step's dropout by
@@ -146,8 +146,12 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device, num_wo
     return {"val_acc": correct / max(1, total), "val_nll": nll / max(1, total)}
 
 
-def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) -> dict:
-    """One process of a run (the only one when ``world`` is 1)."""
+def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, objective_factory=None) -> dict:
+    """One process of a run (the only one when ``world`` is 1).
+
+    ``objective_factory(cfg, device)``, when given, makes the training objective: a callable
+    ``(model, x, y) -> (loss, predictions, targets)`` with a ``metadata`` dict saved with the model
+    (tasks/distill uses it); by default cross-entropy (MIMO: averaged over members)."""
     distributed = world > 1
     if distributed and not dist.is_initialized():
         if port is not None:
@@ -191,6 +195,8 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) 
     mimo = (cfg["model"].get("mimo") or {})
     members = int(mimo.get("members", 0) or 0)
     smoothing = float(cfg.get("label_smoothing", 0.0))
+    objective = objective_factory(cfg, device) if objective_factory is not None else None
+    clip = float(o.get("clip_grad_norm") or 0.0)
 
     cdigest = digest({k: v for k, v in cfg.items() if k not in NOT_RESULT})
     ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
@@ -235,12 +241,15 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) 
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
                                 enabled=use_amp):
-                if members:
+                if objective is not None:
+                    loss, pred, target = objective(model, x, y)
+                elif members:
                     g = torch.Generator().manual_seed(seed_of(seed_data, epoch, step, rank, 2))
                     xm, ym = mimo_batch(x, y, members, float(mimo.get("rho", 0.6)),
                                         int(mimo.get("batch_reps", 2)), g)
                     logits = model(xm).float()                               # [b, M, K]
-                    loss = F.cross_entropy(logits.flatten(0, 1), ym.flatten(), label_smoothing=smoothing) * members
+                    # mean over samples and members, as seed 000's train_mimo.py
+                    loss = F.cross_entropy(logits.flatten(0, 1), ym.flatten(), label_smoothing=smoothing)
                     pred, target = logits.mean(1).argmax(-1), ym[:, 0]
                 else:
                     logits = model(x).float()
@@ -248,6 +257,9 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) 
                     pred, target = logits.argmax(-1), y
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(core.parameters(), clip)
             scaler.step(opt)
             scaler.update()
             if not torch.isfinite(loss):
@@ -287,7 +299,8 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None) 
     if main:
         save_atomic({"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
                      "data_config": data_config(cfg), "state_dict": core.state_dict(), "history": history,
-                     "config": cfg}, cfg["save_path"])
+                     "config": cfg, **({"distill": objective.metadata} if objective is not None else {})},
+                    cfg["save_path"])
         if os.path.exists(ckpt_path):
             os.remove(ckpt_path)
         print(f"saved {cfg['save_path']}", flush=True)
@@ -315,23 +328,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawned(rank: int, world: int, cfg: dict, port: int) -> None:
-    train_process(rank, world, cfg, port)
+def _spawned(rank: int, world: int, cfg: dict, port: int, objective_factory) -> None:
+    train_process(rank, world, cfg, port, objective_factory)
 
 
-def train(cfg: dict) -> dict:
-    """Run the training: in this process, under torchrun, or in ``devices`` processes started here."""
+def train(cfg: dict, objective_factory=None) -> dict:
+    """Run the training: in this process, under torchrun, or in ``devices`` processes started here.
+    ``objective_factory`` must be a module-level function (it is sent to the processes)."""
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:        # torchrun
-        return train_process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), cfg)
+        return train_process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), cfg, None, objective_factory)
     world = int(cfg.get("devices", 1))
     if world <= 1:
-        return train_process(0, 1, cfg)
+        return train_process(0, 1, cfg, None, objective_factory)
     import torch.multiprocessing as mp
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)     # the processes save and stop; this one waits for them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        mp.spawn(_spawned, args=(world, cfg, _free_port()), nprocs=world, join=True)
+        mp.spawn(_spawned, args=(world, cfg, _free_port(), objective_factory), nprocs=world, join=True)
     except mp.ProcessExitedException as e:
         sys.exit(e.exit_code if e.exit_code and e.exit_code > 0 else 1)
     return {}

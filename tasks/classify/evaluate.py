@@ -1,0 +1,206 @@
+"""Evaluate a classifier, an ensemble, a MIMO model or a Dirichlet student on in-distribution,
+shifted and OOD data: accuracy, calibration, uncertainty, rejection and OOD detection.
+
+    python tasks/classify/evaluate.py --config default_configs/classify/evaluate.yaml
+
+``models``: checkpoint paths of tasks/classify/train.py or tasks/distill/train_distillation.py
+(globs allowed). ``kind`` says how to read them (``auto`` decides from the files):
+
+- ``single``: one network; ``ensemble``: several, members of one architecture batched
+  (:mod:`tasks.models.ensemble`); ``mimo``: one MIMO network, its members' predictions;
+- ``dirichlet``: a distilled student, alpha = exp(z) + model_offset;
+- ``proxy``: an ensemble read through its proxy Dirichlet (:func:`tasks.metrics.uncertainty.proxy_dirichlet`).
+
+For every domain (``in_distribution`` and each of ``domains``, a set spec or a catalog entry
+that expands to several, e.g. corruptions x severities): top-1 / top-5 accuracy, NLL, Brier,
+ECE and MCE (``bins``), the prediction rejection ratio of each uncertainty measure, and for
+the domains listed in ``ood`` the AUROC of each measure against the in-distribution set.
+Everything streams over batches: only a few scalars per sample are kept. One JSON keyed by
+domain goes to the run folder (the seed's format); headline numbers go into the row.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from runner import report
+from runner.rundir import write_json
+from tasks.classify.train import MODEL_FORMAT, load_classifier
+from tasks.common import load_config, pick_device, run_dir
+from tasks.data import build_set, expand_catalog
+from tasks.metrics import classification as C
+from tasks.metrics.ood import auroc
+from tasks.metrics.uncertainty import MEASURES, dirichlet_uncertainty, ensemble_uncertainty, proxy_dirichlet
+from tasks.models.ensemble import Ensemble
+
+KINDS = ("auto", "single", "ensemble", "mimo", "dirichlet", "proxy")
+
+
+def model_paths(patterns) -> List[str]:
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    found: List[str] = []
+    for p in patterns:
+        hits = sorted(glob.glob(p))
+        if not hits:
+            raise FileNotFoundError(f"no model file matches {p!r}")
+        found += hits
+    return found
+
+
+class Predictor:
+    """``(x) -> (probs [B, K], measures {name: [B]})`` for the kind of model evaluated."""
+
+    def __init__(self, paths: List[str], kind: str, device, offset: float = 0.0):
+        saved = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+        for p, s in zip(paths, saved):
+            if s.get("format") != MODEL_FORMAT:
+                raise ValueError(f"{p} is not a model saved by tasks/classify or tasks/distill")
+        mimo = [int((s["model"].get("mimo") or {}).get("members", 0) or 0) for s in saved]
+        if kind == "auto":
+            distilled = saved[0].get("distill", {}).get("loss") in ("proxy", "dirichlet_likelihood")
+            kind = ("ensemble" if len(paths) > 1 else "mimo" if mimo[0] > 1 else
+                    "dirichlet" if distilled else "single")
+        if kind in ("single", "mimo", "dirichlet") and len(paths) != 1:
+            raise ValueError(f"kind {kind!r} evaluates one model; {len(paths)} were given")
+        if kind == "mimo" and mimo[0] < 1:
+            raise ValueError(f"{paths[0]} is not a MIMO model")
+        self.kind = kind
+        self.offset = float(saved[0].get("distill", {}).get("model_offset", offset)) if kind == "dirichlet" else offset
+        models = [load_classifier(p) for p in paths]
+        if kind in ("ensemble", "proxy"):
+            keys = [json.dumps({k: s["model"].get(k) for k in ("name", "kwargs", "mimo")}, sort_keys=True)
+                    for s in saved]
+            self.net = Ensemble(models, keys).to(device)
+        else:
+            self.net = models[0].to(device)
+        self.members = len(paths) if kind in ("ensemble", "proxy") else (mimo[0] if kind == "mimo" else 1)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor):
+        if self.kind in ("ensemble", "proxy"):
+            probs = self.net(x).double().softmax(-1)                               # [M, B, K]
+        elif self.kind == "mimo":
+            m = self.net.members
+            probs = self.net(x.unsqueeze(1).expand(-1, m, *x.shape[1:])).double().softmax(-1).transpose(0, 1)
+        elif self.kind == "dirichlet":
+            alpha = self.net(x).double().clamp(max=80).exp() + self.offset
+            measures = dirichlet_uncertainty(alpha.clamp_min(1e-12))
+            return alpha / alpha.sum(-1, keepdim=True), measures
+        else:
+            probs = self.net(x).double().softmax(-1).unsqueeze(0)
+        if self.kind == "proxy":
+            alpha = proxy_dirichlet(probs)
+            return probs.mean(0), dirichlet_uncertainty(alpha)
+        return probs.mean(0), ensemble_uncertainty(probs)
+
+
+def evaluate_domain(predict: Predictor, dataset, batch_size: int, device, workers: int = 0) -> Dict[str, np.ndarray]:
+    """Per-sample arrays of one domain: labels, top-1 / top-5 hits, confidence, NLL, Brier, measures.
+
+    The arrays are allocated once, at the set's size, and filled batch by batch: memory is the
+    model's plus a few scalars per sample (growing lists of small arrays between large transient
+    batches fragment the heap, and the process would keep the fragments)."""
+    n = len(dataset)
+    out: Dict[str, np.ndarray] = {}
+    at = 0
+    for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+        p, measures = predict(x.to(device))
+        y = y.to(device)
+        conf, pred = p.max(-1)
+        k = min(5, p.shape[-1])
+        top5 = (p.topk(k, -1).indices == y.clamp_min(0).unsqueeze(-1)).any(-1)
+        py = p.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        onehot = torch.zeros_like(p).scatter_(-1, y.clamp_min(0).unsqueeze(-1), 1.0)
+        rows = {"label": y, "correct": pred == y, "top5": top5, "confidence": conf,
+                "nll": -torch.log(py.clamp_min(1e-12)), "brier": ((p - onehot) ** 2).sum(-1),
+                **{f"m_{k}": v for k, v in measures.items()}}
+        for name, value in rows.items():
+            value = value.detach().cpu().numpy()
+            if name not in out:
+                out[name] = np.empty(n, dtype=value.dtype)
+            out[name][at:at + len(value)] = value
+        at += len(y)
+    return out
+
+
+def uncertainty_of(arrays: dict, measure: str) -> np.ndarray:
+    """The measure oriented so that higher means more uncertain."""
+    v = arrays[f"m_{measure}"]
+    return v if MEASURES[measure] else -v
+
+
+def summarise(arrays: dict, bins: int) -> dict:
+    labelled = arrays["label"] >= 0
+    out: dict = {"n": int(len(arrays["label"])), "labelled": int(labelled.sum())}
+    if labelled.any():
+        a = {k: v[labelled] for k, v in arrays.items()}
+        ece, mce = C.calibration_errors(a["confidence"], a["correct"], bins)
+        out.update(acc1=float(a["correct"].mean()), acc5=float(a["top5"].mean()), NLL=float(a["nll"].mean()),
+                   brier=float(a["brier"].mean()), ECE=ece, MCE=mce)
+        for m in MEASURES:
+            out[f"PRR_{m}"] = C.prediction_rejection_ratio(uncertainty_of(a, m), a["correct"])
+    return out
+
+
+def main(argv=None) -> None:
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    device = pick_device(cfg.get("device", "auto"))
+    kind = cfg.get("kind", "auto")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    predict = Predictor(model_paths(cfg["models"]), kind, device, float(cfg.get("model_offset", 0.0)))
+    d = cfg["data"]
+    dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
+            "interpolation": d.get("interpolation", "bilinear"), "crop_pct": 1.0}
+    domains = expand_catalog({"in_distribution": d["in_distribution"], **(d.get("domains") or {})})
+    groups = {}
+    for name, spec in domains.items():
+        groups.setdefault(spec.get("group") or name, []).append(name)
+    ood = [g for g in (d.get("ood") or [])]
+    unknown = [g for g in ood if g not in groups]
+    if unknown:
+        raise ValueError(f"ood names {unknown} are not domains; domains: {sorted(groups)}")
+    bs, bins = int(cfg.get("batch_size", 256)), int(cfg.get("bins", 10))
+    print(f"{predict.kind}: {predict.members} member(s); {len(domains)} domains", flush=True)
+    per_domain, results = {}, {}
+    for name, spec in domains.items():
+        ds, _ = build_set(spec, dcfg)
+        per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)))
+        results[name] = summarise(per_domain[name], bins)
+        r = results[name]
+        print(f"{name:>20}: " + (f"acc {100 * r['acc1']:.1f}%  NLL {r['NLL']:.3f}  ECE {r['ECE']:.3f}"
+                                  if "acc1" in r else f"{r['n']} unlabelled samples"), flush=True)
+    ind = per_domain["in_distribution"]
+    for group in ood:
+        for m in MEASURES:
+            aucs = [auroc(uncertainty_of(ind, m), uncertainty_of(per_domain[s], m)) for s in groups[group]]
+            results.setdefault(f"ood/{group}", {})[f"AUROC_{m}"] = float(np.mean(aucs))
+    # groups of several domains (C-1 ...): their mean, like the papers' tables
+    for group, names in groups.items():
+        if len(names) > 1:
+            keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled"}
+            results[f"mean/{group}"] = {k: float(np.nanmean([results[n][k] for n in names])) for k in sorted(keys)}
+    out = {"kind": predict.kind, "members": predict.members, "models": model_paths(cfg["models"]), "results": results}
+    path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
+    write_json(path, out)
+    r0 = results["in_distribution"]
+    row = {"acc": round(100 * r0["acc1"], 2), "nll": round(r0["NLL"], 4), "ece": round(r0["ECE"], 4),
+           "brier": round(r0["brier"], 4), "prr": round(r0["PRR_knowledge_uncertainty"], 4)
+           if predict.members > 1 or predict.kind == "dirichlet" else round(r0["PRR_confidence"], 4)}
+    headline = cfg.get("headline_measure", "total_uncertainty")
+    if headline not in MEASURES:
+        raise ValueError(f"headline_measure must be one of {sorted(MEASURES)}, got {headline!r}")
+    for group in ood:
+        row[f"auroc_{group}"] = round(results[f"ood/{group}"]["AUROC_" + headline], 4)
+    report(row)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

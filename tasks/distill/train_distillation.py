@@ -1,0 +1,59 @@
+"""Distil an ensemble into one network: forward KL, proxy Dirichlet, or Dirichlet likelihood.
+
+    python tasks/distill/train_distillation.py --config default_configs/distill/student_proxy.yaml
+
+The student is trained by tasks/classify/train.py's loop (same data, optimiser, schedules,
+checkpoints, resume, several processes) with the distillation loss of ``distill.loss``
+(:mod:`tasks.distill.losses`) in place of cross-entropy. The teachers (``distill.teachers``:
+checkpoint paths, globs allowed) run on the student's own augmented batch, in evaluation mode,
+members of one architecture as one batched computation (:mod:`tasks.models.ensemble`): the
+teacher statistics are those of augmented inputs, not of memorised training images. The saved
+student records the loss and ``model_offset``, so tasks/classify/evaluate.py reads a Dirichlet
+student as one (alpha = exp(z) + model_offset).
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tasks.classify.train import load_classifier, train
+from tasks.common import load_config
+from tasks.distill.losses import LOSSES
+from tasks.models.ensemble import Ensemble
+
+
+class DistillationObjective:
+    def __init__(self, cfg: dict, device):
+        d = cfg["distill"]
+        if d.get("loss") not in LOSSES:
+            raise ValueError(f"distill.loss must be one of {sorted(LOSSES)}, got {d.get('loss')!r}")
+        from tasks.classify.evaluate import model_paths
+
+        paths = model_paths(d["teachers"])
+        saved = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+        keys = [json.dumps({k: s["model"].get(k) for k in ("name", "kwargs", "mimo")}, sort_keys=True) for s in saved]
+        self.teachers = Ensemble([load_classifier(p) for p in paths], keys).to(device).eval()
+        self.loss_fn = LOSSES[d["loss"]]
+        self.kwargs = {"model_offset": float(d.get("model_offset", 1.0)),
+                       "target_offset": float(d.get("target_offset", 1.0))}
+        self.metadata = {"loss": d["loss"], "teachers": paths, **self.kwargs}
+
+    def __call__(self, model, x, y):
+        with torch.no_grad():
+            teacher_probs = self.teachers(x).float().softmax(-1)          # [M, B, K]
+        logits = model(x).float()
+        loss = self.loss_fn(logits, teacher_probs, **self.kwargs).float()
+        return loss, logits.argmax(-1), y
+
+
+def make_objective(cfg: dict, device) -> DistillationObjective:
+    return DistillationObjective(cfg, device)
+
+
+def main(argv=None) -> None:
+    train(load_config(__doc__.splitlines()[0], argv), make_objective)
+
+
+if __name__ == "__main__":
+    main()
