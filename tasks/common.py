@@ -1,7 +1,9 @@
-"""Small helpers the task scripts share: config loading, devices, atomic saves, progress."""
+"""Small helpers the task scripts share: config loading, devices, atomic saves, progress, digests."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 from typing import Optional
@@ -51,3 +53,9 @@ def progress(total: int, desc: str, initial: int = 0):
 def run_dir() -> Optional[str]:
     """The sheetrun run folder of this job, if it runs under sheetrun."""
     return os.environ.get("SHEETRUN_RUN_DIR")
+
+
+def digest(obj, size: int = 10) -> str:
+    """blake2b digest (``size`` bytes, hex) of a JSON-serialisable object."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()

@@ -37,11 +37,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tasks.classify.schedules import make_schedule
-from tasks.common import load_config, pick_device, save_atomic
+from tasks.common import digest, load_config, pick_device, save_atomic
 from tasks.data import build_set
 from tasks.models import create_model
 from tasks.models.mimo import mimo_batch
-from tasks.sed.cache import digest
 
 MODEL_FORMAT = "sheetrun_classifier/1"
 CHECKPOINT_FORMAT = "sheetrun_classifier_checkpoint/1"

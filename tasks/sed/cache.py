@@ -21,7 +21,6 @@ which ensemble members start.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,15 +31,10 @@ import numpy as np
 from filelock import FileLock
 
 from runner.rundir import write_json
+from tasks.common import digest  # noqa: F401  (re-exported: the cache key)
 
 CACHE_FORMAT = 1
 INDEX = "index.json"
-
-
-def digest(obj, size: int = 10) -> str:
-    """blake2b digest (``size`` bytes, hex) of a JSON-serialisable object."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
 
 
 def cache_key(backbone_id: str, set_spec: dict, data_cfg: dict) -> str:
