@@ -6,7 +6,8 @@
 one forward for all members instead of a Python loop, the same math.
 Members of several architectures are grouped (:class:`Ensemble`), one batched
 computation per group: a single grouped network (:mod:`tasks.models.grouped`: convolutions
-with M x the channels, exact) where every layer allows it, else the vmap above.
+with M x the channels, batch norm folded into them by ``torch.fx``'s conv-BN fusion) where every
+layer allows it, else the vmap above.
 Evaluation mode only (batch norm uses running statistics).
 """
 from __future__ import annotations
@@ -52,7 +53,15 @@ def batched(models: Sequence[nn.Module]) -> nn.Module:
     from tasks.models.grouped import GroupedMembers, group_members
 
     grouped = group_members(models) if len(models) > 1 else None
-    return GroupedMembers(grouped, len(models)) if grouped is not None else BatchedMembers(models)
+    if grouped is None:
+        return BatchedMembers(models)
+    try:        # fold each evaluation-mode batch norm into the convolution before it (exact up to rounding)
+        from torch.fx.experimental.optimization import fuse
+
+        grouped = fuse(grouped)
+    except Exception:  # noqa: BLE001 - a network fx cannot trace runs unfused
+        pass
+    return GroupedMembers(grouped, len(models))
 
 
 class Ensemble(nn.Module):

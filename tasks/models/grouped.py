@@ -93,7 +93,7 @@ def group_members(models: Sequence[nn.Module]) -> Optional[nn.Module]:
             return None                    # a layer with its own state this module cannot group
     for p in grouped.parameters():
         p.requires_grad_(False)
-    return grouped
+    return grouped.eval()
 
 
 class GroupedMembers(nn.Module):
