@@ -105,6 +105,8 @@ def test_resume_after_sigterm_is_bit_identical(tmp_path):
 
 
 def test_two_gloo_processes_equal_one_over_the_same_global_batch(tmp_path):
+    """devices: 2 (the script starts the processes) and torchrun --nproc_per_node 2 both give the
+    weights of one process over the same global batches."""
     common = {"epochs": 2, "model/kwargs": {"width": 8, "norm": "none"}, "data/train/augment": False}
     one, c1 = config(tmp_path, "one", devices=1, **common)
     two, c2 = config(tmp_path, "two", devices=2, **common)
@@ -121,6 +123,15 @@ def test_two_gloo_processes_equal_one_over_the_same_global_batch(tmp_path):
     for ha, hb in zip(a["history"], b["history"]):
         assert hb["train_loss"] == pytest.approx(ha["train_loss"], rel=1e-5)
         assert hb["val_acc"] == ha["val_acc"]
+    # the same under torchrun (it sets RANK / WORLD_SIZE; the config says 1 device)
+    run_path, c3 = config(tmp_path, "torchrun", devices=1, **common)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           SCRIPT, "--config", run_path], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on 2 x cpu" in proc.stdout
+    c = torch.load(c3["save_path"], weights_only=False)
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(c["state_dict"][k], v, rtol=0, atol=5e-6)
 
 
 def test_mimo_trains_and_averages_its_members(tmp_path):
