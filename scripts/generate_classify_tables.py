@@ -15,34 +15,20 @@ Reads the Completed rows whose run folder holds an ``eval_metrics.json`` and wri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import pandas as pd
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from runner.sheet import open_sheet  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import default_sheets, evaluated_rows, markdown  # noqa: E402
 
 DOMAIN_METRICS = {"acc (%)": ("acc1", 100.0), "NLL": ("NLL", 1.0), "ECE": ("ECE", 1.0), "Brier": ("brier", 1.0),
                   "PRR": ("PRR_total_uncertainty", 1.0)}
 
 
 def results_from_sheet(location: str) -> dict:
-    table = open_sheet(location).read()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(location)))
-    found = {}
-    for row in table:
-        folder = row.get("run_folder")
-        if row.get("status") != "Completed" or not folder:
-            continue
-        path = os.path.join(folder if os.path.isabs(folder) else os.path.join(root, folder), "eval_metrics.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                found[row.get("name") or os.path.basename(folder)] = json.load(f)
-    return found
+    return evaluated_rows(location, "eval_metrics.json")
 
 
 def domain_names(results: dict) -> list:
@@ -86,24 +72,6 @@ def tables(results: dict):
     return dom_df.dropna(axis=1, how="all"), ood_df
 
 
-def markdown(df: pd.DataFrame, digits: int, best: str = "max") -> str:
-    if df.empty:
-        return "(no results)"
-    header = "| model | " + " | ".join(str(c) for c in df.columns) + " |"
-    lines = [header, "|---|" + "---|" * len(df.columns)]
-    target = df.max() if best == "max" else df.min()
-    for model, row in df.iterrows():
-        cells = []
-        for col in df.columns:
-            v = row[col]
-            text = "" if pd.isna(v) else f"{v:.{digits}f}"
-            if not pd.isna(v) and v == target[col] and len(df) > 1:
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def figure(dom: pd.DataFrame, ood: pd.DataFrame, path: str) -> None:
     import matplotlib
 
@@ -139,8 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("sheets", nargs="*", help="sheets with evaluation rows (default: every sheet in result_sheets/)")
     parser.add_argument("--out", default=os.path.join("result_tables", "classify"))
     args = parser.parse_args(argv)
-    sheets = args.sheets or sorted(os.path.join(REPO, "result_sheets", f)
-                                   for f in os.listdir(os.path.join(REPO, "result_sheets")) if f.endswith(".csv"))
+    sheets = args.sheets or default_sheets()
     results = {}
     for sheet in sheets:
         results.update(results_from_sheet(sheet))

@@ -30,33 +30,13 @@ import sys
 
 import pandas as pd
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from runner.sheet import open_sheet  # noqa: E402
-
-
-def default_sheets() -> list:
-    folder = os.path.join(REPO, "result_sheets")
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".csv"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import default_sheets, evaluated_rows, markdown  # noqa: E402
 
 
 def results_from_sheet(location: str) -> dict:
     """{model name: eval results} for the Completed evaluation rows of a sheet."""
-    table = open_sheet(location).read()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(location)))
-    found = {}
-    for row in table:
-        folder = row.get("run_folder")
-        if row.get("status") != "Completed" or not folder:
-            continue
-        path = os.path.join(folder if os.path.isabs(folder) else os.path.join(root, folder), "eval_results.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                results = json.load(f)
-            name = row.get("name") or os.path.splitext(os.path.basename(results["model"]))[0]
-            found[name] = results
-    return found
+    return evaluated_rows(location, "eval_results.json")
 
 
 GEN_METRICS = {                    # column block -> (how to read it from the results, digits)
@@ -97,26 +77,6 @@ def tables(results: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(det_df):
         det_df.index.names = ["model", "score"]
     return gen_df, det_df
-
-
-def markdown(df: pd.DataFrame, digits: int, bold: bool = True) -> str:
-    """A Markdown table with the best value of each column in bold."""
-    if df.empty:
-        return "(no results)"
-    index_names = [n or "" for n in (df.index.names if df.index.nlevels > 1 else [df.index.name])]
-    header = "| " + " | ".join(index_names + [str(c) for c in df.columns]) + " |"
-    lines = [header, "|" + "---|" * (len(index_names) + len(df.columns))]
-    best = df.max()
-    for idx, row in df.iterrows():
-        cells = list(idx) if isinstance(idx, tuple) else [idx]
-        for col in df.columns:
-            v = row[col]
-            text = "" if pd.isna(v) else f"{v:.{digits}f}"
-            if bold and not pd.isna(v) and v == best[col] and len(df) > 1:
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines)
 
 
 def figure(gen: pd.DataFrame, det: pd.DataFrame, path: str) -> None:
@@ -191,7 +151,7 @@ def main(argv=None) -> int:
     gen.round(2).to_csv(os.path.join(args.out, "ood_gen.csv"))
     det.round(4).to_csv(os.path.join(args.out, "ood_det.csv"))
     gen_md = "\n\n".join(f"**{metric}**\n\n" + markdown(gen[metric], 1 if "acc" in metric else 2,
-                                                           bold="acc" in metric)
+                                                           best="max" if "acc" in metric else "none")
                          for metric in GEN_METRICS)
     det_md = markdown(det, 3)
     for name, text in (("ood_gen.md", gen_md), ("ood_det.md", det_md)):
