@@ -13,7 +13,8 @@ import yaml
 
 from conftest import REPO
 from tasks.classify import schedules
-from tasks.classify.train import load_classifier, param_groups
+from tasks.classify.checkpoints import load_classifier
+from tasks.classify.train import param_groups
 from tasks.models import create_model
 
 SCRIPT = os.path.join(REPO, "tasks", "classify", "train.py")

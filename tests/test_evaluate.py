@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tasks.classify.evaluate import Predictor, evaluate_domain, summarise, uncertainty_of
-from tasks.classify.train import MODEL_FORMAT
+from tasks.classify.checkpoints import MODEL_FORMAT
 from tasks.data import build_set
 from tasks.metrics import classification as C
 from tasks.models import create_model

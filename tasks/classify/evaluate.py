@@ -20,8 +20,6 @@ domain goes to the run folder (the seed's format); headline numbers go into the 
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
 from typing import Dict, List
 
@@ -31,55 +29,37 @@ from torch.utils.data import DataLoader
 
 from runner import report
 from runner.rundir import write_json
-from tasks.classify.train import MODEL_FORMAT, load_classifier
+from tasks.classify.checkpoints import classifier_from, ensemble_from, mimo_members, model_paths, read_classifier
 from tasks.common import load_config, pick_device, run_dir
 from tasks.data import build_set, expand_catalog
 from tasks.metrics import classification as C
 from tasks.metrics.ood import auroc
 from tasks.metrics.uncertainty import MEASURES, dirichlet_uncertainty, ensemble_uncertainty, proxy_dirichlet
-from tasks.models.ensemble import Ensemble
 
 KINDS = ("auto", "single", "ensemble", "mimo", "dirichlet", "proxy")
-
-
-def model_paths(patterns) -> List[str]:
-    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    found: List[str] = []
-    for p in patterns:
-        hits = sorted(glob.glob(p))
-        if not hits:
-            raise FileNotFoundError(f"no model file matches {p!r}")
-        found += hits
-    return found
 
 
 class Predictor:
     """``(x) -> (probs [B, K], measures {name: [B]})`` for the kind of model evaluated."""
 
     def __init__(self, paths: List[str], kind: str, device, offset: float = 0.0):
-        saved = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
-        for p, s in zip(paths, saved):
-            if s.get("format") != MODEL_FORMAT:
-                raise ValueError(f"{p} is not a model saved by tasks/classify or tasks/distill")
-        mimo = [int((s["model"].get("mimo") or {}).get("members", 0) or 0) for s in saved]
+        saved = [read_classifier(p) for p in paths]                           # each file read once
+        mimo = mimo_members(saved[0]["model"])
         if kind == "auto":
             distilled = saved[0].get("distill", {}).get("loss") in ("proxy", "dirichlet_likelihood")
-            kind = ("ensemble" if len(paths) > 1 else "mimo" if mimo[0] > 1 else
+            kind = ("ensemble" if len(paths) > 1 else "mimo" if mimo > 1 else
                     "dirichlet" if distilled else "single")
         if kind in ("single", "mimo", "dirichlet") and len(paths) != 1:
             raise ValueError(f"kind {kind!r} evaluates one model; {len(paths)} were given")
-        if kind == "mimo" and mimo[0] < 1:
+        if kind == "mimo" and mimo < 1:
             raise ValueError(f"{paths[0]} is not a MIMO model")
         self.kind = kind
         self.offset = float(saved[0].get("distill", {}).get("model_offset", offset)) if kind == "dirichlet" else offset
-        models = [load_classifier(p) for p in paths]
         if kind in ("ensemble", "proxy"):
-            keys = [json.dumps({k: s["model"].get(k) for k in ("name", "kwargs", "mimo")}, sort_keys=True)
-                    for s in saved]
-            self.net = Ensemble(models, keys).to(device)
+            self.net = ensemble_from(saved).to(device)
         else:
-            self.net = models[0].to(device)
-        self.members = len(paths) if kind in ("ensemble", "proxy") else (mimo[0] if kind == "mimo" else 1)
+            self.net = classifier_from(saved[0]).to(device)
+        self.members = len(paths) if kind in ("ensemble", "proxy") else (mimo if kind == "mimo" else 1)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor):
@@ -154,7 +134,8 @@ def main(argv=None) -> None:
     kind = cfg.get("kind", "auto")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    predict = Predictor(model_paths(cfg["models"]), kind, device, float(cfg.get("model_offset", 0.0)))
+    paths = model_paths(cfg["models"])
+    predict = Predictor(paths, kind, device, float(cfg.get("model_offset", 0.0)))
     d = cfg["data"]
     dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
             "interpolation": d.get("interpolation", "bilinear"), "crop_pct": 1.0}
@@ -186,7 +167,7 @@ def main(argv=None) -> None:
         if len(names) > 1:
             keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled"}
             results[f"mean/{group}"] = {k: float(np.nanmean([results[n][k] for n in names])) for k in sorted(keys)}
-    out = {"kind": predict.kind, "members": predict.members, "models": model_paths(cfg["models"]), "results": results}
+    out = {"kind": predict.kind, "members": predict.members, "models": paths, "results": results}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     write_json(path, out)
     r0 = results["in_distribution"]

@@ -36,13 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.classify.checkpoints import MODEL_FORMAT, mimo_members
 from tasks.classify.schedules import make_schedule
 from tasks.common import digest, load_config, pick_device, save_atomic
 from tasks.data import build_set
 from tasks.models import create_model
 from tasks.models.mimo import mimo_batch
 
-MODEL_FORMAT = "sheetrun_classifier/1"
 CHECKPOINT_FORMAT = "sheetrun_classifier_checkpoint/1"
 # config keys that do not change the result (left out of the resume check)
 NOT_RESULT = ("resume", "checkpoint_path", "save_path", "keep_checkpoints", "num_workers", "device")
@@ -110,11 +110,10 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
 
 def build_model(cfg: dict) -> nn.Module:
     m = cfg["model"]
-    mimo = (m.get("mimo") or {}).get("members", 0)
     torch.manual_seed(int(cfg["seed"]["init"]))
     return create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
                         in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
-                        mimo=int(mimo or 0), **(m.get("kwargs") or {}))
+                        mimo=mimo_members(m), **(m.get("kwargs") or {}))
 
 
 class StopFlag:
@@ -192,7 +191,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         raise ValueError(f"batch_size {global_bs} is larger than the training set ({len(train_set)} rows)")
     factor = make_schedule(cfg.get("schedule") or {}, steps, epochs)
     mimo = (cfg["model"].get("mimo") or {})
-    members = int(mimo.get("members", 0) or 0)
+    members = mimo_members(cfg["model"])
     smoothing = float(cfg.get("label_smoothing", 0.0))
     objective = objective_factory(cfg, device) if objective_factory is not None else None
     clip = float(o.get("clip_grad_norm") or 0.0)
@@ -307,18 +306,6 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         dist.barrier()
         dist.destroy_process_group()
     return result
-
-
-def load_classifier(path: str, map_location="cpu") -> nn.Module:
-    """A model saved by this script (or a ``.epochN.pt`` checkpoint copy, given the config's model)."""
-    saved = torch.load(path, map_location=map_location, weights_only=False)
-    if saved.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a classifier saved by tasks/classify/train.py")
-    m = saved["model"]
-    model = create_model(m["name"], num_classes=saved["num_classes"], in_chans=saved["data_config"]["input_size"][0],
-                         mimo=int((m.get("mimo") or {}).get("members", 0) or 0), **(m.get("kwargs") or {}))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
 
 
 def _free_port() -> int:

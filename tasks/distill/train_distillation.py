@@ -13,14 +13,12 @@ student as one (alpha = exp(z) + model_offset).
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
-from tasks.classify.train import load_classifier, train
+from tasks.classify.checkpoints import load_ensemble, model_paths
+from tasks.classify.train import train
 from tasks.common import load_config
 from tasks.distill.losses import LOSSES
-from tasks.models.ensemble import Ensemble
 
 
 class DistillationObjective:
@@ -28,12 +26,8 @@ class DistillationObjective:
         d = cfg["distill"]
         if d.get("loss") not in LOSSES:
             raise ValueError(f"distill.loss must be one of {sorted(LOSSES)}, got {d.get('loss')!r}")
-        from tasks.classify.evaluate import model_paths
-
         paths = model_paths(d["teachers"])
-        saved = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
-        keys = [json.dumps({k: s["model"].get(k) for k in ("name", "kwargs", "mimo")}, sort_keys=True) for s in saved]
-        self.teachers = Ensemble([load_classifier(p) for p in paths], keys).to(device).eval()
+        self.teachers = load_ensemble(paths).to(device).eval()
         self.loss_fn = LOSSES[d["loss"]]
         self.kwargs = {"model_offset": float(d.get("model_offset", 1.0)),
                        "target_offset": float(d.get("target_offset", 1.0))}
