@@ -32,18 +32,11 @@ def results_from_sheet(location: str) -> dict:
 
 
 def domain_names(results: dict) -> list:
-    """In-distribution first, then single domains not in a group, then group means."""
-    names = []
+    """The domains to show, in order: each domain not in a group, and each group's mean."""
+    names, members = [], set()
     for r in results.values():
-        for d in r["results"]:
-            if not d.startswith("ood/") and d not in names:
-                names.append(d)
-    grouped = {d.split("/", 1)[1] for d in names if d.startswith("mean/")}
-    members = set()
-    for r in results.values():
-        for d in r["results"]:
-            if "_" in d and any(d.endswith(f"_{g.split('-')[-1]}") for g in grouped):
-                members.add(d)
+        members.update(n for group in r.get("groups", {}).values() for n in group)
+        names += [d for d in r["results"] if not d.startswith("ood/") and d not in names]
     return [d for d in names if d not in members]
 
 

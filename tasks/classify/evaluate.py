@@ -167,7 +167,8 @@ def main(argv=None) -> None:
         if len(names) > 1:
             keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled"}
             results[f"mean/{group}"] = {k: float(np.nanmean([results[n][k] for n in names])) for k in sorted(keys)}
-    out = {"kind": predict.kind, "members": predict.members, "models": paths, "results": results}
+    out = {"kind": predict.kind, "members": predict.members, "models": paths,
+           "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     write_json(path, out)
     r0 = results["in_distribution"]
