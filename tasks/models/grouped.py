@@ -22,10 +22,6 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-PER_CHANNEL = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
-               nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.Sequential, nn.ModuleList)
-
-
 class MemberLinear(nn.Module):
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
@@ -54,10 +50,9 @@ def _group_layer(layers: Sequence[nn.Module]) -> Optional[nn.Module]:
             new.bias.data = _stack([l.bias for l in layers])
         return new
     if isinstance(first, nn.BatchNorm2d):
-        new = nn.BatchNorm2d(first.num_features * m, first.eps, first.momentum, first.affine,
-                             first.track_running_stats)
         if not first.track_running_stats:
             return None
+        new = nn.BatchNorm2d(first.num_features * m, first.eps, first.momentum, first.affine)
         new.running_mean.data, new.running_var.data = _stack([l.running_mean for l in layers]), \
             _stack([l.running_var for l in layers])
         if first.affine:
