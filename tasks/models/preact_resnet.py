@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.models import register
+from tasks.models.resnet_cifar import stages
 
 
 class PreActBlock(nn.Module):
@@ -30,13 +31,7 @@ class PreActResNet(nn.Module):
     def __init__(self, blocks=(2, 2, 2, 2), num_classes: int = 10, in_chans: int = 3, width: int = 64):
         super().__init__()
         self.stem = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for i, n in enumerate(blocks):
-            cout = width * 2 ** i
-            for j in range(n):
-                layers.append(PreActBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = stages(PreActBlock, blocks, width)
         self.bn = nn.BatchNorm2d(cin)
         self.fc = nn.Linear(cin, num_classes)
 

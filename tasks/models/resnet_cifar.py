@@ -24,17 +24,23 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+def stages(block, blocks, width: int) -> tuple:
+    """ResNet stages: ``blocks[i]`` blocks of ``width * 2^i`` channels, stride 2 at the start of every
+    stage but the first. Returns (an ``nn.Sequential`` of the blocks, the output channels)."""
+    layers, cin = [], width
+    for i, n in enumerate(blocks):
+        cout = width * 2 ** i
+        for j in range(n):
+            layers.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1))
+            cin = cout
+    return nn.Sequential(*layers), cin
+
+
 class CifarResNet(nn.Module):
     def __init__(self, blocks=(2, 2, 2, 2), num_classes: int = 10, in_chans: int = 3, width: int = 64):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        layers, cin = [], width
-        for i, n in enumerate(blocks):
-            cout = width * 2 ** i
-            for j in range(n):
-                layers.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = stages(BasicBlock, blocks, width)
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
