@@ -1,12 +1,14 @@
 """``sheetrun cancel``: stop the selected rows' jobs, wherever they run, and mark them Cancelled.
 
-SLURM jobs are cancelled with one ``scancel`` for all of them. A local run
-first gets a ``cancel_requested`` marker in its run folder, so a runner that
-has not started it yet never will (and a wrapper starting at that instant
-stops); then its wrapper gets SIGTERM (it ends the command's processes and
-records Cancelled itself). Processes of a job whose wrapper is already gone
-are found by their run id and ended. Rows that have already ended are left
-alone.
+SLURM jobs are cancelled with one ``scancel`` for all of them, each by its own
+id (one task of an array: ``<array>_<task>``). A local run first gets a
+``cancel_requested`` marker in its run folder, so a runner that has not
+started it yet never will, and the launch's job host, which runs other rows
+too, stops exactly that job at its next look (within half a second) and
+records Cancelled; a job wrapper that runs only this job gets SIGTERM.
+Processes of a job whose wrapper or host is already gone are found by their
+run id and by the run folder's process log, and ended. Other rows, of the same
+launch or not, are never touched. Rows that have already ended are left alone.
 """
 from __future__ import annotations
 
@@ -65,9 +67,11 @@ def _cancel_local(rd: RunDir, run_id: str) -> None:
     if wrapper.get("host") != socket.gethostname():
         return
     if procs.alive(wrapper.get("pid"), wrapper.get("pid_started")):
+        if wrapper.get("kind") == "host":
+            return                          # it runs other rows too: the marker stops this one only
         try:
             os.kill(int(wrapper["pid"]), signal.SIGTERM)
         except (ProcessLookupError, KeyError, ValueError):
             pass
-    else:
-        procs.end_job(run_id, grace_s=ORPHAN_GRACE_S)   # the wrapper is gone; what it left is not
+    else:                                   # the wrapper or host is gone; what it left is not
+        procs.end_job(run_id, rd.processes, grace_s=ORPHAN_GRACE_S)

@@ -291,8 +291,11 @@ class JobRun:
     The caller waits for the command (``proc``) and calls :meth:`finish`.
     """
 
-    def __init__(self, run_dir: str, send=None, requeued: bool = False, extra_env: dict | None = None):
+    def __init__(self, run_dir: str, send=None, requeued: bool = False, extra_env: dict | None = None,
+                 kind: str = "wrapper"):
         self.rd = RunDir(run_dir)
+        self.kind = kind                            # "wrapper": this process runs only this job; "host"
+        self.processes = procs.ProcessLog(self.rd.processes)   # every process of the job seen so far
         self.extra_env = dict(extra_env or {})      # chosen at start time (its devices)
         self.job = read_json(self.rd.job)
         self.run_id = self.job["run_id"]
@@ -346,7 +349,10 @@ class JobRun:
         self.job_id = job_id or (str(self.proc.pid) if self.proc else "")
         me = procs.identity()
         self.host = me["host"]
-        info = dict(me, started=self.started, job_id=self.job_id, child_pid=self.proc and self.proc.pid)
+        info = dict(me, kind=self.kind, started=self.started, job_id=self.job_id,
+                    child_pid=self.proc and self.proc.pid)
+        if self.proc is not None:
+            self.processes.add([self.proc.pid])
         self.save("wrapper.json", lambda: write_json(rd.wrapper, info))
         if self.proc is not None:
             self.channel.started({C.STATUS: Status.RUNNING, C.JOB_ID: self.job_id, C.ERROR: ""})
@@ -490,6 +496,7 @@ def run_job(run_dir: str) -> int:
                 run.escalate()
             run.collect()
             run.channel.forward_metrics()
+            run.processes.add(procs.tree(os.getpid())[1:])     # all of ours are the job's
 
     code = None
     if run.start(slurm_job_id()):

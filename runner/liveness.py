@@ -7,9 +7,10 @@ exactly one of these holds the run, and :func:`verdict` asks the right one:
 
 1. ``exit.json`` — the job ended; its record says how.
 2. ``slurm.json`` — a SLURM job: SLURM's state (one ``squeue`` for all rows).
-3. ``wrapper.json`` — a job wrapper started: alive (same host: its pid and
-   start time; another host: a fresh heartbeat), or gone while processes of
-   the job (tagged with its run id) still run, or gone.
+3. ``wrapper.json`` — a job wrapper (or the launch's job host) started it:
+   alive (same host: its pid and start time; another host: a fresh
+   heartbeat), or gone while processes of the job (tagged with its run id, or
+   named in its process log) still run, or gone.
 4. ``job.json`` — not started yet: queued in a live sheetrun, or that
    sheetrun is gone.
 
@@ -105,7 +106,7 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
             if age is not None and age > HEARTBEAT_STALE_S:
                 return Verdict(None, f"process {pid} alive but heartbeat {age:.0f}s old")
             return Verdict(None, f"still running (pid {wrapper.get('child_pid') or pid}, run by pid {pid})")
-        left = procs.tagged(run_id)
+        left = procs.job_processes(run_id, rd.processes)
         if left:
             pids = ", ".join(str(p.pid) for p in left[:5])
             return Verdict(None, f"its job wrapper (pid {pid}) is gone but {len(left)} of its processes "

@@ -7,9 +7,13 @@
   the script ends.
 - The script dies with its wrapper (``PR_SET_PDEATHSIG`` = SIGKILL): a killed
   wrapper never leaves its script running.
-- Every process of a job inherits ``SHEETRUN_RUN_ID`` in its environment. When
-  a wrapper is gone, the runner, ``sheetrun sync`` and ``sheetrun cancel``
-  find what is left of the job by that tag (:func:`tagged`).
+- Every process of a job inherits ``SHEETRUN_RUN_ID`` in its environment, and
+  whoever runs the job writes down every process it sees in the job's tree
+  (pid and start time) in the run folder's ``processes.jsonl``
+  (:class:`ProcessLog`). When a wrapper or job host is gone, the runner,
+  ``sheetrun sync`` and ``sheetrun cancel`` find what is left of the job by
+  either (:func:`job_processes`): a daemon that emptied its environment is
+  still found by its pid and start time.
 
 A process is named by ``(pid, create time)`` (:func:`identity`), so a reused
 pid is never mistaken for the job's.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import shutil
 import signal
@@ -118,6 +123,98 @@ def tagged(run_id: str, exclude: tuple[int, ...] = ()) -> list[psutil.Process]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The children of ``pid`` (``/proc/PID/task/*/children``; psutil where those are missing)."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        if not os.path.exists("/proc/self/task"):
+            try:
+                return [p.pid for p in psutil.Process(pid).children()]
+            except psutil.Error:
+                return []
+    except OSError:
+        pass
+    return kids
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents before children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+class ProcessLog:
+    """The processes of one job, as whoever runs it has seen them: one ``{"pid", "started"}`` JSON
+    line per process in ``processes.jsonl`` (in the run folder), appended as they appear.
+
+    A job's processes are found from it again by pid and start time (:func:`recorded`), after its
+    wrapper or host is gone and whatever their environment says. Writing is best effort: a full
+    disk only costs this record, never the job.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.known: set[int] = set()
+
+    def add(self, pids) -> None:
+        lines = []
+        for pid in pids:
+            if pid in self.known:
+                continue
+            try:
+                started = psutil.Process(pid).create_time()
+            except psutil.Error:
+                continue                            # already gone
+            self.known.add(pid)
+            lines.append(json.dumps({"pid": pid, "started": started}) + "\n")
+        if lines:
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write("".join(lines))
+            except OSError:
+                pass
+
+
+def recorded(path: str) -> list[psutil.Process]:
+    """The live processes that a :class:`ProcessLog` at ``path`` names (same pid and start time)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            pid, started = int(entry["pid"]), float(entry["started"])
+        except (ValueError, KeyError, TypeError):
+            continue                                # a line torn by a kill mid-write
+        if pid != os.getpid() and alive(pid, started):
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    return found
+
+
+def job_processes(run_id: str, log_path: str | None = None, exclude: tuple[int, ...] = ()) -> list[psutil.Process]:
+    """A job's live processes: those tagged with its run id, and those its process log names."""
+    found = {p.pid: p for p in tagged(run_id, exclude)}
+    if log_path:
+        for p in recorded(log_path):
+            if p.pid not in exclude:
+                found.setdefault(p.pid, p)
+    return list(found.values())
+
+
 def descendants(pid: int | None = None) -> list[psutil.Process]:
     try:
         return psutil.Process(os.getpid() if pid is None else pid).children(recursive=True)
@@ -205,9 +302,10 @@ def end(procs: list[psutil.Process], grace_s: float = 0.0) -> list[psutil.Proces
     return left
 
 
-def end_job(run_id: str, grace_s: float = 0.0, exclude: tuple[int, ...] = ()) -> list[int]:
-    """End every process tagged with ``run_id``; returns the pids that were found."""
-    procs = tagged(run_id, exclude)
+def end_job(run_id: str, log_path: str | None = None, grace_s: float = 0.0,
+            exclude: tuple[int, ...] = ()) -> list[int]:
+    """End every process of a job (:func:`job_processes`); returns the pids that were found."""
+    procs = job_processes(run_id, log_path, exclude)
     end(procs, grace_s)
     return [p.pid for p in procs]
 

@@ -7,12 +7,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg, programs, stnd_logging
+from runner import cells, columns as C, config as cfg, programs, selectors, stnd_logging
 from runner.slurm import options as slurm_options
 from runner.cells import CellError
 
 RUNNER_MARKER = programs.MARKER
-_DEP_SPLIT = re.compile(r"[\s,;]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PATH_VAR = re.compile(r"<\$([A-Za-z0-9_-]+)>")        # stnd: "<$VAR>" in a path is that variable
@@ -34,6 +33,7 @@ class RowSpec:
     env: dict[str, str] = field(default_factory=dict)
     slurm: dict[str, str] = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)
+    depends_text: str = ""          # the depends_on cell: names with spaces are read against the sheet
     run_id: str = ""
     time_limit: str = ""             # the row's time_limit cell, as typed ("" for none)
     time_limit_s: float | None = None
@@ -184,10 +184,15 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         except (programs.ProgramError, CellError) as exc:
             problems.append(str(exc))
 
+    depends_text = ""
     try:
-        depends = [t for t in _DEP_SPLIT.split(cell(C.DEPENDS_ON).strip()) if t]
+        depends_text = cell(C.DEPENDS_ON).replace(";", ",")
+        depends = selectors.split(depends_text)
     except CellError as exc:
         problems.append(str(exc))
+        depends = []
+    except selectors.SelectorError as exc:
+        problems.append(f"depends_on {exc}")
         depends = []
     time_limit, time_limit_s = row.get(C.TIME_LIMIT, "").strip(), None
     if time_limit:
@@ -200,7 +205,7 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
-                   depends_on=depends, time_limit=time_limit, time_limit_s=time_limit_s,
+                   depends_on=depends, depends_text=depends_text, time_limit=time_limit, time_limit_s=time_limit_s,
                    root=root, take_last=take_last, warnings=warnings)
 
 

@@ -8,7 +8,9 @@
         config.yaml          resolved config the script reads (--config)
         command.txt          the exact command, shell-quoted for a person to copy
         stdout.log, stderr.log
-        wrapper.json         wrapper pid, host, start time
+        wrapper.json         who runs it: pid, host and start time of its wrapper (kind "wrapper")
+                             or of the launch's job host (kind "host", which runs other rows too)
+        processes.jsonl      every process of the job its wrapper or host has seen (pid, start time)
         heartbeat            touched every few seconds while the job runs
         metrics.jsonl        one line per runner.report() call
         metrics.json         the final value of every metric (written at the end)
@@ -77,6 +79,7 @@ class RunDir:
     stderr = property(lambda self: self.file("stderr.log"))
     wrapper = property(lambda self: self.file("wrapper.json"))
     wrapper_log = property(lambda self: self.file("wrapper.log"))
+    processes = property(lambda self: self.file("processes.jsonl"))
     heartbeat = property(lambda self: self.file("heartbeat"))
     metrics = property(lambda self: self.file("metrics.json"))
     metrics_log = property(lambda self: self.file("metrics.jsonl"))

@@ -179,7 +179,7 @@ class Scheduler:
             outcome.status, outcome.error = record["status"], record.get("error", "")
             outcome.walltime = format_walltime(record.get("walltime_s", 0))
         else:
-            left = procs.end_job(rid, grace_s=0)   # the command died with its host; anything else now
+            left = procs.end_job(rid, job.run_dir.processes)   # the command died with its host; the rest now
             if self.stop_reason:
                 status, error = Status.CANCELLED, "killed while being cancelled"
             else:

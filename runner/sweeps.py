@@ -168,4 +168,4 @@ def after_expansion(rows: RowFilter | None, done) -> RowFilter | None:
         numbers.add(n + sum(last - first + 1 for old, _, first, last in done if old < n))
     for _, _, first, last in done:
         numbers.update(range(first, last + 1))
-    return RowFilter(numbers=numbers, ids=set(rows.ids), spec=rows.spec)
+    return RowFilter(numbers=numbers, ids=set(rows.ids), spec=rows.spec, exact=rows.exact)

@@ -7,12 +7,14 @@ place. The editor's buffer was opened before the runner's write (so it lacks
 the runner's cells). Whatever the step, both the person's edit and the
 runner's write must be in the sheet afterwards.
 """
+import csv
 import os
 import threading
 import time
 
 import pytest
 
+from conftest import CFG
 from runner.sheet import SheetError, open_sheet
 from runner.sheet.csv_sheet import CsvSheet, _exchange
 
@@ -96,3 +98,20 @@ def test_an_empty_sheet_nobody_is_writing_is_an_error_at_once(tmp_path):
     with pytest.raises(SheetError, match="no header row"):
         CsvSheet(path).read()
     assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("kind", ["relative", "absolute"])
+def test_a_symlinked_sheet_is_written_through_and_stays_a_link(project, kind):
+    """result_sheets/sheet.csv -> ../real_sheet.csv: the results reach the real sheet, the link stays."""
+    real = project.write("real_sheet.csv", f"path_to_main,path_to_default_config,whether_to_run,delta:x\n"
+                                           f"scripts/ok.py,{CFG},1,3\nscripts/ok.py,{CFG},1,4\n")
+    link = os.path.join(project.sheets, "sheet.csv")
+    os.symlink("../real_sheet.csv" if kind == "relative" else real, link)
+    project.sheetrun("run", link, "--jobs", "2", check=0)
+    assert os.path.islink(link) and os.readlink(link) == ("../real_sheet.csv" if kind == "relative" else real)
+    rows = list(csv.DictReader(open(real)))
+    assert [r["status"] for r in rows] == ["Completed", "Completed"] and [r["score"] for r in rows] == ["6", "8"]
+    # the run folders carry the link's name, and the lock is the real sheet's
+    assert os.path.normpath(rows[0]["run_folder"]).startswith("experiments/sheet/")
+    assert os.path.exists(os.path.join(os.path.dirname(real), ".sheetrun", "real_sheet.csv.lock"))
+    assert not os.path.exists(os.path.join(project.sheets, ".sheetrun", "sheet.csv.lock"))

@@ -20,8 +20,11 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     install_and_run, install_and_test = commands
     assert "sheetrun run result_sheets/demo.csv" in install_and_run
     assert "scripts/generate_result_tables.py result_sheets/demo.csv" in install_and_run
-    ci = open(os.path.join(REPO, ".ci", "run")).read()
-    assert install_and_test in ci.splitlines()
+    lines = open(os.path.join(REPO, ".ci", "run")).read().splitlines()
+    assert install_and_run in lines and install_and_test in lines          # CI runs both, as written,
+    assert lines.index(install_and_run) < lines.index(install_and_test)   # in the README's order,
+    venv = next(i for i, line in enumerate(lines) if "-m venv" in line)    # in a fresh environment
+    assert venv < lines.index(install_and_run)
 
 
 def test_quickstart_sheet_runs(tmp_path):

@@ -4,6 +4,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 
 import psutil
@@ -423,7 +424,10 @@ def test_status_command_summarises(project):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run(["sheetrun", "--version"], capture_output=True, text=True, check=True)
+    """pip puts the console script beside the interpreter; the environment need not be activated."""
+    script = os.path.join(os.path.dirname(sys.executable), "sheetrun")
+    assert os.access(script, os.X_OK), f"no sheetrun beside {sys.executable}: is the package installed?"
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("sheetrun ")
 
 

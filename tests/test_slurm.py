@@ -216,6 +216,27 @@ def test_cancel_running_and_pending_rows(cluster, project):
     assert rows_by_number(project)[1].get("finished", "") == ""
 
 
+def test_cancelling_one_row_cancels_its_array_task_only(cluster, project, tmp_path):
+    project.write("scripts/sleep.py", SLEEP)
+    gates = [str(tmp_path / f"gate{n}") for n in (1, 2, 3)]
+    project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/sleep.py", CFG, 1, f"r{n}", gates[n - 1]]
+                                                          for n in (1, 2, 3)])
+    sr(project, "run", "result_sheets/sheet.csv", "--backend", "slurm", check=0)
+    wait_for(lambda: all(r.get("started") == "1" for r in rows_by_number(project).values()), timeout=60,
+             what="three array tasks to run")
+    jobs = {n: r["job_id"] for n, r in rows_by_number(project).items()}
+    assert len({j.split("_")[0] for j in jobs.values()}) == 1          # one array, three tasks
+    proc = sr(project, "cancel", "result_sheets/sheet.csv", "--rows", "2", check=0)
+    assert "cancelled rows 2" in proc.stdout
+    wait_for(lambda: squeue_state(jobs[2]) == "CANCELLED", timeout=30, what="task 2 to be cancelled")
+    assert squeue_state(jobs[1]) == squeue_state(jobs[3]) == "RUNNING"
+    for gate in gates:
+        open(gate, "w").close()
+    out = sync_until_done(project, [1, 3])
+    assert [out[n]["status"] for n in (1, 2, 3)] == [Status.COMPLETED, Status.CANCELLED, Status.COMPLETED]
+    assert out[1]["finished"] == out[3]["finished"] == "1" and out[2].get("finished", "") == ""
+
+
 def test_shell_injection_cells_are_inert(cluster, project, tmp_path):
     marker = tmp_path / "pwned"
     evil = [f"$(touch {marker})", f"; touch {marker}", f"`touch {marker}`", f"' ; touch {marker} ; '"]

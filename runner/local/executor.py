@@ -41,7 +41,7 @@ class LocalJob(Job):
 
     def kill(self) -> None:
         if not self.executor.send({"op": "kill", "run_id": self.run_id, "reason": "killed"}):
-            procs.end_job(self.run_id)
+            procs.end_job(self.run_id, self.run_dir.processes)
 
 
 class _ForkedHost:
@@ -203,8 +203,8 @@ class LocalExecutor(Executor):
         """End the host and everything it runs, now."""
         if self.host is not None:
             procs.kill_tree(self.host.pid)
-            for run_id in list(self.jobs):
-                procs.end_job(run_id)
+            for run_id, job in list(self.jobs.items()):
+                procs.end_job(run_id, job.run_dir.processes)
 
     def close(self) -> None:
         """No more jobs: the host ends once its jobs have (at once, here)."""

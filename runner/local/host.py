@@ -9,8 +9,13 @@ events back ("started", and "exit" with the exit record). The host
   an exec, no Python process per job — in its own session, set to get
   SIGKILL if the host dies;
 - is a child subreaper: what a script abandons (a ``setsid()`` daemon, a
-  double fork) comes to the host, which ends it with its job (found by the
-  job's run id in its environment);
+  double fork) comes to the host, which ends it with its job;
+- writes down every process of each job as it sees them (pid and start
+  time, the run folder's ``processes.jsonl``), so that ``sheetrun cancel`` and
+  ``sheetrun sync`` find what a job left even after this host was killed, and
+  whatever the processes' environment says. A process that came to the host
+  is the job's whose tree it was seen in, else whose run id it carries, else
+  whose session it is in, else the only running job's;
 - keeps each job's heartbeat, honours ``sheetrun cancel`` (the run folder's
   marker) and turns a stop request into SIGKILL after the grace period;
 - outlives the runner: when the runner is gone (its command pipe closes),
@@ -127,7 +132,7 @@ class JobHost:
             return self.send(message)
 
         try:
-            run = JobRun(folder, send=send, extra_env=env)
+            run = JobRun(folder, send=send, extra_env=env, kind="host")
         except (OSError, ValueError, KeyError) as exc:
             print(f"sheetrun host: cannot read the job in {folder}: {exc}", file=sys.stderr, flush=True)
             return
@@ -155,19 +160,52 @@ class JobHost:
             self._end_leftovers(run)
             run.finish(code)
 
+    def _track(self) -> None:
+        """Write down the processes of every running job: its command's tree, and the orphans
+        that came to us with theirs."""
+        for pid, run in self.runs.items():
+            run.processes.add(procs.tree(pid))
+        sole = next(iter(self.runs.values())) if len(self.runs) == 1 else None
+        for pid in procs.children(os.getpid()):
+            if pid not in self.runs:
+                owner = self._owner(pid, self.runs.values(), sole)
+                if owner is not None:
+                    owner.processes.add(procs.tree(pid))
+
+    @staticmethod
+    def _owner(pid: int, runs, fallback: JobRun | None = None) -> JobRun | None:
+        """The job among ``runs`` that an orphan which came to us belongs to: whose tree it was seen
+        in, whose run id it carries, whose session it is in; else ``fallback`` (None: not told)."""
+        runs = list(runs)
+        for run in runs:
+            if pid in run.processes.known:
+                return run
+        tag = _tag(pid)
+        for run in runs:
+            if tag == run.run_id:
+                return run
+        try:
+            session = os.getsid(pid)
+        except OSError:
+            return None
+        for run in runs:
+            if session == run.proc.pid:
+                return run
+        return fallback
+
     def _end_leftovers(self, run: JobRun) -> None:
         """End what the finished command left: its session, and its orphans that came to us."""
         try:
             os.killpg(run.proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        scripts = set(self.runs)
         for _ in range(20):
             kids = procs._own_children()
             if kids is None:
-                procs.end(procs.tagged(run.run_id), 0)
+                procs.end(procs.job_processes(run.run_id, run.rd.processes), 0)
                 return
-            mine = [pid for pid in kids if pid not in scripts and _tag(pid) == run.run_id]
+            alone = None if self.runs else run        # no other job: whatever came to us is its
+            mine = [pid for pid in kids if pid not in self.runs and self._owner(pid, [run], alone) is run]
             if not mine:
                 return
             procs.signal_all([p for p in map(_process, mine) if p is not None], signal.SIGKILL)
@@ -209,6 +247,7 @@ class JobHost:
                 self._flush()
             self._reap()
             now = time.time()
+            self._track()
             for run in self.runs.values():
                 if not run.cancelled and run.rd.cancel_requested():
                     run.stop("sheetrun cancel")

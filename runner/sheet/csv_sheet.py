@@ -6,7 +6,8 @@ give it the original's permissions, and swap it in. The lock file and the
 temporary files live in one hidden folder beside the sheet (``.sheetrun/``),
 on the sheet's filesystem, so the swap is atomic and nothing clutters the
 folder a person keeps sheets in. A process killed at any instant leaves either
-the old or the new sheet, never a truncated one.
+the old or the new sheet, never a truncated one. A sheet that is a symbolic
+link is all of that at the file it points to: the link stays a link.
 
 Programs that honour the lock never race. An editor that ignores it can save
 at any instant; the transaction closes that window as far as the filesystem
@@ -81,7 +82,10 @@ _exchange = _Exchange()
 
 class CsvSheet(Sheet):
     def __init__(self, path: str):
-        self.path = os.path.abspath(path)
+        # A sheet that is a symbolic link is read, locked and written where it points: the link
+        # stays a link (a swap must not turn it into a copy), and it keeps its own name.
+        self.given = os.path.abspath(path)
+        self.path = os.path.realpath(path)
         directory, name = os.path.split(self.path)
         self.state_dir = os.path.join(directory, STATE_DIR)
         self.lock_path = os.path.join(self.state_dir, f"{name}.lock")
@@ -96,7 +100,7 @@ class CsvSheet(Sheet):
 
     @property
     def name(self) -> str:
-        return os.path.splitext(os.path.basename(self.path))[0]
+        return os.path.splitext(os.path.basename(self.given))[0]
 
     def _step(self, name: str) -> None:
         if self._hook is not None:
