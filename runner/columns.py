@@ -8,7 +8,9 @@ WHETHER_TO_RUN = "whether_to_run"
 DEPENDS_ON = "depends_on"
 NAME = "name"                    # a row's name: depends_on and --rows may name rows by it
 TIME_LIMIT = "time_limit"        # a row's time limit, as slurm:time writes it
+SWEEP = "sweep"                  # written by 'sheetrun expand': the sweep a row belongs to
 REQUIRED = (PATH_TO_MAIN, PATH_TO_DEFAULT_CONFIG, WHETHER_TO_RUN)
+READ = REQUIRED + (DEPENDS_ON, NAME, TIME_LIMIT, SWEEP)     # every plain column sheetrun reads
 
 DELTA_PREFIX = "delta:"
 DELTA_NEW_PREFIX = "delta+:"
@@ -29,7 +31,8 @@ OWNED = (STATUS, RUN_ID, RUN_FOLDER, JOB_ID, EXIT_CODE, WALLTIME, ERROR)
 
 
 def is_input_column(name: str) -> bool:
-    return name in REQUIRED or name in (DEPENDS_ON, TIME_LIMIT) or name.startswith(
+    """A column sheetrun reads (never written by a metric)."""
+    return name in READ or name.startswith(
         (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, CMD_ENV_PREFIX, SLURM_PREFIX) + DATA_PREFIXES)
 
 

@@ -23,7 +23,7 @@ from runner.plan import RowFilter
 from runner.rows import RowError
 from runner.sheet import Sheet, Table
 
-SWEEP = "sweep"                 # the column that ties a sweep's rows together
+SWEEP = C.SWEEP                 # the column that ties a sweep's rows together
 ITEM_SEPARATOR = " | "
 
 

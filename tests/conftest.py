@@ -22,7 +22,7 @@ SCRIPTS = {
         parser = argparse.ArgumentParser()
         parser.add_argument("--config", required=True)
         cfg = yaml.safe_load(open(parser.parse_args().config))
-        report(score=cfg["x"] * 2, name=str(cfg["name"]))
+        report(score=cfg["x"] * 2, label=str(cfg["name"]))
         print("done", cfg["x"])
     """,
     "crash.py": """

@@ -29,6 +29,7 @@ def test_outside_sheetrun_report_is_a_no_op(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("bad", [{"status": 1}, {"Status": 1}, {"DELTA:x": 1}, {"delta:x": 1}, {"": 1}, {"  ": 1}, {" acc": 1},
+                                 {"name": "x"}, {"Name": "x"}, {"sweep": 1}, {"depends_on": 2}, {"time_limit": 5},
                                  {"a\nb": 1}, {7: 1}, {"x" * 101: 1}, {"x": [1, 2]}, {"x": np.ones(3)},
                                  {"x": object()}])
 def test_bad_metrics_are_left_out_with_a_warning_and_the_rest_kept(bad, tmp_path, monkeypatch, capsys):
@@ -37,6 +38,25 @@ def test_bad_metrics_are_left_out_with_a_warning_and_the_rest_kept(bad, tmp_path
     assert report({**bad, "ok": 1}) == {"ok": 1}         # never raises: a metric never kills a run
     assert "not recorded" in capsys.readouterr().err
     assert [json.loads(line)["values"] for line in open(tmp_path / "metrics.jsonl")] == [{"ok": 1}]
+
+
+NAMES_ITSELF = """
+from runner import report
+report(name="from the script", sweep="sw 1/2", acc=0.5)
+"""
+
+
+def test_a_script_cannot_create_or_change_a_column_sheetrun_reads(project):
+    project.write("scripts/names.py", NAMES_ITSELF)
+    path = project.sheet(BASE + ["notes"], [["scripts/names.py", CFG, "1", ""]])      # no name column yet
+    proc = project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert row["status"] == "Completed" and row["acc"] == "0.5"
+    assert "name" not in row and "sweep" not in row and "name (metric)" not in row
+    import os
+    said = open(os.path.join(project.root, row["run_folder"], "stderr.log")).read()   # what the script was told
+    assert "'name' is a sheetrun column" in said and "'sweep' is a sheetrun column" in said
+    assert "row 1: 1 run(s)" in project.sheetrun("history", path, "1", check=0).stdout
 
 
 def test_report_into_a_run_folder_that_cannot_be_written_warns_and_goes_on(tmp_path, monkeypatch, capsys):

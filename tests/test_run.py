@@ -26,7 +26,7 @@ def test_rows_run_and_write_back(project):
     assert proc.returncode == 1, proc.stderr
     assert rows[2]["status"] == "Failed" and rows[2]["error"] == "x = [1, 2]: expected a number (the default is 1)"
     assert rows[0]["status"] == "Completed" and rows[0]["whether_to_run"] == "0"
-    assert rows[0]["score"] == "42" and rows[0]["name"] == "first"
+    assert rows[0]["score"] == "42" and rows[0]["label"] == "first"
     assert rows[0]["exit_code"] == "0" and rows[0]["job_id"].isdigit()
     assert rows[0]["notes"] == 'keep, me "exactly"'
     assert rows[1]["status"] == "" and rows[1]["whether_to_run"] == "0" and rows[1]["score"] == ""
@@ -83,9 +83,9 @@ def test_bad_inputs_fail_only_their_own_row(project):
     assert errors[6].startswith("whether_to_run must be a whole number") and errors[6].endswith("got 'yes'")
     # stnd runs a config with a <...> value left (<pad> can be a real token): said, not refused
     assert "! row 8: the config still has <...> values: name = <fill me>" in proc.stderr
-    assert rows[7]["name"] == "<fill me>"
+    assert rows[7]["label"] == "<fill me>"
     assert all(r["run_id"] for r in rows)
-    assert rows[8]["score"] == "2" and rows[0]["name"] == "good"
+    assert rows[8]["score"] == "2" and rows[0]["label"] == "good"
 
 
 def test_empty_delta_cell_keeps_default_and_placeholders(project):
@@ -94,7 +94,7 @@ def test_empty_delta_cell_keeps_default_and_placeholders(project):
     ])
     project.sheetrun("run", path, check=0)
     row = project.read()[0]
-    assert row["name"] == "row1_tagT" and row["score"] == "2"
+    assert row["label"] == "row1_tagT" and row["score"] == "2"
 
 
 def test_crashing_script_reports_its_exception(project):
@@ -525,7 +525,7 @@ def test_reset_makes_run_rows_ready_again_and_keeps_what_a_person_typed(project,
         proc = project.sheetrun("reset", path, check=1)             # row 3 is still running: left alone
         assert "row 3 not reset: its run is still held" in proc.stderr and "reset rows 1" in proc.stdout
         rows = project.read()
-        assert rows[0]["status"] == rows[0]["run_id"] == rows[0]["score"] == rows[0]["name"] == ""
+        assert rows[0]["status"] == rows[0]["run_id"] == rows[0]["score"] == rows[0]["label"] == ""
         assert rows[0]["whether_to_run"] == "1" and rows[0]["notes"] == "keep me"
         assert rows[1]["whether_to_run"] == "0"                      # never run: untouched
         assert rows[2]["status"] == "Running"

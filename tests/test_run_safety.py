@@ -317,7 +317,7 @@ def test_a_header_with_stray_spaces_is_matched(project):
                          f"scripts/ok.py,{CFG},1,spaced\n")
     project.sheetrun("run", path, check=0)
     row = project.read()[0]
-    assert row["status"] == "Completed" and row["name"] == "spaced"
+    assert row["status"] == "Completed" and row["label"] == "spaced"
 
 
 # -- sheets that cannot be used: one clear line ----------------------------------------------------------

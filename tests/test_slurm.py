@@ -121,7 +121,7 @@ def test_twenty_rows_complete_through_arrays(cluster, project):
     for n, row in out.items():
         x = n - 1
         assert row["status"] == Status.COMPLETED, row
-        assert row["score"] == str(2 * x) and row["name"] == f"run{x}"        # metrics in their own row
+        assert row["score"] == str(2 * x) and row["label"] == f"run{x}"        # metrics in their own row
         array, task = row["job_id"].split("_")
         arrays.add(array)
         folder = os.path.normpath(os.path.join(project.root, row["run_folder"]))
@@ -247,7 +247,7 @@ def test_shell_injection_cells_are_inert(cluster, project, tmp_path):
     out = rows_by_number(project)
     for n, text in enumerate(evil, start=1):
         assert out[n]["status"] == Status.COMPLETED, out[n]
-        assert out[n]["name"] == str(decode(text))    # the script got the text (as a delta cell decodes it)
+        assert out[n]["label"] == str(decode(text))    # the script got the text (as a delta cell decodes it)
         info = json.load(open(os.path.join(project.root, out[n]["run_folder"], "slurm.json")))
         assert f"--comment={text}" in info["sbatch"]
     assert not marker.exists()
@@ -350,5 +350,5 @@ def test_slurm_jobs_write_a_google_sheet(cluster, project):
     header = grid[0]
     for i, row in enumerate(grid[1:]):
         cells = dict(zip(header, row))
-        assert cells["status"] == Status.COMPLETED and cells["score"] == 2 * i and cells["name"] == f"n{i}"
+        assert cells["status"] == Status.COMPLETED and cells["score"] == 2 * i and cells["label"] == f"n{i}"
         assert cells["job_id"].count("_") == 1
