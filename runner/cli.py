@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 from collections import Counter
 
@@ -122,9 +123,35 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
         err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""),
                           markup=False, highlight=False)
 
-    final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show)
+    def on_sigterm(signum, _frame):
+        raise KeyboardInterrupt(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show)
+    except KeyboardInterrupt as exc:            # Ctrl-C or SIGTERM: cancel what it follows
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return _cancel_followed(sheet, root, submitted, client, exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
     return 0 if ok else 1
+
+
+def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: KeyboardInterrupt) -> int:
+    """``run --backend slurm --wait`` interrupted: its rows' jobs are cancelled, as a local run's are."""
+    from runner.cancel import cancel
+    from runner.slurm.submit import ranges
+
+    sigterm = bool(interrupt.args) and interrupt.args[0] == signal.SIGTERM
+    numbers = cancel(sheet, root, RowFilter(ids=set(run_ids)), client)
+    err_console.print(f"interrupted ({'SIGTERM' if sigterm else 'Ctrl-C'}): "
+                      + (f"cancelled rows {ranges(numbers)} and their SLURM jobs" if numbers
+                         else "every row had already ended")
+                      + "; to leave jobs running, submit without --wait and follow with 'sheetrun sync'",
+                      markup=False, highlight=False, soft_wrap=True)
+    return 143 if sigterm else 130
 
 
 def dry_run(sheet, root: str, rows) -> int:

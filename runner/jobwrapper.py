@@ -358,8 +358,25 @@ class JobRun:
             self.channel.started({C.STATUS: Status.RUNNING, C.JOB_ID: self.job_id, C.ERROR: ""})
         return self.proc is not None
 
-    def stop(self, reason: str, grace_s: float = KILL_GRACE_S) -> None:
-        """Ask the command to stop (SIGTERM to its session), SIGKILL after ``grace_s``."""
+    def ended_on_its_own(self) -> bool:
+        """The command has exited (its exit not yet collected, or just collected): a stop or time
+        limit that comes now is too late, and the job is judged by its own exit."""
+        if self.proc is None:
+            return False
+        if self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:            # collected by another thread this instant
+            return True
+        except OSError:
+            return False
+
+    def stop(self, reason: str, grace_s: float = KILL_GRACE_S) -> bool:
+        """Ask the command to stop (SIGTERM to its session), SIGKILL after ``grace_s``; False when
+        it had already ended on its own (nothing is asked, and it is judged by its exit)."""
+        if self.ended_on_its_own():
+            return False
         if not self.cancelled:
             self.cancelled.append(reason)
         if self.proc is not None and self.proc.returncode is None:
@@ -367,6 +384,7 @@ class JobRun:
             self.stop_signal = self.stop_signal or signal.SIGTERM
             if self.kill_at is None:
                 self.kill_at = time.monotonic() + grace_s
+        return True
 
     def escalate(self) -> None:
         """SIGKILL a command that ignored its stop request for the grace period."""
@@ -417,9 +435,8 @@ class JobRun:
     def check_time_limit(self, now: float) -> None:
         """Stop the command once it has run for its time limit (it then ends Timeout)."""
         if (self.time_limit_s and not self.cancelled and self.proc is not None
-                and self.proc.returncode is None and now - self.started >= self.time_limit_s):
-            self.timed_out = True
-            self.stop(f"time limit {self.job.get('time_limit')}")
+                and now - self.started >= self.time_limit_s):
+            self.timed_out = self.stop(f"time limit {self.job.get('time_limit')}")
 
     def heartbeat(self, now: float) -> None:
         self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))

@@ -92,7 +92,7 @@ class RowFilter:
         """Read the names again knowing the sheet's (a name with spaces between commas stays whole);
         RowError naming what ``--rows`` names that the sheet does not have."""
         names = {r.get(C.NAME) for r in table.rows} | {r.get(C.RUN_ID) for r in table.rows}
-        if self.ids and not self.exact:
+        if self.ids and self.spec and not self.exact:
             again = RowFilter.parse(self.spec, names)
             self.numbers |= again.numbers
             self.ids = again.ids

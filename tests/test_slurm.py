@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -235,6 +237,27 @@ def test_cancelling_one_row_cancels_its_array_task_only(cluster, project, tmp_pa
     out = sync_until_done(project, [1, 3])
     assert [out[n]["status"] for n in (1, 2, 3)] == [Status.COMPLETED, Status.CANCELLED, Status.COMPLETED]
     assert out[1]["finished"] == out[3]["finished"] == "1" and out[2].get("finished", "") == ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_wait_cancels_the_rows_it_follows(cluster, project, sig):
+    project.write("scripts/sleep.py", SLEEP)
+    project.sheet(BASE + ["delta:name"], [["scripts/sleep.py", CFG, 1, "a"], ["scripts/sleep.py", CFG, 1, "b"]])
+    follower = subprocess.Popen([sys.executable, "-m", "runner", "run", "result_sheets/sheet.csv", "--backend",
+                                 "slurm", "--wait", "--poll", "0.5"], cwd=project.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(r.get("started") == "1" for r in rows_by_number(project).values()), timeout=60,
+                 what="both rows to run")
+        jobs = [r["job_id"] for r in rows_by_number(project).values()]
+        follower.send_signal(sig)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert "Traceback" not in err and "cancelled rows 1-2 and their SLURM jobs" in err
+    assert [r["status"] for r in rows_by_number(project).values()] == [Status.CANCELLED] * 2
+    wait_for(lambda: all(squeue_state(j) == "CANCELLED" for j in jobs), timeout=30, what="SLURM to cancel both")
 
 
 def test_shell_injection_cells_are_inert(cluster, project, tmp_path):

@@ -101,3 +101,47 @@ def test_odd_column_names_print_literally(project):
     assert "v:: None -> 1" in proc.stdout and "'[/] x'" in proc.stdout and "✌" not in proc.stdout
     proc = project.sheetrun("run", path, check=0)
     assert project.read()[0]["[red]note[/]"] == "[bold]typed[/bold]"
+
+
+def _finished_command_run(tmp_path, time_limit_s=None):
+    """A JobRun whose command (``true``) has exited but whose exit is not collected yet: the instant in
+    which a time limit or a cancel may come too late."""
+    import json
+    import sys
+    import time
+
+    from runner.jobwrapper import JobRun
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    job = {"run_id": "rtest", "argv": [sys.executable, "-c", "print('done')"], "cwd": str(tmp_path),
+           "sheet": str(tmp_path / "absent.csv"), "env": {}, "time_limit": "0:00:01", "time_limit_s": time_limit_s}
+    (folder / "job.json").write_text(json.dumps(job))
+    sent = []
+    run = JobRun(str(folder), send=lambda m: sent.append(m) or True)
+    assert run.start()
+    deadline = time.time() + 10
+    while not run.ended_on_its_own():          # exited, still a zombie: nobody has collected it
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert run.proc.returncode is None
+    return run
+
+
+def test_a_job_that_ended_as_its_time_limit_came_is_judged_by_its_own_exit(tmp_path):
+    import os
+
+    run = _finished_command_run(tmp_path, time_limit_s=1)
+    run.check_time_limit(run.started + 3600)           # the limit hits now, after the exit
+    _, status = os.waitpid(run.proc.pid, 0)
+    record = run.finish(os.waitstatus_to_exitcode(status))
+    assert (record["status"], record["exit_code"], record["error"]) == ("Completed", 0, "")
+
+
+def test_a_job_that_ended_as_cancel_came_is_judged_by_its_own_exit(tmp_path):
+    import os
+
+    run = _finished_command_run(tmp_path)
+    assert run.stop("sheetrun cancel") is False          # too late: nothing is asked
+    _, status = os.waitpid(run.proc.pid, 0)
+    assert run.finish(os.waitstatus_to_exitcode(status))["status"] == "Completed"
