@@ -84,6 +84,14 @@ class RunResult:
         return not self.interrupted and all(o.status == Status.COMPLETED for o in self.outcomes)
 
 
+def _plan_inputs(table: Table) -> tuple:
+    """What :func:`runner.plan.plan` reads of a sheet: its columns, and each row's number and the
+    cells of the columns sheetrun reads or owns (not notes, not metrics)."""
+    columns = tuple(table.columns)
+    read = [c for c in columns if C.is_input_column(c) or c in C.OWNED]
+    return columns, tuple((row.number, row.ragged, tuple(row.get(c) for c in read)) for row in table.rows)
+
+
 def cpu_budget(jobs: int) -> int:
     try:
         cores = len(os.sched_getaffinity(0))
@@ -157,7 +165,14 @@ class Launch:
                 return f"queued in another {holder_text(claim)}"
             return seen.reason
 
+        last: dict = {}                     # the previous attempt: what it planned from, and its plan
+
         def change(table: Table) -> list[PlannedRow]:
+            key = _plan_inputs(table)
+            if key == last.get("key"):
+                # The sheet changed since the last attempt, but not in a cell the plan reads (another
+                # program saved a note, a metric): the same claim goes onto its newest content at once.
+                return apply(table, last["planned"])
             for folder in made:             # an earlier attempt of this transaction (the file changed)
                 _remove_claim(folder)
             made.clear()
@@ -165,9 +180,6 @@ class Launch:
             self.result.notes = []
             planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
                            worksheet=self.sheet.name, notes=self.result.notes)
-            if any(p.writable for p in planned):
-                for column in C.OWNED:          # a fixed, readable order for new sheets
-                    table.ensure_column(column)
             claimed = dict(self.claim, claimed=time.time())
             for p in planned:
                 if p.ok and p.writable:
@@ -184,11 +196,20 @@ class Launch:
                         p.error = f"could not create the run folder: {describe(exc)}"
             _fail_dependents(planned)
             for p in planned:
-                if not p.writable:
-                    continue
-                if not p.ok and p.run_folder:
+                if p.writable and not p.ok and p.run_folder:
                     _remove_claim(p.run_folder)
                     p.run_folder = ""
+            last.update(key=key, planned=planned)
+            return apply(table, planned)
+
+        def apply(table: Table, planned: list[PlannedRow]) -> list[PlannedRow]:
+            """The claim's cells, written into this attempt's table."""
+            if any(p.writable for p in planned):
+                for column in C.OWNED:          # a fixed, readable order for new sheets
+                    table.ensure_column(column)
+            for p in planned:
+                if not p.writable:
+                    continue
                 values = {C.RUN_ID: p.run_id, C.JOB_ID: "", C.EXIT_CODE: "", C.WALLTIME: ""}
                 if p.ok:
                     values.update({C.STATUS: Status.SUBMITTED, C.ERROR: "",

@@ -8,13 +8,14 @@ the runner's cells). Whatever the step, both the person's edit and the
 runner's write must be in the sheet afterwards.
 """
 import csv
+import io
 import os
 import threading
 import time
 
 import pytest
 
-from conftest import CFG
+from conftest import BASE, CFG
 from runner.sheet import SheetError, open_sheet
 from runner.sheet.csv_sheet import CsvSheet, _exchange
 
@@ -115,3 +116,111 @@ def test_a_symlinked_sheet_is_written_through_and_stays_a_link(project, kind):
     assert os.path.normpath(rows[0]["run_folder"]).startswith("experiments/sheet/")
     assert os.path.exists(os.path.join(os.path.dirname(real), ".sheetrun", "real_sheet.csv.lock"))
     assert not os.path.exists(os.path.join(project.sheets, ".sheetrun", "sheet.csv.lock"))
+
+
+def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_nothing(project):
+    """Claiming 200 rows takes longer than the editor's 20 ms between saves: the run keeps trying,
+    with back-off, and says so; the editor's saves and the run's results are all there at the end."""
+    n = 200
+    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", str(i), ""] for i in range(n)])
+    stop = threading.Event()
+    saves = []
+
+    def editor():
+        k = 0
+        while not stop.is_set():
+            try:
+                text = open(path, encoding="utf-8").read()
+            except OSError:
+                continue
+            lines = text.splitlines()
+            header = lines[0].split(",")
+            cells = next(csv.reader([lines[1]]))
+            cells[header.index("notes")] = f"edit {k}"
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="").writerow(cells)
+            lines[1] = buf.getvalue()
+            tmp = path + ".editor"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(tmp, path)              # saves as editors do, ignoring sheetrun's lock
+            saves.append(f"edit {k}")
+            k += 1
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=editor, daemon=True)
+    thread.start()
+    try:
+        proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        thread.join(10)
+    rows = project.read()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["status"] for r in rows] == ["Completed"] * n
+    assert [r["score"] for r in rows] == [str(2 * i) for i in range(n)]
+    assert rows[0]["notes"] == saves[-1] and len(saves) > 20            # the editor's last save is kept
+
+
+def test_a_sheet_that_never_stops_changing_is_given_up_cleanly(tmp_path, monkeypatch, capsys):
+    """Past the retry budget the transaction gives up with a clear error, having written nothing."""
+    import runner.sheet.csv_sheet as csv_sheet
+
+    monkeypatch.setattr(csv_sheet, "RETRY_FOR_S", 1.5)
+    path = tmp_path / "sheet.csv"
+    path.write_text("path_to_main,path_to_default_config,whether_to_run,notes\ns.py,c.yaml,1,0\n")
+    stop = threading.Event()
+
+    def editor():
+        k = 0
+        while not stop.is_set():
+            k += 1
+            (tmp_path / "e.tmp").write_text(f"path_to_main,path_to_default_config,whether_to_run,notes\ns.py,c.yaml,1,{k}\n")
+            os.replace(tmp_path / "e.tmp", path)
+            time.sleep(0.001)
+
+    def slow_change(table):
+        time.sleep(0.03)                       # longer than the editor leaves between saves
+        table.rows[0].set("whether_to_run", "0")
+
+    thread = threading.Thread(target=editor, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(SheetError, match="kept changing during .* attempts"):
+            CsvSheet(str(path)).transact(slow_change)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert ",1," in path.read_text()                                   # ours never landed
+    assert "trying again for up to" in capsys.readouterr().err          # and it said it was trying
+
+
+HOLDER = """
+import sys, time
+from runner.sheet.csv_sheet import CsvSheet
+def hold(table):
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+CsvSheet(sys.argv[1]).transact(hold)
+"""
+
+
+def test_a_wait_for_the_lock_says_who_holds_it_and_since_when(project, tmp_path):
+    import subprocess
+    import sys
+
+    path = project.sheet(BASE + ["delta:x"], [["scripts/ok.py", CFG, "1", "1"]])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, path, "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.time()
+        proc = project.sheetrun("run", path, check=0)
+        waited = time.time() - started
+    finally:
+        holder.wait(30)
+    assert waited > 1.5                                     # it did wait for the lock
+    said = [line for line in proc.stderr.splitlines() if "waiting for the lock" in line]
+    assert len(said) == 1, proc.stderr
+    assert f"held by pid {holder.pid}" in said[0] and " since " in said[0]
+    assert project.read()[0]["status"] == "Completed"

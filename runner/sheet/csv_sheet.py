@@ -26,9 +26,13 @@ allows:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import json
 import os
+import random
+import socket
 import sys
 import tempfile
 import time
@@ -42,7 +46,9 @@ from runner.sheet.table import SheetFormatError, Table
 
 T = TypeVar("T")
 LOCK_TIMEOUT_S = 120.0
-MAX_RETRIES = 20
+RETRY_FOR_S = 120.0     # a sheet another program keeps saving is tried again for this long
+QUICK_RETRIES = 5       # then with growing, random pauses (to land between its saves)
+SAY_AFTER_S = 1.0       # a wait longer than this is said (who holds the lock; a sheet that keeps changing)
 SETTLE_S = 2.0          # an empty / unparsable file younger than this is re-read, not refused
 SETTLE_POLL_S = 0.05
 STATE_DIR = ".sheetrun"   # beside the sheet: its lock file and temporary files
@@ -150,13 +156,54 @@ class CsvSheet(Sheet):
     def transact(self, change: Callable[[Table], T]) -> T:
         try:
             self._make_state_dir()
-            with self._lock:
+            with self._locked():
                 return self._transact(change)
         except Timeout:
-            raise SheetError(f"{self.path}: another program has held its lock file {self.lock_path} "
-                             f"for {LOCK_TIMEOUT_S:.0f}s") from None
+            raise SheetError(f"{self.path}: its lock file {self.lock_path} was held for {LOCK_TIMEOUT_S:.0f}s "
+                             f"({self._holder()})") from None
         except OSError as exc:
             raise SheetError(f"cannot update {self.path}: {describe(exc)}") from None
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The sheet's lock; a wait longer than a second says who holds it and since when. The
+        holder is written beside the lock file (``.lock.holder``) each time it is taken."""
+        try:
+            self._lock.acquire(timeout=SAY_AFTER_S)
+        except Timeout:
+            print(f"sheetrun: waiting for the lock on {self.path}: {self._holder()}", file=sys.stderr, flush=True)
+            self._lock.acquire(timeout=LOCK_TIMEOUT_S - SAY_AFTER_S)
+        try:
+            if self._lock.lock_counter == 1:
+                self._write_holder()
+            yield
+        finally:
+            self._lock.release()
+
+    @property
+    def holder_path(self) -> str:
+        return self.lock_path + ".holder"
+
+    def _write_holder(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+              "command": " ".join([os.path.basename(sys.argv[0] or "python")] + sys.argv[1:])[:200]}
+        try:
+            with open(self.holder_path, "w", encoding="utf-8") as f:
+                f.write(json.dumps(me))
+        except OSError:
+            pass
+
+    def _holder(self) -> str:
+        """Who holds the lock, as the holder wrote it."""
+        try:
+            with open(self.holder_path, encoding="utf-8") as f:
+                who = json.loads(f.read())
+            since = float(who["since"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "held by another program (it did not say who)"
+        when = time.strftime("%H:%M:%S", time.localtime(since))
+        return (f"held by pid {who.get('pid')} ({who.get('command')}) on {who.get('host')} "
+                f"since {when} ({time.time() - since:.0f}s)")
 
     def _current_table(self) -> tuple[Table, tuple]:
         """The sheet as a table: the one this object last wrote when the file is still that one
@@ -175,7 +222,23 @@ class CsvSheet(Sheet):
         self._remove_stale_temps()
         displaced: str | None = None        # an editor's save our swap pushed out: redo on top of it
         result = None                       # what change() returned on the last attempt
-        for _ in range(MAX_RETRIES):
+        deadline = time.monotonic() + RETRY_FOR_S
+        attempt, said = 0, False
+        while True:
+            attempt += 1
+            if attempt > 1:
+                # give up only from a clean state: with an editor's save in hand, it must go back first
+                if time.monotonic() > deadline and displaced is None:
+                    raise SheetError(f"{self.path} kept changing during {attempt - 1} attempts over "
+                                     f"{RETRY_FOR_S:.0f}s to update it (another program saving it all the time?); "
+                                     "nothing was written")
+                if not said and time.monotonic() > deadline - RETRY_FOR_S + SAY_AFTER_S:
+                    said = True
+                    print(f"sheetrun: {self.path} changed during each of the last {attempt - 1} attempts to update "
+                          f"it (another program saving it?); trying again for up to {RETRY_FOR_S:.0f}s, "
+                          "each time on its newest content", file=sys.stderr, flush=True)
+                if attempt > QUICK_RETRIES and displaced is None:
+                    time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** (attempt - QUICK_RETRIES))))
             if displaced is None:
                 table, before = self._current_table()
             else:
@@ -194,7 +257,6 @@ class CsvSheet(Sheet):
                 table.changed = False
                 self._cache = (ours, table)
                 return result
-        raise SheetError(f"{self.path} kept changing during {MAX_RETRIES} attempts to update it")
 
     def _commit(self, text: str, before: tuple) -> tuple[str, str | None, tuple | None]:
         """Swap ``text`` in unless the sheet changed since ``before``.
@@ -252,7 +314,7 @@ class CsvSheet(Sheet):
     def write_new(self, table: Table) -> None:
         try:
             os.makedirs(self.state_dir, exist_ok=True)
-            with self._lock:
+            with self._locked():
                 if os.path.exists(self.path) and open(self.path, "rb").read().strip():
                     raise SheetError(f"{self.path} already has content; not overwritten")
                 fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f"{os.path.basename(self.path)}.",
