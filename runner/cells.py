@@ -72,6 +72,9 @@ def _decode_value(s: str):
     return s
 
 
+DECIMAL_COMMA = re.compile(r"\s*[+-]?\d+,\d+(?:[eE][+-]?\d+)?\s*")     # 0,01 as comma-decimal locales write it
+
+
 def _decode_list(s: str) -> list:
     if not s.endswith("]"):
         raise CellError(f"list {s!r} has no closing ']'")

@@ -8,7 +8,6 @@ import signal
 import sys
 from collections import Counter
 
-from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -16,14 +15,15 @@ from runner import __version__
 from runner import columns as C
 from runner import config as cfg
 from runner.columns import Status
+from runner.console import make_console
+from runner.errors import UsageError
 from runner.plan import RowFilter, plan
 from runner.rows import RowError, project_root_for
 from runner.sheet import SheetError, open_sheet
 from runner.slurm.client import SlurmError
 
-# Cells, errors and paths are people's text: never read as markup or emoji codes.
-console = Console(markup=False, emoji=False, highlight=False)
-err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def _root(args) -> str:
@@ -43,10 +43,8 @@ def cmd_run(args) -> int:
     from runner.local import LocalExecutor
     from runner.progress import Progress
 
-    if args.jobs is not None and args.jobs < 1:
-        raise SystemExit("sheetrun: --jobs must be at least 1")
     if args.wait and args.backend != "slurm":
-        raise SystemExit("sheetrun: --wait is for --backend slurm (local runs always wait)")
+        raise UsageError("--wait is for --backend slurm (local runs always wait)")
     sheet = open_sheet(args.sheet)
     root = _root(args)
     rows = RowFilter.parse(args.rows)
@@ -66,7 +64,7 @@ def cmd_run(args) -> int:
     try:
         DevicePool(visible_devices(), args.gpus_per_job)
     except ValueError as exc:
-        raise SystemExit(f"sheetrun: {exc}") from None
+        raise UsageError(str(exc)) from None
     result = launch(sheet, LocalExecutor(), opts, Progress(err_console, sheet.name, show=_show(args)))
     if not result.outcomes and not result.skipped:
         err_console.print("nothing to run: no row has whether_to_run = 1"
@@ -77,16 +75,8 @@ def cmd_run(args) -> int:
 
 
 def _timeout(args) -> str:
-    """``--timeout``, checked: a SLURM time (60, 1:30:00, 2-00:00:00)."""
-    from runner.slurm.options import parse_time
-
-    if not args.timeout:
-        return ""
-    try:
-        parse_time(args.timeout)
-    except ValueError as exc:
-        raise SystemExit(f"sheetrun: --timeout: {exc}") from None
-    return args.timeout
+    """``--timeout`` (checked when parsed), or "" for none."""
+    return args.timeout or ""
 
 
 def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
@@ -97,7 +87,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
     from runner.sync import follow
 
     if args.retries:
-        raise SystemExit("sheetrun: --retries is for local runs; on SLURM, rows that fail are run again "
+        raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
                          "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args))
     client = default_client()
@@ -220,9 +210,7 @@ def cmd_status(args) -> int:
         console.print(failed)
     shown = _show(args)
     if shown:
-        missing = [c for c in shown if c not in table.index]
-        if missing:
-            err_console.print(f"no column {', '.join(map(repr, missing))} in the sheet", soft_wrap=True)
+        _check_shown(shown, table.columns, "the sheet has no column")
         picked = RichTable(title="rows", title_justify="left")
         for col in ("row", "status", *shown):
             picked.add_column(Text(col), no_wrap=True, min_width=3 if col == "row" else None,
@@ -278,6 +266,24 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def _check_shown(names: list[str], available, what: str) -> None:
+    """``--show`` names that are not there: a usage error with the closest names."""
+    import difflib
+
+    available = [a for a in available if a]
+    problems = []
+    for name in names:
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+            problems.append(repr(name) + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+    if problems:
+        raise UsageError(f"--show: {what} " + ", ".join(problems))
+
+
+def _runs_dir(args, root: str) -> str:
+    return os.path.abspath(getattr(args, "runs_dir", None) or os.path.join(root, "experiments"))
+
+
 def _show(args) -> list[str] | None:
     return [c.strip() for c in args.show.split(",") if c.strip()] if getattr(args, "show", None) else None
 
@@ -288,21 +294,26 @@ def cmd_history(args) -> int:
     sheet = open_sheet(args.sheet)
     table = sheet.read()
     spec = RowFilter.one(args.row)
-    spec.check(table)
+    spec.check(table, what="ROW")
     rows = [r for r in table.rows if r in spec]
     if len(rows) != 1:
-        raise SystemExit(f"sheetrun: {args.row!r} names {len(rows)} rows; name one")
+        raise UsageError(f"{args.row!r} names {len(rows)} rows; name one")
     row = rows[0]
-    runs = history(row, _root(args))
+    root = _root(args)
+    runs = history(row, root, os.path.join(_runs_dir(args, root), sheet.name))
     if not runs:
         console.print(f"row {row.number} has not been run")
         return 0
-    names = _show(args) or [m for m in runs[0].metrics][-4:]
+    names = _show(args)
+    if names:
+        _check_shown(names, {m for run in runs for m in run.metrics}, f"no run of row {row.number} reported")
+    names = names or [m for m in runs[0].metrics][-4:]
     out = RichTable(title=f"row {row.number}: {len(runs)} run(s), newest first", title_justify="left")
-    for col in ("", "started", "run_id", "try", "status", "walltime"):
+    for col in ("#", "started", "run_id", "try", "status", "walltime"):
         out.add_column(Text(col), no_wrap=True)
     for col in names:
-        out.add_column(Text(col), no_wrap=True, justify="right", max_width=12, overflow="ellipsis")
+        out.add_column(Text(col), no_wrap=True, justify="right", overflow="ellipsis",
+                       max_width=12 if console.is_terminal else None)
     import time as _time
 
     def fmt(value) -> str:
@@ -328,16 +339,21 @@ def cmd_plot(args) -> int:
     if spec is not None:
         spec.check(table)
     root = _root(args)
+    from runner.sweeps import swept_labels
+
+    swept = swept_labels(table)
     series, empty = [], []
     for row in table.rows:
         if (spec is not None and row not in spec) or not row.get(C.RUN_FOLDER):
             continue
         x_name, xs, ys = curve(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))), args.metric)
-        label = f"row {row.number}" + (f" {row.get(C.NAME)}" if row.get(C.NAME) else "") + f" ({row.get(C.RUN_ID)})"
+        what = swept.get(row.number) or row.get(C.NAME)        # a sweep's rows by their swept values
+        label = f"row {row.number}" + (f" {what}" if what else "") + f" ({row.get(C.RUN_ID)})"
         (series.append((label, x_name, xs, ys)) if xs else empty.append(row.number))
     if not series:
-        raise SystemExit(f"sheetrun: no selected row's run reported {args.metric!r}")
-    runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
+        err_console.print(f"sheetrun: no selected row's run reported {args.metric!r}", soft_wrap=True)
+        return 1
+    runs_dir = _runs_dir(args, root)
     out = args.out or os.path.join(runs_dir, sheet.name, "plots", f"{args.metric}.png".replace(os.sep, "_"))
     plot(series, args.metric, out)
     console.print(f"{len(series)} curve(s) of {args.metric} written to {out}", soft_wrap=True)
@@ -397,6 +413,39 @@ def cmd_reset(args) -> int:
     return 1 if left else 0
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _time(text: str) -> str:
+    """``--timeout``: a SLURM time (60, 1:30:00, 2-00:00:00), checked when parsing."""
+    from runner.slurm.options import parse_time
+
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sheetrun", description="Run the experiments listed in a results sheet and write "
@@ -415,20 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the rows whose whether_to_run is 1")
     common(run)
-    run.add_argument("-j", "--jobs", type=int, default=None,
+    run.add_argument("-j", "--jobs", type=_at_least(1), default=None,
                      help="rows to run at once (default: 1 locally; on SLURM, no limit of sheetrun's own)")
     run.add_argument("--backend", choices=("local", "slurm"), default="local",
                      help="run here (default) or submit to SLURM as job arrays")
     run.add_argument("--wait", action="store_true",
                      help="with --backend slurm: after submitting, follow the rows until they end")
-    run.add_argument("--poll", type=float, default=5.0, help="seconds between SLURM polls with --wait")
-    run.add_argument("--timeout", metavar="TIME",
+    run.add_argument("--poll", type=_positive_float, default=5.0, help="seconds between SLURM polls with --wait")
+    run.add_argument("--timeout", metavar="TIME", type=_time,
                      help="stop a row after this long (60 minutes, 1:30:00, 2-00:00:00) and mark it Timeout; "
                           "a row's time_limit cell wins")
-    run.add_argument("--retries", type=int, default=0, metavar="K",
+    run.add_argument("--retries", type=_at_least(0), default=0, metavar="K",
                      help="local runs: run a row that failed (non-zero exit) or was lost again, up to K times, "
                           "each try in a new run folder")
-    run.add_argument("--gpus-per-job", type=int, default=None, metavar="K",
+    run.add_argument("--gpus-per-job", type=_at_least(0), default=None, metavar="K",
                      help="local runs: GPUs per job through CUDA_VISIBLE_DEVICES (default: 1 where there "
                           "are GPUs; 0 hides them)")
     run.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names, e.g. '1,3,5-8'")
@@ -483,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(hist)
     hist.add_argument("row", metavar="ROW", help="a row number, run id or name")
     hist.add_argument("--show", help="the metrics to list, e.g. 'acc,loss' (default: the last four reported)")
+    hist.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
     hist.set_defaults(func=cmd_history)
 
     plot_cmd = sub.add_parser("plot", help="draw rows' metric curves from their runs into a PNG")
@@ -502,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = os.path.abspath(args.credentials)
     if getattr(args, "worksheet", None):
         if "://" not in args.sheet:
-            raise SystemExit("sheetrun: --worksheet is for Google Sheets URLs")
+            err_console.print("sheetrun: --worksheet is for Google Sheets URLs")
+            return 2
         args.sheet = args.sheet.split("::")[0] + "::" + args.worksheet
     try:
         return args.func(args)
@@ -512,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     except SlurmError as exc:
         err_console.print(f"sheetrun: SLURM: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    except RowError as exc:
+    except (RowError, UsageError) as exc:
         err_console.print(f"sheetrun: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
 

@@ -18,6 +18,7 @@ ENV_PREFIX = "env:"
 CMD_ENV_PREFIX = "cmd_env_var:"     # stnd's environment variables ($VAR expanded)
 SLURM_PREFIX = "slurm:"
 DATA_PREFIXES = ("env_var:", "condor:")   # stnd's HTCondor columns: kept as data, not a backend
+PARAMETER_PREFIXES = (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, CMD_ENV_PREFIX, SLURM_PREFIX)
 
 # Columns the runner owns: it writes them, and only them (plus reported metrics).
 STATUS = "status"

@@ -1,4 +1,5 @@
-"""Plain-words causes for operating-system errors, as a row or a console line shows them."""
+"""Plain-words causes for operating-system errors, as a row or a console line shows them, and the
+error of a command used the wrong way."""
 from __future__ import annotations
 
 import errno
@@ -24,3 +25,7 @@ def describe(exc: BaseException, path: str | None = None) -> str:
     where = path or exc.filename
     detail = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
     return f"{cause} ({where}: {detail})" if where else f"{cause} ({detail})"
+
+
+class UsageError(Exception):
+    """The command was given something it cannot use (an option, a project file): said, exit status 2."""

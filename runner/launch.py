@@ -261,7 +261,8 @@ class Launch:
         row_env = dict(self.env if self.backend == "local" else {}, **self.root_env)
         row_env.update(p.spec.env)
         limit, limit_s = self.time_limit(p)
-        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number, "attempt": attempt,
+        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number, "name": p.spec.name,
+                "attempt": attempt,
                 "argv": p.spec.argv(os.path.join(p.run_folder, "config.yaml"), self.opts.python),
                 "cwd": self.opts.root, "env": row_env, "launcher": launcher,
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],

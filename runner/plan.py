@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from runner import columns as C
-from runner import selectors
+from runner import rowrefs
 from runner.cells import CellError, parse_whether_to_run
 from runner.config import load_yaml
 from runner.columns import Status
@@ -53,7 +53,7 @@ class PlannedRow:
 @dataclass
 class RowFilter:
     """``--rows``: row numbers, ranges, run ids and ``name`` cells, e.g. ``"1,3,5-8 r1a2b3c4 baseline"``;
-    a name with spaces is quoted, or alone between commas (:mod:`runner.selectors`)."""
+    a name with spaces is quoted, or alone between commas (:mod:`runner.rowrefs`)."""
     numbers: set[int] = field(default_factory=set)
     ids: set[str] = field(default_factory=set)          # run ids or names
     spec: str = ""
@@ -65,8 +65,8 @@ class RowFilter:
             return None
         out = cls(spec=spec)
         try:
-            items = selectors.split(spec, names)
-        except selectors.SelectorError as exc:
+            items = rowrefs.split(spec, names)
+        except rowrefs.SelectorError as exc:
             raise RowError(f"--rows {exc}") from None
         for token in items:
             m = re.fullmatch(r"(\d+)-(\d+)", token)
@@ -84,11 +84,11 @@ class RowFilter:
     @classmethod
     def one(cls, text: str) -> "RowFilter":
         """One row: its number, run id or name (a name may hold spaces here)."""
-        text = selectors.normal(text)
+        text = rowrefs.normal(text)
         return cls(numbers={int(text)}, spec=text, exact=True) if text.isdigit() else \
             cls(ids={text}, spec=text, exact=True)
 
-    def check(self, table: Table) -> None:
+    def check(self, table: Table, what: str = "--rows") -> None:
         """Read the names again knowing the sheet's (a name with spaces between commas stays whole);
         RowError naming what ``--rows`` names that the sheet does not have."""
         names = {r.get(C.NAME) for r in table.rows} | {r.get(C.RUN_ID) for r in table.rows}
@@ -103,19 +103,19 @@ class RowFilter:
         if missing:
             shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
             problems.append(f"there is no row {shown} (the sheet has {valid})")
-        known = {selectors.normal(n) for n in names if n}
+        known = {rowrefs.normal(n) for n in names if n}
         unknown = sorted(t for t in self.ids if t not in known)
         if unknown:
             problems.append(", ".join(repr(t) for t in unknown)
                             + f" {'is' if len(unknown) == 1 else 'are'} not a row number ({valid}), "
                               "a run id or a name of this sheet"
-                            + (f"; {selectors.QUOTING_HINT}" if any(" " in n for n in known) else ""))
+                            + (f"; {rowrefs.QUOTING_HINT}" if any(" " in n for n in known) else ""))
         if problems:
-            raise RowError(f"--rows {self.spec!r}: " + "; ".join(problems))
+            raise RowError(f"{what} {self.spec!r}: " + "; ".join(problems))
 
     def __contains__(self, row) -> bool:
         return (row.number in self.numbers or row.get(C.RUN_ID) in self.ids
-                or (bool(row.get(C.NAME).strip()) and selectors.normal(row.get(C.NAME)) in self.ids))
+                or (bool(row.get(C.NAME).strip()) and rowrefs.normal(row.get(C.NAME)) in self.ids))
 
 
 def new_run_id(taken: set[str]) -> str:
@@ -178,7 +178,8 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                     continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:
-                p.spec = build_spec(row.as_dict(), row.number, root, load_config, worksheet)
+                p.spec = build_spec(row.as_dict(), row.number, root, load_config, worksheet,
+                                    decimal_comma=getattr(table, "delimiter", ",") == ";")
                 p.spec.run_id = p.run_id
             except RowError as exc:
                 p.error = str(exc)
@@ -196,11 +197,11 @@ def _resolve_dependencies(table: Table, planned: list[PlannedRow], by_row: dict[
     by_name: dict[str, list] = {}
     for r in table.rows:
         if r.get(C.NAME).strip():
-            by_name.setdefault(selectors.normal(r.get(C.NAME)), []).append(r)
+            by_name.setdefault(rowrefs.normal(r.get(C.NAME)), []).append(r)
     for p in planned:
         if not p.ok:
             continue
-        p.spec.depends_on = selectors.split(p.spec.depends_text, set(by_name) | set(by_old_id))
+        p.spec.depends_on = rowrefs.split(p.spec.depends_text, set(by_name) | set(by_old_id))
         for token in p.spec.depends_on:
             if token.isdigit():
                 target = by_number.get(int(token))

@@ -11,6 +11,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from runner.columns import Status
+from runner.console import make_console
 
 STYLE = {Status.COMPLETED: "green", Status.FAILED: "red", Status.CANCELLED: "yellow",
          Status.LOST: "magenta", Status.TIMEOUT: "red", Status.RUNNING: "cyan",
@@ -52,7 +53,7 @@ def print_warnings(console: Console, planned, notes=()) -> None:
 
 class Progress:
     def __init__(self, console: Console | None = None, sheet_name: str = "", show: list[str] | None = None):
-        self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
+        self.console = console or make_console(stderr=True)
         self.show = show            # the metrics the results table shows (None: the last reported)
         self.sheet_name = sheet_name
         self.live: Live | None = None
@@ -149,7 +150,8 @@ class Progress:
         for col in ("row", "run_id", "status", "walltime", *metric_names):
             metric = col in metric_names
             table.add_column(Text(col), no_wrap=True, justify="right" if metric else "left",
-                             min_width=widths.get(col), max_width=14 if metric else None, overflow="ellipsis")
+                             min_width=widths.get(col), overflow="ellipsis",
+                             max_width=14 if metric and self.console.is_terminal else None)
         if errors:
             table.add_column("error", overflow="fold", ratio=1)
         shown = sorted(result.outcomes, key=lambda o: o.number)
@@ -176,7 +178,7 @@ class SubmitProgress:
     """What a person sees while rows are submitted to a batch system."""
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True, markup=False, emoji=False, highlight=False)
+        self.console = console or make_console(stderr=True)
 
     def start(self, planned, skipped=(), notes=()) -> None:
         print_skipped(self.console, skipped)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg, programs, selectors, stnd_logging
+from runner import cells, columns as C, config as cfg, programs, rowrefs, stnd_logging
 from runner.slurm import options as slurm_options
 from runner.cells import CellError
 
@@ -34,6 +34,7 @@ class RowSpec:
     slurm: dict[str, str] = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)
     depends_text: str = ""          # the depends_on cell: names with spaces are read against the sheet
+    name: str = ""                  # the row's name cell
     run_id: str = ""
     time_limit: str = ""             # the row's time_limit cell, as typed ("" for none)
     time_limit_s: float | None = None
@@ -75,6 +76,29 @@ def project_root_for(sheet_path: str) -> str:
         probe = parent
 
 
+def _number_at(config: dict, key: str) -> bool:
+    """Is the config's value at ``a/b/c`` a number (not a boolean)?"""
+    node: Any = config
+    for part in key.split(cfg.SEPARATOR):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return isinstance(node, (int, float)) and not isinstance(node, bool)
+
+
+def _refuse_sweep(column: str, text: str) -> None:
+    """A ``{a | b}`` cell stands for several rows: it runs once expanded, not as it is."""
+    from runner.sweeps import sweep_values
+
+    try:
+        sweep = sweep_values(text) is not None
+    except CellError:
+        sweep = True
+    if sweep:
+        raise CellError(f"{column} = {text.strip()!r} is a sweep: expand it into one row per value first "
+                        "('sheetrun run SHEET --expand', or 'sheetrun expand SHEET')")
+
+
 def resolve_path(path: str, root: str) -> str:
     """A path from a cell: ``<$VAR>`` is that environment variable, ``~`` the home folder,
     ``!!!path`` is taken as it is; anything relative is under the project root."""
@@ -93,12 +117,13 @@ def expand_env(value: str) -> str:
 
 
 def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load_yaml,
-               worksheet: str = "") -> RowSpec:
+               worksheet: str = "", decimal_comma: bool = False) -> RowSpec:
     """Validate a row and resolve its config. Raises RowError naming every problem found.
 
     ``load_config`` reads a default config; the planner passes a cached one so a
     thousand rows sharing a config read it once (the result is never mutated).
-    ``worksheet`` is what ``__WORKSHEET__`` becomes.
+    ``worksheet`` is what ``__WORKSHEET__`` becomes; ``decimal_comma``: numbers like ``0,01``
+    are read as the comma-decimal locale that saved a semicolon-separated sheet wrote them.
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -134,12 +159,17 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     slurm: dict[str, str] = {}
     for column in row:
         try:
+            if column.startswith(C.PARAMETER_PREFIXES):
+                _refuse_sweep(column, cell(column))
             if column.startswith((C.DELTA_PREFIX, C.DELTA_NEW_PREFIX)):
                 key = column.split(":", 1)[1].strip()
                 # a runner's arguments are free-form: its deltas create what they name, as stnd's do
                 create = column.startswith(C.DELTA_NEW_PREFIX) or (main == RUNNER_MARKER and programs.creates(key))
                 try:
                     value = cells.decode(cell(column))
+                    if decimal_comma and isinstance(value, str) and cells.DECIMAL_COMMA.fullmatch(value) \
+                            and _number_at(default, key):          # 0,01 for a number: 0.01
+                        value = float(value.replace(",", "."))
                 except CellError as exc:
                     raise CellError(f"{column}: {exc}") from None
                 deltas.append((key, value, create))
@@ -187,11 +217,11 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     depends_text = ""
     try:
         depends_text = cell(C.DEPENDS_ON).replace(";", ",")
-        depends = selectors.split(depends_text)
+        depends = rowrefs.split(depends_text)
     except CellError as exc:
         problems.append(str(exc))
         depends = []
-    except selectors.SelectorError as exc:
+    except rowrefs.SelectorError as exc:
         problems.append(f"depends_on {exc}")
         depends = []
     time_limit, time_limit_s = row.get(C.TIME_LIMIT, "").strip(), None
@@ -205,7 +235,8 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
-                   depends_on=depends, depends_text=depends_text, time_limit=time_limit, time_limit_s=time_limit_s,
+                   depends_on=depends, depends_text=depends_text, name=row.get(C.NAME, "").strip(),
+                   time_limit=time_limit, time_limit_s=time_limit_s,
                    root=root, take_last=take_last, warnings=warnings)
 
 

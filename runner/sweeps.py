@@ -169,3 +169,27 @@ def after_expansion(rows: RowFilter | None, done) -> RowFilter | None:
     for _, _, first, last in done:
         numbers.update(range(first, last + 1))
     return RowFilter(numbers=numbers, ids=set(rows.ids), spec=rows.spec, exact=rows.exact)
+
+
+def swept_labels(table: Table) -> dict[int, str]:
+    """``{row number: "lr=0.01, seed=2"}`` for the rows a sweep made: the input cells in which the
+    rows of one sweep differ, named without their ``delta:`` prefix (what plots and tables show)."""
+    groups: dict[str, list] = {}
+    for row in table.rows:
+        tag, _, part = row.get(SWEEP).strip().partition(" ")
+        if tag and "/" in part and not tag.endswith(":"):
+            groups.setdefault(tag, []).append(row)
+    inputs = [c for c in table.columns if C.is_input_column(c) and c not in (C.NAME, SWEEP, C.WHETHER_TO_RUN)]
+    labels = {}
+    for rows in groups.values():
+        varied = [c for c in inputs if len({r.get(c) for r in rows}) > 1]
+        for row in rows:
+            labels[row.number] = ", ".join(f"{_short(c)}={row.get(c)}" for c in varied)
+    return labels
+
+
+def _short(column: str) -> str:
+    for prefix in (C.DELTA_PREFIX, C.DELTA_NEW_PREFIX):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column

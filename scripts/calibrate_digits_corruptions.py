@@ -41,6 +41,7 @@ from tasks.data.corruptions import CORRUPTIONS, LEVELS, corrupt_with  # noqa: E4
 from tasks.sed.backbones import data_config, load_backbone  # noqa: E402
 
 SEVERE_AT_MOST = 0.65       # severity 5 keeps at most this share of clean accuracy (the test's bar)
+SEVERE_AT_LEAST = 0.40      # ... and, for the median backbone, at least this share: harm, not noise
 
 # strengths from mild to extreme, per corruption (the parameter each corruption takes)
 GRIDS = {
@@ -89,8 +90,14 @@ class Judge:
             return (self.model((images - self.mean) / self.std).argmax(-1) == self.labels).float().mean().item()
 
 
-def sweep(judges: list[Judge], name: str) -> np.ndarray:
-    """acc[b, k, g]: backbone b, severity k+1 (the dataset's draw for it), strength GRIDS[name][g]."""
+def sweep(judges: list[Judge], name: str, cache: str) -> np.ndarray:
+    """acc[b, k, g]: backbone b, severity k+1 (the dataset's draw for it), strength GRIDS[name][g]
+    (kept in ``cache``: choosing again is then instant)."""
+    path = os.path.join(cache, f"sweep_{name}_{len(judges)}.npz")
+    if os.path.exists(path):
+        saved = np.load(path)
+        if np.array_equal(saved["grid"], GRIDS[name]):
+            return saved["acc"]
     images = judges[0].images
     out = np.zeros((len(judges), 5, len(GRIDS[name])))
     for k in range(5):
@@ -98,12 +105,14 @@ def sweep(judges: list[Judge], name: str) -> np.ndarray:
             rng = np.random.default_rng([0, zlib.crc32(name.encode()), k + 1])   # as DigitsDataset draws
             x = corrupt_with(images, name, float(strength), rng)
             out[:, k, g] = [judge(x) for judge in judges]
+    np.savez(path, acc=out, grid=GRIDS[name])
     return out
 
 
 def choose(acc: np.ndarray, clean: np.ndarray) -> tuple[list[int], float]:
     """Grid indices g1 < ... < g5 maximising the smallest margin of the test's criteria over the
-    backbones (a max-min over a chain: dynamic programming over severities)."""
+    backbones (a max-min over a chain: dynamic programming over severities), with severity 5
+    leaving the median backbone at least SEVERE_AT_LEAST of its clean accuracy."""
     n_grid = acc.shape[2]
     first = (clean[:, None] - acc[:, 0, :]).min(0)                         # severity 1 hurts
     best = [first]
@@ -116,6 +125,7 @@ def choose(acc: np.ndarray, clean: np.ndarray) -> tuple[list[int], float]:
         back.append(value.argmax(0))
         best.append(value.max(0))
     last = (SEVERE_AT_MOST * clean[:, None] - acc[:, 4, :]).min(0)
+    last[np.median(acc[:, 4, :] / clean[:, None], 0) < SEVERE_AT_LEAST] = -np.inf
     final = np.minimum(best[-1], last)
     g = int(final.argmax())
     chosen = [g]
@@ -148,7 +158,7 @@ def main() -> None:
     clean = np.array([j.clean for j in judges])
     fit, held = slice(0, a.backbones), slice(a.backbones, None)
     for name in a.only or sorted(CORRUPTIONS):
-        acc = sweep(judges, name)
+        acc = sweep(judges, name, a.cache)
         chosen, margin = choose(acc[fit], clean[fit])
         levels = [float(GRIDS[name][g]) for g in chosen]
         at = np.stack([acc[:, k, g] for k, g in enumerate(chosen)], 1)

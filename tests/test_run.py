@@ -493,14 +493,18 @@ def test_cancel_command_stops_a_local_row_from_another_terminal(project, tmp_pat
 
 
 def test_a_semicolon_sheet_runs_and_a_pipe_sheet_says_what_it_saw(project):
-    path = project.write("result_sheets/sheet.csv", f"path_to_main;path_to_default_config;whether_to_run;delta:name;delta:lr\n"
-                                                    f"scripts/ok.py;{CFG};1;semi;0,5\nscripts/ok.py;{CFG};1;colon;0.5\n")
+    """A semicolon-separated sheet is how comma-decimal locales save: 1,5 is 1.5 there where the
+    default is a number, and stays text where the default is text (a device list '0,1')."""
+    path = project.write("result_sheets/sheet.csv", f"path_to_main;path_to_default_config;whether_to_run;delta:name;delta:x\n"
+                                                    f"scripts/ok.py;{CFG};1;0,1;1,5\nscripts/ok.py;{CFG};1;colon;0.5\n"
+                                                    f"scripts/ok.py;{CFG};1;bad;1,5,2\n")
     project.sheetrun("run", path, check=1)
     text = open(path).read()
-    assert text.splitlines()[0].startswith("path_to_main;path_to_default_config;whether_to_run;delta:name;delta:lr;status")
-    first, second = [line.split(";") for line in text.splitlines()[1:]]
-    assert "Failed" in first and any("a decimal comma? write 0.5" in cell for cell in first)
+    assert text.splitlines()[0].startswith("path_to_main;path_to_default_config;whether_to_run;delta:name;delta:x;status")
+    first, second, third = [line.split(";") for line in text.splitlines()[1:]]
+    assert "Completed" in first and first[-2:] == ["3", "0,1"]          # score = 2 * 1.5, label as typed
     assert "Completed" in second
+    assert "Failed" in third and any("expected a number" in cell for cell in third)
     pipes = project.write("result_sheets/pipes.csv", f"path_to_main|path_to_default_config|whether_to_run\nscripts/ok.py|{CFG}|1\n")
     proc = project.sheetrun("run", pipes, check=2)
     assert "its columns: 'path_to_main|path_to_default_config|whether_to_run'" in proc.stderr

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from runner import columns as C
 from runner.columns import Status
 from runner.config import ConfigError, load_yaml
-from runner.errors import describe
+from runner.errors import UsageError, describe
 from runner.slurm.client import SbatchError
 from runner.slurm.executor import IO_THREADS
 from runner.slurm.options import SlurmOptionError, validate
@@ -42,16 +42,16 @@ def slurm_defaults(root: str) -> dict[str, str]:
     try:
         data = load_yaml(path) or {}
     except ConfigError as exc:
-        raise SystemExit(f"sheetrun: {exc}") from None
+        raise UsageError(str(exc)) from None
     section = data.get("slurm") or {}
     if not isinstance(section, dict):
-        raise SystemExit(f"sheetrun: {path}: 'slurm' must be a mapping of sbatch options")
+        raise UsageError(f"{path}: 'slurm' must be a mapping of sbatch options")
     out = {}
     for option, value in section.items():
         try:
             out[str(option)] = validate(str(option), "" if value is None else str(value))
         except SlurmOptionError as exc:
-            raise SystemExit(f"sheetrun: {path}: {exc}") from None
+            raise UsageError(f"{path}: {exc}") from None
     return out
 
 

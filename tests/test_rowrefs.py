@@ -4,7 +4,7 @@ import pytest
 from conftest import BASE, CFG
 from runner.plan import RowFilter
 from runner.rows import RowError
-from runner.selectors import SelectorError, split
+from runner.rowrefs import SelectorError, split
 from runner.sheet import Table
 
 

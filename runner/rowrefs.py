@@ -1,4 +1,4 @@
-"""Naming rows in text: ``--rows`` and ``depends_on`` cells.
+"""Rows named in text (row references): ``--rows`` and ``depends_on`` cells.
 
 A selector list is separated by commas and spaces; each item is a row number,
 a range (``5-8``), a run id or a row's ``name``. Names may hold spaces
@@ -39,7 +39,7 @@ def _groups(text: str) -> list[str]:
 
 
 def normal(name: str) -> str:
-    """A name as selectors compare it: runs of whitespace are one space."""
+    """A name as row references compare it: runs of whitespace are one space."""
     return " ".join(name.split())
 
 
