@@ -63,7 +63,7 @@ def _decode_value(s: str):
         return True
     if low == "false":
         return False
-    if s in ("None", "none", "null", "NULL", "Null"):
+    if s in ("None", "none", "NONE", "null", "NULL", "Null"):     # NONE: as stnd reads it
         return None
     if _INT.fullmatch(s):
         return int(s)

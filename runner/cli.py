@@ -55,12 +55,13 @@ def cmd_run(args) -> int:
 
         rows = after_expansion(rows, _expand(sheet, rows))
     if args.dry_run:
-        return dry_run(sheet, root, rows)
+        return dry_run(sheet, root, rows, args.conda_env or "")
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
     if args.backend == "slurm":
         return run_on_slurm(args, sheet, root, runs_dir, rows)
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows,
-                      gpus_per_job=args.gpus_per_job, timeout=_timeout(args), retries=args.retries)
+                      gpus_per_job=args.gpus_per_job, timeout=_timeout(args), retries=args.retries,
+                      conda_env=args.conda_env or "")
     try:
         DevicePool(visible_devices(), args.gpus_per_job)
     except ValueError as exc:
@@ -89,7 +90,8 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
     if args.retries:
         raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
                          "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
-    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args))
+    opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args),
+                      conda_env=args.conda_env or "")
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
@@ -144,7 +146,7 @@ def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: Key
     return 143 if sigterm else 130
 
 
-def dry_run(sheet, root: str, rows) -> int:
+def dry_run(sheet, root: str, rows, conda_env: str = "") -> int:
     from runner.liveness import verdict
     from runner.rundir import RunDir
 
@@ -154,7 +156,8 @@ def dry_run(sheet, root: str, rows) -> int:
 
     skipped: list = []
     notes: list = []
-    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped, worksheet=sheet.name, notes=notes)
+    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped, worksheet=sheet.name, notes=notes,
+                   conda_env=conda_env)
     for note in notes:
         console.print(f"note: {note}", soft_wrap=True)
     if not planned and not skipped:
@@ -487,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first expand sweep rows ({a | b}, {<start end step is_log>}) into one row each; "
                           "with --dry-run, show the rows it would make")
     run.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
+    run.add_argument("--conda-env", metavar="ENV",
+                     help="run every script row inside this conda environment (stnd's --conda_env; a "
+                          "__RUNNER__ row's own conda_env wins)")
     run.add_argument("--show", help="the metrics the results table shows, e.g. 'acc,loss' "
                                     "(default: the last four reported)")
     run.set_defaults(func=cmd_run)

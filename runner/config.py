@@ -36,16 +36,19 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def apply_deltas(default: dict, deltas: list[tuple[str, Any, bool]]) -> dict:
-    """Return a copy of ``default`` with each ``(key path, value, create)`` applied.
+def apply_deltas(default: dict, deltas: list[tuple], warnings: list[str] | None = None) -> dict:
+    """Return a copy of ``default`` with each ``(key path, value, create[, quoted])`` applied.
 
     ``a/b/c`` addresses nested mappings (and list indices). An unknown key is an
     error with a did-you-mean hint unless ``create`` is set (``delta+:`` columns).
     A value of the wrong kind for its default (text for a number, a list for a
-    single value...) is an error naming the key, the value and what was expected.
+    single value...) is an error naming the key, the value and what was expected
+    — except where the text is meant (:func:`meant_as_text`): then the value is
+    taken and the problem goes to ``warnings``, as stnd takes any value.
     """
     config = copy.deepcopy(default)
-    for path, value, create in deltas:
+    for path, value, create, *rest in deltas:
+        quoted = bool(rest and rest[0])
         if value is KEEP_DEFAULT:
             continue        # a column may only concern rows whose config has that key
         parent, key = _locate(config, path, create=create)
@@ -53,9 +56,36 @@ def apply_deltas(default: dict, deltas: list[tuple[str, Any, bool]]) -> dict:
         if exists:
             problem = type_problem(path, parent[key], value)
             if problem:
-                raise ConfigError(problem)
+                if warnings is None or not meant_as_text(path, parent[key], value, quoted):
+                    raise ConfigError(problem)
+                warnings.append(f"{problem}; it runs with the text, as stnd runs it"
+                                + ("" if quoted else f" (quote it, '{value}', to say it is meant)"))
         parent[key] = value
     return config
+
+
+# An integer whose key names a choice is a code: text may name the choice instead (stnd's own
+# test sheet sets initialization_type, default 1, to 'zeros').
+CODE_KEY = re.compile(r"(?:^|_)(?:type|mode|kind|method|style|variant|version|option|choice|scheme|strategy)s?$")
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
+    "million billion".split())
+
+
+def meant_as_text(path: str, default: Any, value: Any, quoted: bool = False) -> bool:
+    """Is text in place of a number meant? Yes when the cell is quoted (``'zeros'``: the sheet says
+    so), or when the default is an integer used like a code (its key ends in ``type``, ``mode``,
+    ``kind``, ``method``, ...) and the text is not a number mistyped (``0,1``, ``ten``, ``10k``)."""
+    if not isinstance(value, str):
+        return False
+    if quoted:
+        return True
+    name = path.rsplit(SEPARATOR, 1)[-1].lower()
+    mistyped = (re.fullmatch(r"\s*[+-]?[\d.,]+\s*[a-zA-Z%]*\s*", value) is not None
+                or any(word in NUMBER_WORDS for word in re.split(r"[\s_-]+", value.strip().lower())))
+    return (isinstance(default, int) and not isinstance(default, bool) and bool(CODE_KEY.search(name))
+            and not mistyped)
 
 
 def _kind(value: Any) -> str:

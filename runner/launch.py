@@ -58,6 +58,7 @@ class RunOptions:
     gpus_per_job: int | None = None    # local: devices per job (None: 1 where there are GPUs)
     timeout: str = ""                  # a time limit for rows without a time_limit cell ("" none)
     retries: int = 0                   # local: runs again a row that failed or was lost, this often
+    conda_env: str = ""                # script rows run inside this conda environment (stnd's --conda_env)
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Launch:
             self.result.skipped = []
             self.result.notes = []
             planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
-                           worksheet=self.sheet.name, notes=self.result.notes)
+                           worksheet=self.sheet.name, notes=self.result.notes, conda_env=opts.conda_env)
             claimed = dict(self.claim, claimed=time.time())
             for p in planned:
                 if p.ok and p.writable:

@@ -128,7 +128,7 @@ def new_run_id(taken: set[str]) -> str:
 
 def plan(table: Table, root: str, rows: RowFilter | None = None,
          held=None, skipped: list | None = None, worksheet: str = "",
-         notes: list | None = None) -> list[PlannedRow]:
+         notes: list | None = None, conda_env: str = "") -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
@@ -137,6 +137,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     ``(number, holder)`` is added to ``skipped``. A ragged row (more fields than
     the header) is returned with an error and ``writable=False``: nothing is
     ever written into it. Things to say about the sheet as a whole go to ``notes``.
+    ``conda_env``: script rows run inside this conda environment (``run --conda-env``).
     """
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
@@ -179,7 +180,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
             p = PlannedRow(row.number, new_run_id(taken))
             try:
                 p.spec = build_spec(row.as_dict(), row.number, root, load_config, worksheet,
-                                    decimal_comma=getattr(table, "delimiter", ",") == ";")
+                                    decimal_comma=getattr(table, "delimiter", ",") == ";", conda_env=conda_env)
                 p.spec.run_id = p.run_id
             except RowError as exc:
                 p.error = str(exc)

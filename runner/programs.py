@@ -15,8 +15,12 @@ The row's config (``stnd/run_cmd/runner.py``'s keys) gives:
 ==================  ==========================================================
 
 Values are formatted as stnd formats them — ``str()`` of the decoded value:
-``--b=True``, ``--l=[1, 2]``, ``--n=None`` — so programs written for stnd get
-the arguments they always got. The difference: the command is an argv list,
+``--b=True``, ``--l=[1, 2]``, ``--n=None`` — in the order stnd passes them
+(alphabetical: it writes the config with sorted keys and reads it back), and
+a kwarg whose name holds ``path`` is made absolute as stnd's config reader
+makes it (``~`` expanded, ``<$VAR>`` replaced, relative to the project root,
+a trailing ``/`` dropped; ``!!!`` keeps it as written) — so programs written
+for stnd get the arguments they always got. The difference: the command is an argv list,
 never a shell line, so a cell's text reaches the program as one argument and
 is never interpreted (stnd joins the pieces into a string for ``bash -c``).
 
@@ -85,6 +89,19 @@ def take_last(config: dict) -> dict[str, str]:
     return out
 
 
+def stnd_path(value, root: str):
+    """A path-named value as stnd's config reader normalises it (``normalize_path``): text and
+    lists of text become absolute paths; anything else is left as it is."""
+    if isinstance(value, list):
+        return [stnd_path(v, root) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith("!!!"):
+        return value[3:]
+    path = re.sub(r"<\$([A-Za-z0-9_-]+)>", lambda m: os.environ.get(m.group(1), m.group(0)), os.path.expanduser(value))
+    return os.path.abspath(os.path.join(root, path))
+
+
 def argv(config: dict, root: str = ".", python: str = sys.executable) -> list[str]:
     """The program's command line, as stnd's runner builds it (an argv list, no shell)."""
     exec_path = config.get("exec_path")
@@ -104,7 +121,8 @@ def argv(config: dict, root: str = ".", python: str = sys.executable) -> list[st
     else:
         interpreter = []
     out = conda + interpreter + [str(exec_path)]
-    out += [f"--{key}={value}" for key, value in kwargs.items()]
+    out += [f"--{key}={stnd_path(value, root) if 'path' in str(key) else value}"
+            for key, value in sorted(kwargs.items(), key=lambda kv: str(kv[0]))]
     out += [f"--{flag}" for flag in _flag_list(config, "two_dash_flags")]
     out += [f"-{flag}" for flag in _flag_list(config, "single_dash_flags")]
     take_last(config)

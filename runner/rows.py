@@ -35,6 +35,7 @@ class RowSpec:
     depends_on: list[str] = field(default_factory=list)
     depends_text: str = ""          # the depends_on cell: names with spaces are read against the sheet
     name: str = ""                  # the row's name cell
+    conda: list[str] = field(default_factory=list)     # script rows: the ``conda run`` prefix, if any
     run_id: str = ""
     time_limit: str = ""             # the row's time_limit cell, as typed ("" for none)
     time_limit_s: float | None = None
@@ -45,11 +46,13 @@ class RowSpec:
     @property
     def stnd_logging(self) -> bool:
         """A script whose config is shaped for stnd's logger: it gets a private ``logging/output_csv``."""
-        return self.script is not None and stnd_logging.wants_output_csv(self.config)
+        return self.script is not None and stnd_logging.wants_output_csv(self.config, self.script)
 
     def argv(self, config_file: str, python: str = sys.executable) -> list[str]:
         """The exact command, as an argv list (never a shell string)."""
         if self.script is not None:
+            if self.conda:                       # that environment's python
+                return self.conda + ["python", self.script, "--config", config_file]
             return [python, self.script, "--config", config_file]
         return programs.argv(self.config, self.root, python)
 
@@ -117,13 +120,14 @@ def expand_env(value: str) -> str:
 
 
 def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load_yaml,
-               worksheet: str = "", decimal_comma: bool = False) -> RowSpec:
+               worksheet: str = "", decimal_comma: bool = False, conda_env: str = "") -> RowSpec:
     """Validate a row and resolve its config. Raises RowError naming every problem found.
 
     ``load_config`` reads a default config; the planner passes a cached one so a
     thousand rows sharing a config read it once (the result is never mutated).
     ``worksheet`` is what ``__WORKSHEET__`` becomes; ``decimal_comma``: numbers like ``0,01``
-    are read as the comma-decimal locale that saved a semicolon-separated sheet wrote them.
+    are read as the comma-decimal locale that saved a semicolon-separated sheet wrote them;
+    ``conda_env``: a script row runs inside this conda environment.
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -172,7 +176,9 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
                         value = float(value.replace(",", "."))
                 except CellError as exc:
                     raise CellError(f"{column}: {exc}") from None
-                deltas.append((key, value, create))
+                raw = cell(column).strip()
+                quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+                deltas.append((key, value, create, quoted))
             elif column.startswith((C.ENV_PREFIX, C.CMD_ENV_PREFIX)):
                 stnd = column.startswith(C.CMD_ENV_PREFIX)
                 name = column.split(":", 1)[1].strip()
@@ -192,7 +198,7 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     config: dict = default
     if not problems:
         try:
-            config = cfg.apply_deltas(default, deltas)
+            config = cfg.apply_deltas(default, deltas, warnings)
         except cfg.ConfigError as exc:
             problems.append(str(exc))
     if not problems:
@@ -231,11 +237,18 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         except ValueError as exc:
             problems.append(f"time_limit: {exc}")
 
+    conda: list[str] = []
+    if conda_env and main != RUNNER_MARKER:
+        try:
+            conda = programs.conda_prefix(conda_env, root)
+        except programs.ProgramError as exc:
+            problems.append(str(exc).replace("conda_env is", "--conda-env is").replace(
+                "set conda_env to None to run without it", "run without --conda-env"))
     if problems:
         raise RowError(_with_root_hint(problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
-                   depends_on=depends, depends_text=depends_text, name=row.get(C.NAME, "").strip(),
+                   depends_on=depends, depends_text=depends_text, name=row.get(C.NAME, "").strip(), conda=conda,
                    time_limit=time_limit, time_limit_s=time_limit_s,
                    root=root, take_last=take_last, warnings=warnings)
 

@@ -8,17 +8,22 @@ that file: stuned 1.0.1 cell by cell, newer stnd into a copy of the file in its
 own run folder (``local_copy_<name>``), copied back at its start, end and
 failure. Either way it rewrites the whole file in its own CSV dialect.
 
-sheetrun never lets that writer near the real sheet. A row whose default
-config has a ``logging:`` section (the shape of every stnd-wrapped script's
-config) gets ``logging/output_csv`` pointing at a private one-row CSV in its
-own run folder instead (:func:`point_at_private_csv`), and the job watches it
+sheetrun never lets that writer near the real sheet. A stnd-wrapped script —
+one that imports stnd or stuned itself, or whose default config has a
+``logging:`` section (the shape of every stnd-wrapped script's config) — gets
+``logging/output_csv``, as stnd gives every row, created if its config has no
+``logging:`` (stnd's wrapper reads ``experiment_config["logging"]``), but
+pointing at a private one-row CSV in its own run folder
+(:func:`point_at_private_csv`); other scripts' configs are not touched. The job watches it
 (:class:`LoggedRow`): each cell the script logs there is reported like a
 ``report()`` value, live, into ``metrics.jsonl``. stnd's own bookkeeping cells
 (status, run folder, walltime, ...) are left out: sheetrun writes those itself.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 
 from filelock import FileLock, Timeout
@@ -33,9 +38,23 @@ RECENT_S = 1.0                            # a file written this recently is read
 EMPTY = ("", "?", "<EMPTY>")              # stnd's fillers for a cell with nothing in it
 
 
-def wants_output_csv(config: dict) -> bool:
-    """True for a config shaped for stnd's logger (a ``logging:`` mapping)."""
-    return isinstance(config.get("logging"), dict)
+_IMPORTS_STND = re.compile(rb"^[ \t]*(?:from|import)[ \t]+(?:stnd|stuned)\b", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=256)
+def imports_stnd(script: str) -> bool:
+    """Does the script import stnd or stuned itself (``import stnd``, ``from stuned.utility ...``)?"""
+    try:
+        with open(script, "rb") as f:
+            return bool(_IMPORTS_STND.search(f.read(1 << 20)))
+    except OSError:
+        return False
+
+
+def wants_output_csv(config: dict, script: str | None = None) -> bool:
+    """True for a stnd-wrapped script: its config is shaped for stnd's logger (a ``logging:``
+    mapping), or the script imports stnd / stuned."""
+    return isinstance(config.get("logging"), dict) or (script is not None and imports_stnd(script))
 
 
 def point_at_private_csv(config: dict, run_folder: str) -> str:
@@ -44,7 +63,8 @@ def point_at_private_csv(config: dict, run_folder: str) -> str:
     path = os.path.join(run_folder, ROW_FILE)
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("status\r\nSubmitted\r\n")
-    config["logging"] = dict(config["logging"], output_csv={
+    logging = config.get("logging") if isinstance(config.get("logging"), dict) else {}
+    config["logging"] = dict(logging, output_csv={
         "path": path, "row_number": 1, "spreadsheet_url": None, "worksheet_name": None})
     return path
 

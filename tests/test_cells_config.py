@@ -119,3 +119,26 @@ def test_compatible_delta_values_are_taken(path, value):
     for part in path.split("/"):
         node = node[part]
     assert node == value and type(node) is type(value)
+
+
+@pytest.mark.parametrize("path,value,quoted,runs", [
+    ("initialization_type", "zeros", False, True),      # stnd's own test sheet: a code, named
+    ("train/mode", "fast", False, True),
+    ("train/lr", "fast", False, False),                  # a float is never a code
+    ("train/epochs", "ten", False, False),               # not a code
+    ("init_type", "ten", False, False),                  # a number mistyped, even for a code
+    ("init_type", "0,5", False, False),
+    ("init_type", "10k", False, False),
+    ("train/epochs", "all", True, True),                 # quoted: the sheet says it is meant
+])
+def test_text_for_an_integer_code_runs_with_a_warning(path, value, quoted, runs):
+    default = {"initialization_type": 1, "init_type": 0, "train": {"lr": 0.1, "epochs": 10, "mode": 2}}
+    warnings: list = []
+    if not runs:
+        with pytest.raises(cfg.ConfigError, match="expected a number"):
+            cfg.apply_deltas(default, [(path, value, False, quoted)], warnings)
+        return
+    node = cfg.apply_deltas(default, [(path, value, False, quoted)], warnings)
+    for part in path.split("/"):
+        node = node[part]
+    assert node == value and len(warnings) == 1 and "as stnd runs it" in warnings[0]

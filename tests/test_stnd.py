@@ -61,9 +61,10 @@ def test_stnds_runner_test_sheet_gives_its_canonical_output(project):
 
 
 @pytest.mark.parametrize("config,expected", [
-    # kwargs are formatted as stnd's make_task_cmd does: "--{k}={v}" with str(v)
+    # kwargs are formatted as stnd's make_task_cmd does: "--{k}={v}" with str(v), in alphabetical order
+    # (stnd dumps the config with sorted keys and reads it back)
     ({"kwargs": {"b": True, "l": [1, 2], "n": None, "lr": 0.001, "s": "a b"}},
-     ["--b=True", "--l=[1, 2]", "--n=None", "--lr=0.001", "--s=a b"]),          # stnd: "a b" split by bash
+     ["--b=True", "--l=[1, 2]", "--lr=0.001", "--n=None", "--s=a b"]),          # stnd: "a b" split by bash
     ({"two_dash_flags": ["x", "long_flag"], "single_dash_flags": ["v"]}, ["--x", "--long_flag", "-v"]),
     ({"kwargs": {"k": 1}, "two_dash_flags": ["f"], "single_dash_flags": ["s"]}, ["--k=1", "--f", "-s"]),
     ({"kwargs": {"q": "$(touch /tmp/pwned); `id`"}}, ["--q=$(touch /tmp/pwned); `id`"]),   # never a shell
@@ -92,7 +93,8 @@ def test_runner_deltas_create_the_programs_arguments_but_scripts_keep_the_typo_c
     project.sheetrun("run", path, check=1)
     runner_row, script_row = project.read()
     out = json.loads(open(os.path.join(project.root, runner_row["run_folder"], "stdout.log")).read())
-    assert out == ["--model_path=./m.pt", "--user_number=7", "--fast"]
+    # a kwarg named *path* is made absolute, as stnd's config reader makes it
+    assert out == [f"--model_path={os.path.join(project.root, 'm.pt')}", "--user_number=7", "--fast"]
     assert "unknown config key 'nested/dpeth'" in script_row["error"] and "did you mean 'depth'" in script_row["error"]
 
 
@@ -154,8 +156,8 @@ def test_stnd_placeholders(project):
     row = project.read()[0]
     out = json.loads(open(os.path.join(project.root, row["run_folder"], "stdout.log")).read())
     runner_program = os.path.join(os.path.dirname(__import__("runner").__file__), "run_cmd.py")
-    assert out == ["--items=10,30", '--quoted=say "hi"', "--regex=a\\d+", "--sheet=sheet.csv",
-                   f"--runner={runner_program}", "--row=r1_T"]
+    assert out == ["--items=10,30", '--quoted=say "hi"', "--regex=a\\d+", "--row=r1_T",
+                   f"--runner={runner_program}", "--sheet=sheet.csv"]
 
 
 ENV_SCRIPT = "import os\nfrom runner import report\nreport(a=os.environ.get('A', 'unset'), b=os.environ.get('B', 'unset'))\n"
@@ -211,8 +213,9 @@ def test_the_sed_papers_caching_sheet_runs_with_kwargs_its_config_lacks(project)
     project.sheetrun("run", path, check=0)
     rows = project.read("caching.csv")
     out = open(os.path.join(project.root, rows[1]["run_folder"], "stdout.log")).read()
-    assert out.split() == ["--model=deit3b", "--layer_cutoff=-1", "--original_dataset_name=in_train",
-                           "--cache_save_path=./data/in_train.hdf5", "--n_epochs=4"]
+    # as stnd passes them: alphabetical, the *path* kwarg absolute
+    assert out.split() == [f"--cache_save_path={os.path.join(project.root, 'data', 'in_train.hdf5')}",
+                           "--layer_cutoff=-1", "--model=deit3b", "--n_epochs=4", "--original_dataset_name=in_train"]
 
 
 def test_the_runner_program_that___RUNNER___names_in_a_cell_runs_a_runner_config(project):
@@ -282,7 +285,13 @@ def test_a_sheet_stnd_filled_in_runs_counts_and_settles_like_ours(project, tmp_p
 # stnd's logger writes the cells it logs into the file logging/output_csv names.
 STUNED_SCRIPT = """
 import os, sys, time
-sys.path.append(os.environ["SHEETRUN_STUNED_DIR"])          # where stuned 1.0.1 is installed
+STUNED = os.environ["SHEETRUN_STUNED_DIR"]                  # where stuned 1.0.1 is installed, apart
+# stuned pins pyOpenSSL 24.2.1, which needs the cryptography installed with it there (newer ones
+# dropped what it uses): those two come from stuned's folder, everything else from this environment
+sys.path.insert(0, STUNED)
+import cryptography, OpenSSL
+sys.path.remove(STUNED)
+sys.path.append(STUNED)
 from stuned.utility.helpers_for_main import prepare_wrapper_for_experiment
 from stuned.utility.logger import try_to_log_in_csv
 
@@ -366,6 +375,39 @@ def test_what_a_stuned_wrapped_script_logs_reaches_its_row_live_and_never_the_sh
     assert "0.93" in open(private).read()            # stnd's writer wrote there, not into the sheet
 
 
+# A script that sets up stuned's logger itself, from a config with no logging section of its own:
+# what it logs goes where the logging/output_csv that stnd gives every row points.
+STUNED_OWN_LOGGER = STUNED_SCRIPT.split("from stuned.utility.helpers_for_main")[0] + """
+import yaml
+from stuned.utility.logger import redneck_logger_context, try_to_log_in_csv
+
+config = yaml.safe_load(open(sys.argv[sys.argv.index("--config") + 1]))
+logging = dict(config["logging"], gdrive_storage_folder=None, use_wandb=False, use_tb=False)
+with redneck_logger_context(logging, os.environ["SHEETRUN_RUN_DIR"], exp_name="own") as logger:
+    try_to_log_in_csv(logger, "accuracy", 0.93)
+"""
+
+
+def test_a_script_that_imports_stuned_gets_logging_output_csv_even_without_a_logging_section(project, stuned_dir):
+    """stnd gives every row logging/output_csv. sheetrun gives it to every stnd-wrapped script: one
+    whose config has a logging section, or one that imports stnd / stuned itself."""
+    import yaml
+
+    project.write("scripts/own_logger.py", STUNED_OWN_LOGGER)
+    project.write("default_configs/bare.yaml", "params:\n  random_seed: 0\n")
+    path = project.sheet(BASE + ["cmd_env_var:SHEETRUN_STUNED_DIR", "cmd_env_var:DEFAULT_ENV", "cmd_env_var:TEST_ENV"],
+                         [["scripts/own_logger.py", "default_configs/bare.yaml", "1", stuned_dir, "main", "test"],
+                          ["scripts/ok.py", "default_configs/base.yaml", "1", "", "", ""]])
+    proc = project.sheetrun("run", path, timeout=180)
+    stuned_row, plain_row = project.read()
+    assert stuned_row["status"] == "Completed", (stuned_row["error"], proc.stderr[-2000:])
+    assert stuned_row["accuracy"] == "0.93"
+    config = yaml.safe_load(open(os.path.join(project.root, stuned_row["run_folder"], "config.yaml")))
+    assert config["logging"]["output_csv"]["row_number"] == 1 and config["params"] == {"random_seed": 0}
+    plain = yaml.safe_load(open(os.path.join(project.root, plain_row["run_folder"], "config.yaml")))
+    assert plain_row["status"] == "Completed" and "logging" not in plain        # not stnd's: untouched
+
+
 def test_logged_row_reads_stnds_escaped_form_its_working_copy_and_skips_half_written_files(tmp_path):
     """Newer stnd (stnd/utility/logger.py, set_up_local_csv) logs into ``local_copy_<name>`` in its
     own run folder and copies the row back into the private CSV only at its start, end and failure."""
@@ -409,7 +451,7 @@ def test_cell_values_and_sweeps_decode_as_stuned_does_live(stuned_dir):
     from runner.sweeps import combinations
 
     # "1e-3" is left out: stuned 1.0.1 crashes on it (int("1e-3")); newer stnd and sheetrun give 0.001
-    cells = ["12", "-3", "0.5", "2.5e-3", "True", "false", "None", "null", "[a b 3]", "[1 2]", "plain text", "[]"]
+    cells = ["12", "-3", "0.5", "2.5e-3", "True", "false", "None", "NONE", "null", "TRUE", "[a b 3]", "[1 2]", "plain text", "[]"]
     sweep_row = {"delta:lr": "{0.1 | 0.01 | 0.001}", "delta:seed": "{<1 4 1 False>}",
                  "delta:width": "{<2 32 2 True>}", "delta:name": "fixed"}
     proc = subprocess.run([sys.executable, "-c", STUNED_REFERENCE, stuned_dir, json.dumps(cells),
@@ -419,3 +461,38 @@ def test_cell_values_and_sweeps_decode_as_stuned_does_live(stuned_dir):
     assert [decode(c) for c in cells] == theirs["decoded"]
     ours = [dict(sweep_row, **combo) for combo in combinations(sweep_row)]
     assert len(ours) == 3 * 3 * 4 and ours == theirs["expanded"]      # the same rows, in the same order
+
+
+def test_stnds_own_test_sheet_sets_a_code_to_text_and_runs(project):
+    """stnd's tests/run_from_csv: initialization_type (default 1) set to zeros / random / ones."""
+    project.write("configs/config.yaml", "image:\n  color: red\n  shape: [64, 64]\ninitialization_type: 1\n"
+                                         "params:\n  random_seed: 42\n")
+    project.write("executables/executable.py", "import sys, yaml\nfrom runner import report\n"
+                                               "cfg = yaml.safe_load(open(sys.argv[2]))\n"
+                                               "report(init=cfg['initialization_type'])\n")
+    path = project.sheet(["path_to_default_config", "path_to_main", "whether_to_run", "delta:initialization_type",
+                          "delta:image/color"],
+                         [["./configs/config.yaml", "./executables/executable.py", "1", kind, "red"]
+                          for kind in ("zeros", "random", "ones")])
+    proc = project.sheetrun("run", path, check=0)
+    rows = project.read()
+    assert [r["status"] for r in rows] == ["Completed"] * 3 and [r["init"] for r in rows] == ["zeros", "random", "ones"]
+    assert "initialization_type = 'zeros': expected a number" in proc.stderr and "as stnd runs it" in proc.stderr
+
+
+def test_run_conda_env_runs_every_script_row_in_that_environment(project, tmp_path):
+    """stnd's --conda_env ENV: sheetrun run --conda-env ENV (script rows; a __RUNNER__ row's own wins)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "conda").write_text(CONDA)
+    (bin_dir / "conda").chmod(0o755)
+    log = tmp_path / "conda.log"
+    path = project.sheet(BASE + ["delta:x"], [["scripts/ok.py", CFG, "1", "4"]])
+    python_dir = os.path.dirname(sys.executable)          # `python` inside the "environment"
+    project.sheetrun("run", path, "--conda-env", "research",
+                     env={"PATH": f"{bin_dir}:{python_dir}:/usr/bin:/bin", "CONDA_LOG": str(log)}, check=0)
+    row = project.read()[0]
+    assert row["status"] == "Completed" and row["score"] == "8"
+    assert json.loads(log.read_text()) == ["run", "--no-capture-output", "-n", "research"]
+    command = open(os.path.join(project.root, row["run_folder"], "command.txt")).read()
+    assert "conda run --no-capture-output -n research python" in command
