@@ -367,6 +367,134 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_summarize(args) -> int:
+    from runner.summary import as_records, markdown, row_ranges, summarize
+    from runner.sweeps import swept_labels
+
+    sheet = open_sheet(args.sheet)
+    table = sheet.read()
+    by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
+    try:
+        summary = summarize(table, _root(args), by=by, show=_show(args), labels=swept_labels(table))
+    except ValueError as exc:
+        raise UsageError(f"{'--by' if 'column' in str(exc) else '--show'}: {exc}") from None
+    records = as_records(summary)
+    if args.format == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["group"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        text = buf.getvalue()
+    elif args.format == "markdown":
+        text = markdown(summary)
+    else:
+        text = ""
+        console.print(Text(f"{sheet.name}: {len(summary.groups)} group(s) of completed rows, mean ± std (n)",
+                           style="bold"))
+        out = RichTable()
+        out.add_column("group")
+        out.add_column("rows")
+        for name in summary.metrics:
+            out.add_column(Text(name), justify="right", no_wrap=True)
+        for g in summary.groups:
+            out.add_row(Text(g.label), row_ranges(g.rows),
+                        *(Text(g.stats[m].text()) if m in g.stats else Text("") for m in summary.metrics))
+        console.print(out)
+    if text:
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+    if not summary.groups:
+        err_console.print("no completed row to summarise")
+    grouped = ", ".join(c for c in summary.by) or "(nothing: every row is one group)"
+    err_console.print(f"grouped by: {grouped}", soft_wrap=True)
+    if summary.left_out:
+        counts = Counter(why.split(" (")[0] for _, why in summary.left_out)
+        err_console.print("left out: " + ", ".join(
+            f"{n} {why} (rows {row_ranges([r for r, w in summary.left_out if w.split(' (')[0] == why])})"
+            for why, n in counts.most_common()), soft_wrap=True)
+    if args.write:
+        _write_summary(sheet, records)
+    return 0
+
+
+SUMMARY_MARK = "group"          # the first header cell of a summary sheet sheetrun wrote
+
+
+def _write_summary(sheet, records) -> None:
+    """The summary as a sheet beside the sheet: NAME_summary.csv, or the worksheet 'NAME summary'."""
+    import csv
+    import io
+
+    from runner.sheet import Table
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else [SUMMARY_MARK], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    if sheet.remote:
+        base = sheet.location.split("::")[0]
+        title = sheet.title + " summary"
+        target = open_sheet(f"{base}::{title}")
+    else:
+        stem, ext = os.path.splitext(sheet.location)
+        target = open_sheet(f"{stem}_summary{ext or '.csv'}")
+
+    def ours(held) -> bool:              # replace only a summary this command wrote
+        return bool(held.columns) and held.columns[0] == SUMMARY_MARK
+    target.write_new(Table(buf.getvalue()), replace_if=ours)
+    console.print(f"summary written to {target.location}", soft_wrap=True)
+
+
+def cmd_compare(args) -> int:
+    from runner.compare import compare, metric_pairs, side
+
+    sheet = open_sheet(args.sheet)
+    table = sheet.read()
+    root = _root(args)
+    sides = []
+    for ref in (args.a, args.b):
+        spec = RowFilter.one(ref)
+        spec.check(table, what="ROW")
+        rows = [r for r in table.rows if r in spec]
+        if len(rows) != 1:
+            raise UsageError(f"{ref!r} names {len(rows)} rows; name one")
+        sides.append(side(rows[0], root, sheet.name))
+    a, b = sides
+    differ, same = compare(a, b)
+
+    def fmt(value) -> str:
+        return "—" if value is None else format(value, ".6g") if isinstance(value, float) else str(value)
+
+    out = RichTable(title=f"config: {len(differ)} key(s) differ, {len(same)} the same", title_justify="left")
+    out.add_column("key")
+    out.add_column(Text(a.title))
+    out.add_column(Text(b.title))
+    for key, va, vb in differ:
+        out.add_row(Text(key, style="bold"), Text(fmt(va), style="yellow"), Text(fmt(vb), style="yellow"))
+    if args.all:
+        for key, va, vb in same:
+            out.add_row(Text(key), Text(fmt(va)), Text(fmt(vb)))
+    console.print(out)
+    if same and not args.all:
+        console.print(f"({len(same)} keys are the same; --all lists them)")
+    pairs = metric_pairs(a, b)
+    if pairs:
+        metrics = RichTable(title="metrics", title_justify="left")
+        for col in ("metric", a.title, b.title, "b - a"):
+            metrics.add_column(Text(col), justify="left" if col == "metric" else "right")
+        for name, va, vb in pairs:
+            delta = fmt(vb - va) if va is not None and vb is not None else ""
+            metrics.add_row(Text(name), fmt(va), fmt(vb), delta)
+        console.print(metrics)
+    return 0
+
+
 def _expand(sheet, rows) -> list:
     from runner.sweeps import expand
 
@@ -540,6 +668,26 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--show", help="the metrics to list, e.g. 'acc,loss' (default: the last four reported)")
     hist.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
     hist.set_defaults(func=cmd_history)
+
+    summ = sub.add_parser("summarize", help="the completed rows grouped (by default: the same inputs but the "
+                                             "seed), each metric as mean ± std (n)")
+    common(summ)
+    summ.add_argument("--by", help="group by these columns, e.g. 'lr,model' or 'sweep' "
+                                   "(default: every input column except those named like seed)")
+    summ.add_argument("--show", help="only these metrics, e.g. 'acc,loss'")
+    summ.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    summ.add_argument("--out", help="write the CSV / Markdown there instead of printing it")
+    summ.add_argument("--write", action="store_true",
+                      help="also write it as a sheet beside the sheet: NAME_summary.csv, or a worksheet "
+                           "'TITLE summary' on Google Sheets (replaced each time)")
+    summ.set_defaults(func=cmd_summarize)
+
+    comp = sub.add_parser("compare", help="two rows side by side: their configs (what differs first) and metrics")
+    common(comp)
+    comp.add_argument("a", metavar="ROW")
+    comp.add_argument("b", metavar="ROW")
+    comp.add_argument("--all", action="store_true", help="also list the config keys that are the same")
+    comp.set_defaults(func=cmd_compare)
 
     plot_cmd = sub.add_parser("plot", help="draw rows' metric curves from their runs into a PNG")
     common(plot_cmd)

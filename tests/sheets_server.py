@@ -8,6 +8,7 @@ unchanged (``SHEETRUN_SHEETS_API_URL=http://127.0.0.1:PORT``):
 - ``PUT  /v4/spreadsheets/{id}/values/{range}``        update (RAW or USER_ENTERED)
 - ``POST /v4/spreadsheets/{id}/values:batchUpdate``    several ranges at once
 - ``POST /v4/spreadsheets/{id}/values/{range}:append`` rows after the table
+- ``POST /v4/spreadsheets/{id}/values/{range}:clear``  empty the range (a whole worksheet here)
 - ``POST /v4/spreadsheets/{id}:batchUpdate``           addSheet, appendDimension, insertDimension
 
 Cells are stored as the API would store them: RAW strings stay strings,
@@ -203,6 +204,10 @@ def make_handler(state: SheetsState):
                 results = [self._write(key, d["range"], d["values"], option) for d in body.get("data", [])]
                 return self._send(200, {"spreadsheetId": key, "responses": results,
                                         "totalUpdatedCells": sum(r["updatedCells"] for r in results)})
+            if method == "POST" and rest.startswith("/values/") and rest.endswith(":clear"):
+                title = parse_range(rest[len("/values/"):-len(":clear")], self._titles(key))[0]
+                state.worksheet(key, title).cells.clear()
+                return self._send(200, {"spreadsheetId": key, "clearedRange": rest[len("/values/"):-len(":clear")]})
             if method == "POST" and rest.startswith("/values/") and rest.endswith(":append"):
                 title = parse_range(rest[len("/values/"):-len(":append")], self._titles(key))[0]
                 ws = state.worksheet(key, title)

@@ -46,8 +46,9 @@ class Sheet(ABC):
         """Apply ``change`` to the current contents atomically and return its result."""
 
     @abstractmethod
-    def write_new(self, table: Table) -> None:
-        """Write a whole table into an empty (or missing) sheet; SheetError if it holds anything."""
+    def write_new(self, table: Table, replace_if: Callable[[Table], bool] | None = None) -> None:
+        """Write a whole table into an empty (or missing) sheet; SheetError if it holds anything —
+        unless ``replace_if(what it holds)`` says it may be replaced (a summary sheetrun wrote)."""
 
     def update(self, run_id: str, values: Mapping[str, object], *,
                skip_statuses: Iterable[str] = (), metrics: "ColumnPolicy | None" = None) -> bool:

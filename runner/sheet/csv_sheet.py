@@ -311,12 +311,17 @@ class CsvSheet(Sheet):
             return "retry", None, None
         return "done", None, ours
 
-    def write_new(self, table: Table) -> None:
+    def write_new(self, table: Table, replace_if: Callable[[Table], bool] | None = None) -> None:
         try:
             os.makedirs(self.state_dir, exist_ok=True)
             with self._locked():
                 if os.path.exists(self.path) and open(self.path, "rb").read().strip():
-                    raise SheetError(f"{self.path} already has content; not overwritten")
+                    try:
+                        replaceable = replace_if is not None and replace_if(self.read())
+                    except SheetError:
+                        replaceable = False
+                    if not replaceable:
+                        raise SheetError(f"{self.path} already has content; not overwritten")
                 fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f"{os.path.basename(self.path)}.",
                                            suffix=".tmp")
                 with os.fdopen(fd, "wb") as f:

@@ -121,6 +121,11 @@ class GoogleSheet(Sheet):
         return self._location
 
     @property
+    def title(self) -> str:
+        """The worksheet's title."""
+        return self._props()["title"]
+
+    @property
     def name(self) -> str:
         title = self._props()["title"]
         return re.sub(r"[^A-Za-z0-9._-]+", "_", title).strip("_") or f"gsheet_{self.key[:8]}"
@@ -209,8 +214,9 @@ class GoogleSheet(Sheet):
             raise SheetError(f"Google Sheet {self._location}: could not add columns "
                              f"{', '.join(new_columns)}: other writers kept taking their places")
 
-    def write_new(self, table: Table) -> None:
-        """Import: fill an empty worksheet (created when ``::NAME`` names a missing one)."""
+    def write_new(self, table: Table, replace_if: Callable[[Table], bool] | None = None) -> None:
+        """Import: fill an empty worksheet (created when ``::NAME`` names a missing one); one that
+        ``replace_if`` accepts is cleared first."""
         with self._lock:
             try:
                 self._props(refresh=True)
@@ -220,9 +226,12 @@ class GoogleSheet(Sheet):
                 body = {"requests": [{"addSheet": {"properties": {"title": self.worksheet_name}}}]}
                 self._call("add worksheet", lambda: self._open().batch_update(body))
                 self._props(refresh=True)
-            if any(cell_text(v) for row in self._values() for v in row):
-                raise SheetError(f"Google Sheet {self._location}: the worksheet already has content; "
-                                 "not overwritten (import into a new worksheet with --worksheet NAME)")
+            held = self._values()
+            if any(cell_text(v) for row in held for v in row):
+                if replace_if is None or not replace_if(self._table(held)):
+                    raise SheetError(f"Google Sheet {self._location}: the worksheet already has content; "
+                                     "not overwritten (import into a new worksheet with --worksheet NAME)")
+                self._call("clear", lambda: self._open().values_clear(self._a1()))
             rows = [list(r.values) for r in table.records]
             width = max(len(r) for r in rows)
             self._ensure_columns(width)
