@@ -40,3 +40,34 @@ def test_quickstart_sheet_runs(tmp_path):
     rows = list(csv.DictReader(open(root / "result_sheets/quickstart.csv")))
     assert all(r["status"] == "Completed" for r in rows)
     assert all(float(r["val_acc"]) > 0.8 for r in rows)
+
+
+def test_the_own_experiment_walkthrough_runs_as_written(tmp_path):
+    """The README's "Your own experiment": its three files and its commands, as a newcomer types them."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("## Your own experiment", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w*)\n(.*?)\n```", section, re.S)
+    files = {body.splitlines()[0][2:].strip(): body.split("\n", 1)[1] + "\n"
+             for _, body in blocks if body.startswith("# ")}
+    assert set(files) == {"tasks/mine/train.py", "default_configs/mine/train.yaml", "result_sheets/mine.csv"}
+    for rel, body in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(body)
+    commands = [line.split("#")[0].split() for kind, body in blocks if kind == "bash" for line in body.splitlines()]
+    assert [c[:2] for c in commands] == [["sheetrun", "run"], ["sheetrun", "summarize"]]
+    outs = []
+    for command in commands:
+        proc = subprocess.run([sys.executable, "-m", "runner", *command[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(proc.stdout)
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "result_sheets/mine.csv")))
+    runs = [r for r in rows if r["sweep"] and "/" in r["name"]]
+    assert len(runs) == 6 and all(r["status"] == "Completed" and r["acc"] for r in runs)
+    summary = outs[1]
+    # acc at the last epoch: 1 - 0.5 ** (5 lr) + 0.01 seed, seeds 0, 1, 2: mean at seed 1, std 0.01
+    for lr in (0.1, 0.5):
+        mean = 1 - 0.5 ** (5 * lr) + 0.01
+        line = next(line for line in summary.splitlines() if f"lr={lr}" in line)
+        assert f"{mean:.4g} ± 0.01 (3)" in line, (line, mean)

@@ -1,4 +1,4 @@
-"""Ensemble distribution distillation losses (ALGORITHMS.md section 2), on a batch.
+"""Ensemble distribution distillation losses (docs/methods.md, section 2), on a batch.
 
 ``student_logits`` z [B, K]; ``teacher_probs`` pi [M, B, K] (the members' softmax on the same,
 augmented, inputs). Dirichlet terms are computed in float64, with the student's concentrations

@@ -1,6 +1,6 @@
 """Uncertainty measures of an ensemble and of a Dirichlet model, per sample.
 
-Notation (ALGORITHMS.md section 2): M members, B samples, K classes;
+Notation (docs/methods.md, section 2): M members, B samples, K classes;
 ``probs`` [M, B, K] member probabilities pi_m, pi_bar = mean_m pi_m,
 H[p] = -sum_k p_k log p_k; ``alpha`` [B, K] Dirichlet concentrations,
 alpha0 = sum_k alpha_k, p = alpha / alpha0; psi = digamma.

@@ -1,6 +1,6 @@
 """HDF5 feature caches: content-hashed names, resumable writing, and an index.
 
-Layout of one cache file (ALGORITHMS.md section 1): datasets ``embed`` float32
+Layout of one cache file (docs/methods.md, section 1): datasets ``embed`` float32
 [N*E, D], ``label`` int64 [N*E, 1], ``index`` int64 [N*E, 1], resizable along
 the first axis; E augmented passes over N samples, pass after pass. The file
 name is ``<key>_<set name>.hdf5`` where ``key`` is a blake2b digest (10 bytes,

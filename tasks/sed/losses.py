@@ -1,4 +1,4 @@
-"""SED's training loss (ALGORITHMS.md section 1), on stacked logits [m, B, K].
+"""SED's training loss (docs/methods.md, section 1), on stacked logits [m, B, K].
 
     L = (1 - lam) * mean_{m in A} CE(z_m, y_smooth) + lam_manual * lam * D
 
