@@ -85,7 +85,17 @@ def die_with_parent(parent_pid: int):
 
 def identity(pid: int | None = None) -> dict:
     """``{"pid", "pid_started", "host"}`` of a process (this one by default)."""
-    pid = os.getpid() if pid is None else pid
+    if pid is None or pid == os.getpid():
+        return dict(_own_identity(os.getpid()))
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        started = time.time()
+    return {"pid": pid, "pid_started": started, "host": socket.gethostname()}
+
+
+@functools.lru_cache(maxsize=4)
+def _own_identity(pid: int) -> dict:            # by pid: a forked child asks again
     try:
         started = psutil.Process(pid).create_time()
     except psutil.Error:

@@ -11,7 +11,7 @@ What it calibrates against is not one backbone but several: the demo backbone
 0..N-1. A machine with another thread count or CPU rounds float sums
 differently, and 30 epochs of training turn that into a different backbone
 (the same seed gives clean accuracy 0.987 with two threads and 0.991 with
-one, and brightness at strength 0.3 then costs 36 or 25 points); seeds stand
+one, and a brightness shift of 0.3 then costs 36 or 25 points); seeds stand
 in for those machines and for other library versions. For each corruption the
 strengths maximise the smallest margin, over the N backbones, of what
 ``tests/test_sed_data.py`` asserts: severity 1 below clean, each severity
@@ -53,7 +53,7 @@ GRIDS = {
     "motion_blur": np.round(np.arange(3, 48.1, 1.0), 1),
     "zoom_blur": np.round(np.arange(1.06, 5.01, 0.04), 2),
     "contrast": np.round(np.arange(0.75, 0.009, -0.01), 3),
-    "brightness": np.round(np.arange(0.05, 1.001, 0.025), 3),
+    "speckle_noise": np.round(np.arange(0.1, 4.001, 0.05), 3),
     "pixelate": np.round(np.arange(2.0, 14.01, 0.25), 2),
 }
 

@@ -95,7 +95,7 @@ def test_sheetrun_run_against_a_google_sheet(server, project):
         "SHEETRUN_SHEETS_API_URL": server.url})
     assert proc.returncode == 1, proc.stderr
     table = open_sheet(URL).read()
-    rows = {r.get("name") or r.get("delta:name"): r for r in table.rows}
+    rows = {r.get("label") or r.get("delta:name"): r for r in table.rows}
     assert rows["a"].get("status") == Status.COMPLETED and rows["a"].get("score") == "4"
     assert rows["a"].get("whether_to_run") == "0"
     assert rows["b"].get("status") == Status.FAILED and "bad learning rate" in rows["b"].get("error")
@@ -142,7 +142,7 @@ def test_twenty_concurrent_jobs_add_columns_and_metrics_without_losing_any(serve
     table = open_sheet(URL).read()                  # a duplicated header would fail to parse
     for i, row in enumerate(table.rows):
         assert row.get("status") == Status.COMPLETED, row.as_dict()
-        assert row.get("score") == str(2 * i) and row.get("name") == f"n{i}"
+        assert row.get("score") == str(2 * i) and row.get("label") == f"n{i}"
     assert sum(1 for h in table.header if h == "score") == 1
 
 

@@ -38,6 +38,7 @@ from runner.jobwrapper import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_
                                final_row_values, push_to_sheet, signal_name)
 
 TICK_S = 0.5
+TRACK_S = 0.25          # how often each job's process tree is looked at
 
 
 class JobHost:
@@ -230,7 +231,7 @@ class JobHost:
         signal.signal(signal.SIGCHLD, lambda *_: None)          # wakes select at once
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        last_beat = last_forward = 0.0
+        last_beat = last_forward = last_track = 0.0
         while self.runner_alive or self.runs:
             readers = [wake_r] + ([self.commands_fd] if self.runner_alive else [])
             writers = [self.events_fd] if self.outbox and self.runner_alive else []
@@ -247,9 +248,12 @@ class JobHost:
                 self._flush()
             self._reap()
             now = time.time()
-            self._track()
+            look = now - last_track >= TRACK_S          # process trees and cancel markers, 4 times a second
+            if look:
+                last_track = now
+                self._track()
             for run in self.runs.values():
-                if not run.cancelled and run.rd.cancel_requested():
+                if look and not run.cancelled and run.rd.cancel_requested():
                     run.stop("sheetrun cancel")
                 run.check_time_limit(now)
                 run.escalate()
