@@ -359,18 +359,21 @@ class JobRun:
         return self.proc is not None
 
     def ended_on_its_own(self) -> bool:
-        """The command has exited (its exit not yet collected, or just collected): a stop or time
-        limit that comes now is too late, and the job is judged by its own exit."""
+        """The command has exited by itself — an exit status, not a signal — (its exit not yet
+        collected, or just collected): a stop or time limit that comes now is too late, and the
+        job is judged by its own exit. One killed by a signal (SLURM's scancel reaches every
+        process of the job at once) did not end on its own."""
         if self.proc is None:
             return False
         if self.proc.returncode is not None:
-            return True
+            return self.proc.returncode >= 0
         try:
-            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:            # collected by another thread this instant
-            return True
+            return self.proc.returncode is not None and self.proc.returncode >= 0
         except OSError:
             return False
+        return info is not None and info.si_code == os.CLD_EXITED
 
     def stop(self, reason: str, grace_s: float = KILL_GRACE_S) -> bool:
         """Ask the command to stop (SIGTERM to its session), SIGKILL after ``grace_s``; False when

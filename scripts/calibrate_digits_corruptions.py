@@ -53,7 +53,7 @@ GRIDS = {
     "motion_blur": np.round(np.arange(3, 48.1, 1.0), 1),
     "zoom_blur": np.round(np.arange(1.06, 5.01, 0.04), 2),
     "contrast": np.round(np.arange(0.75, 0.009, -0.01), 3),
-    "speckle_noise": np.round(np.arange(0.1, 4.001, 0.05), 3),
+    "glass_blur": np.round(np.arange(0.25, 10.01, 0.25), 2),
     "pixelate": np.round(np.arange(2.0, 14.01, 0.25), 2),
 }
 

@@ -1,4 +1,4 @@
-"""ImageNet-C style corruptions, implemented locally in PyTorch (+ PIL for JPEG).
+"""ImageNet-C style corruptions, implemented locally in PyTorch.
 
 Each corruption takes a batch of images ``x`` (float tensor [N, C, H, W] in
 [0, 1]), a severity 1-5 and a ``numpy.random.Generator``, and returns a
@@ -7,9 +7,15 @@ Hendrycks & Dietterich's ImageNet-C / CIFAR-10-C definitions; their strengths
 at severities 1-5 (:data:`LEVELS`) are calibrated on the demo's digits, not
 taken from CIFAR-10-C: 8x8 digits upsampled to 32 pixels are blurry and
 high-contrast already, so CIFAR's strengths left accuracy untouched for most
-types. ``scripts/calibrate_digits_corruptions.py`` chose each strength so the
-demo backbone keeps about 94 / 86 / 76 / 64 / 50 % of its clean accuracy at
-severities 1-5, for every type. Kernel sizes are given for 32-pixel images and
+types. ``scripts/calibrate_digits_corruptions.py`` chose them against eight
+demo backbones trained from different seeds — backbones differ from machine to
+machine (thread counts and CPUs round float sums differently, and training
+amplifies that) — so that for every one of them accuracy falls at each
+severity and severity 5 keeps at most 65% of clean accuracy, with the largest
+margin the grid allows; four further backbones, not used in the choice, pass
+too. Brightness is not among them (glass blur takes its place): its harm
+depends on how a backbone answers a lifted black background, which varies
+three-fold between seeds. Kernel sizes are given for 32-pixel images and
 scale with the image side.
 
     from tasks.data.corruptions import CORRUPTIONS, corrupt
@@ -79,17 +85,17 @@ def _noise(x: torch.Tensor, rng: np.random.Generator, kind: str, *args) -> torch
 
 # --- noise ---------------------------------------------------------------------
 
-@register("gaussian_noise", [0.425, 0.525, 0.625, 0.775, 0.975])
+@register("gaussian_noise", [0.45, 0.6, 0.725, 0.95, 1.35])
 def gaussian_noise(x, sigma, rng):
     return x + sigma * _noise(x, rng, "standard_normal")
 
 
-@register("shot_noise", [2.98, 2.03, 1.07, 0.83, 0.73])
+@register("shot_noise", [4.075, 1.918, 1.492, 1.024, 0.702])
 def shot_noise(x, photons, rng):
     return torch.from_numpy(rng.poisson(x.numpy() * photons).astype(np.float32) / photons)
 
 
-@register("impulse_noise", [0.3, 0.38, 0.44, 0.5, 0.62])
+@register("impulse_noise", [0.3, 0.4, 0.48, 0.56, 0.66])
 def impulse_noise(x, amount, rng):
     u = _noise(x, rng, "random")
     out = x.clone()
@@ -100,7 +106,7 @@ def impulse_noise(x, amount, rng):
 
 # --- blur ----------------------------------------------------------------------
 
-@register("defocus_blur", [5.75, 6.5, 7.25, 8.25, 11.0])
+@register("defocus_blur", [5.5, 6.25, 7.0, 7.5, 10.5])
 def defocus_blur(x, radius, rng):
     radius = radius * _scale(x)
     r = math.ceil(radius)
@@ -110,7 +116,7 @@ def defocus_blur(x, radius, rng):
     return _filter(x, disk)
 
 
-@register("gaussian_blur", [3.125, 3.625, 4.375, 5.75, 7.25])
+@register("gaussian_blur", [3.125, 3.5, 3.875, 4.5, 6.5])
 def gaussian_blur(x, sigma, rng):
     sigma = sigma * _scale(x)
     r = max(1, math.ceil(3 * sigma))
@@ -118,7 +124,7 @@ def gaussian_blur(x, sigma, rng):
     return _filter(x, g[:, None] * g[None, :])
 
 
-@register("motion_blur", [10, 15, 18, 22, 27])
+@register("motion_blur", [14, 15, 18, 23, 27])
 def motion_blur(x, length, rng):
     length = length * _scale(x)
     r = max(1, round(length / 2))
@@ -129,7 +135,7 @@ def motion_blur(x, length, rng):
     return _filter(x, kernel)
 
 
-@register("zoom_blur", [1.74, 2.14, 2.58, 2.94, 3.54])
+@register("zoom_blur", [1.94, 2.18, 2.54, 2.94, 3.5])
 def zoom_blur(x, top, rng):
     h, w = x.shape[-2:]
     out = x.clone()
@@ -143,19 +149,28 @@ def zoom_blur(x, top, rng):
 
 # --- digital -------------------------------------------------------------------
 
-@register("contrast", [0.59, 0.5, 0.42, 0.33, 0.24])
+@register("contrast", [0.6, 0.51, 0.44, 0.28, 0.21])
 def contrast(x, c, rng):
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return (x - mean) * c + mean
 
 
-@register("speckle_noise", [0.5, 0.8, 1.1, 1.5, 2.0])
-def speckle_noise(x, sigma, rng):
-    """Multiplicative noise, ImageNet-C's extra set: x + x * N(0, sigma^2). It stands in for
-    brightness on the digits: lifting a black background is an input no backbone saw, and
-    backbones trained from different seeds (or on another machine) answer it three-fold apart,
-    so no strengths make brightness's harm grow with severity for them all."""
-    return x + x * sigma * _noise(x, rng, "standard_normal")
+@register("glass_blur", [2.75, 3.5, 4.0, 4.75, 6.0])
+def glass_blur(x, delta, rng):
+    """ImageNet-C's glass blur: a light Gaussian blur, every pixel moved by a random offset of up
+    to ``delta`` pixels in each direction (at 32 pixels; scaled) twice, and blurred again. It
+    stands in for brightness on the digits: lifting a black background is an input no backbone
+    saw, and backbones trained from different seeds (or on another machine) answer it three-fold
+    apart, so no strengths make brightness's harm grow with severity for them all."""
+    n, c, h, w = x.shape
+    delta = delta * _scale(x)
+    out = gaussian_blur(x, 0.5, rng)
+    base = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), (n, c, h, w), align_corners=False)
+    for _ in range(2):
+        shift = torch.from_numpy(rng.uniform(-delta, delta, size=(n, h, w, 2)).astype(np.float32))
+        grid = base + shift * torch.tensor([2.0 / w, 2.0 / h])
+        out = F.grid_sample(out, grid, mode="nearest", padding_mode="border", align_corners=False)
+    return gaussian_blur(out, 0.5, rng)
 
 
 def _translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -168,7 +183,7 @@ def _translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Ten
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-@register("pixelate", [4.5, 5.0, 6.0, 7.5, 9.5])
+@register("pixelate", [4.0, 4.5, 5.0, 6.0, 9.0])
 def pixelate(x, block, rng):
     """Blocks of ``block`` pixels (at 32 pixels; scaled), each the mean of what it covers, on a grid
     at a random offset per image (so the result does not hinge on how the grid meets the image's own)."""
