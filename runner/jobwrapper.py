@@ -351,8 +351,8 @@ class JobRun:
         self.host = me["host"]
         info = dict(me, kind=self.kind, started=self.started, job_id=self.job_id,
                     child_pid=self.proc and self.proc.pid)
-        if self.proc is not None:
-            self.processes.add([self.proc.pid])
+        if self.proc is not None:             # the command itself dies with us: only what it starts
+            self.processes.known.add(self.proc.pid)   # is written down (and looked up by start time)
         self.save("wrapper.json", lambda: write_json(rd.wrapper, info))
         if self.proc is not None:
             self.channel.started({C.STATUS: Status.RUNNING, C.JOB_ID: self.job_id, C.ERROR: ""})

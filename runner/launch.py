@@ -377,7 +377,7 @@ class Launch:
 def _write_new(path: str, data: dict) -> None:
     """A JSON file in a folder nothing reads yet (no temp file and rename needed)."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=1))
+        f.write(json.dumps(data) + "\n")
 
 
 def _remove_claim(folder: str) -> None:

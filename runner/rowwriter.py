@@ -8,8 +8,8 @@ across jobs and sends them as one transaction: one read and one write of the
 sheet however many jobs reported. So the number of sheet rewrites is bounded
 by time, not by rows:
 
-- CSV: at most one write per ``max(0.5 s, 20 x the last write's duration)``,
-  so even on a 10,000-row sheet the writer takes about 5 % of one core;
+- CSV: at most one write per ``max(0.5 s, 40 x the last write's duration)``,
+  so even on a 10,000-row sheet the writer takes about 2.5 % of one core;
 - Google Sheets: at most one write every 2 s (the API quota is per minute).
 
 Updates that cannot be delivered wait for the next tick: the sheet is away or
@@ -33,7 +33,7 @@ from runner.sheet.base import ColumnPolicy
 
 LOCAL_MIN_INTERVAL_S = 0.5
 REMOTE_INTERVAL_S = 2.0
-WRITE_DUTY = 20          # wait at least this many times the last write's duration between writes
+WRITE_DUTY = 40          # wait at least this many times the last write's duration between writes
 
 
 def _say(message: str) -> None:

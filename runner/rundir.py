@@ -41,7 +41,7 @@ def write_json(path: str, data: Any) -> None:
     part (``mkstemp`` costs three times as much)."""
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    text = json.dumps(data, indent=1, sort_keys=False, default=str)
+    text = json.dumps(data, default=str) + "\n"       # one line: the C encoder (indent is 5x slower)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -80,21 +80,29 @@ def quote(value: str, delimiter: str = ",", escaped: bool = False) -> str:
 class Record:
     """One CSV record: decoded values, their source text, and its line ending."""
 
-    __slots__ = ("values", "raws", "terminator")
+    __slots__ = ("values", "raws", "terminator", "_body")
 
     def __init__(self, values: list[str], raws: list[str | None], terminator: str):
         self.values = values
         self.raws = raws            # None where the runner set the value
         self.terminator = terminator
+        self._body: tuple | None = None     # ((delimiter, escaped), text): kept until a cell changes
+
+    def touched(self) -> None:
+        """A value or its source text changed: the record's text is made again."""
+        self._body = None
 
     @property
     def is_blank(self) -> bool:
         return self.raws == [""]
 
     def text(self, delimiter: str = ",", escaped: bool = False) -> str:
-        parts = (raw if raw is not None else quote(val, delimiter, escaped)
-                 for val, raw in zip(self.values, self.raws))
-        return delimiter.join(parts) + self.terminator
+        key = (delimiter, escaped)
+        if self._body is None or self._body[0] != key:      # a sheet's unchanged rows: made once
+            parts = (raw if raw is not None else quote(val, delimiter, escaped)
+                     for val, raw in zip(self.values, self.raws))
+            self._body = (key, delimiter.join(parts))
+        return self._body[1] + self.terminator
 
 
 def parse_records(text: str, delimiter: str = ",", escaped: bool = False) -> list[Record]:
@@ -183,6 +191,7 @@ class Row:
         self.table._pad(rec)
         rec.values[idx] = value
         rec.raws[idx] = None
+        rec.touched()
         self.table.changed = True
 
     def as_dict(self) -> dict[str, str]:
@@ -283,6 +292,7 @@ class Table:
             self.header_record.raws.append(None)
         self.header.append(name)
         self.header_record.raws.append(None)
+        self.header_record.touched()
         idx = self.index[name] = len(self.header) - 1
         for row in self.rows:
             self._pad(row.record)
@@ -294,6 +304,7 @@ class Table:
         if missing > 0:
             rec.values.extend([""] * missing)
             rec.raws.extend([""] * missing)
+            rec.touched()
 
     # -- lookup ----------------------------------------------------------------------------
     def find(self, column: str, value: str) -> Row | None:
