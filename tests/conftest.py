@@ -269,6 +269,21 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def shipped_sheet(path: str) -> tuple[list[str], list[dict]]:
+    """A shipped sheet as it ships, even after the Quick start ran it in this checkout: only the
+    columns a person writes (inputs, ``name``, ``notes``), and rows that ran set to run again."""
+    from runner import columns as C
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    header = [c for c in rows[0] if C.is_input_column(c) or c == "notes"]
+    out = []
+    for r in rows:
+        ran = bool(r.get(C.RUN_ID) or r.get(C.STATUS))
+        out.append({c: ("1" if c == C.WHETHER_TO_RUN and ran else r[c]) for c in header})
+    return header, out
+
+
 BASE = ["path_to_main", "path_to_default_config", "whether_to_run"]
 CFG = "default_configs/base.yaml"
 

@@ -95,7 +95,7 @@ def test_summarize_the_demo_sheet_over_seeds(project):
     import statistics
     import shutil
 
-    from conftest import REPO, sed_config, write_yaml
+    from conftest import REPO, sed_config, shipped_sheet, write_yaml
 
     for part in ("default_configs", "tasks"):
         shutil.copytree(os.path.join(REPO, part), os.path.join(project.root, part),
@@ -104,14 +104,14 @@ def test_summarize_the_demo_sheet_over_seeds(project):
              "cache_features": {"catalog/C/corruptions": ["contrast"], "catalog/in_train/epochs": 1}}
     for name, changes in small.items():
         write_yaml(os.path.join(project.root, "default_configs", "sed", f"{name}.yaml"), sed_config(name, **changes))
-    demo = list(csv.DictReader(open(os.path.join(REPO, "result_sheets", "demo.csv"))))
-    header = list(demo[0]) + ["delta:seed"]
-    rows = [[r[c] for c in demo[0]] + [""] for r in demo[:2]]          # backbone, cache
+    columns, demo = shipped_sheet(os.path.join(REPO, "result_sheets", "demo.csv"))
+    header = columns + ["delta:seed"]
+    rows = [[r[c] for c in columns] + [""] for r in demo[:2]]          # backbone, cache
     for seed in (0, 1, 2):
         plain = dict(demo[2], name=f"plain s{seed}", **{"delta:save_path": f"models/ensembles/plain_{seed}.pt"})
         ev = dict(demo[5], name=f"eval s{seed}", depends_on=f"plain s{seed}",
                   **{"delta:model": f"models/ensembles/plain_{seed}.pt"})
-        rows += [[plain[c] for c in demo[0]] + [str(seed)], [ev[c] for c in demo[0]] + [""]]
+        rows += [[plain[c] for c in columns] + [str(seed)], [ev[c] for c in columns] + [""]]
     path = project.sheet(header, rows, name="demo.csv")
     proc = project.sheetrun("run", path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
