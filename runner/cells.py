@@ -35,6 +35,10 @@ _CHARACTERS = {"__COMMA__": ",", "__Q__": '"', "__B__": "\\"}
 RUNNER_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_cmd.py")
 
 
+_PATH_VAR = re.compile(r"<\$([A-Za-z0-9_-]+)>")        # stnd: "<$VAR>" in a path is that variable
+NO_NORMALISATION = "!!!"                              # stnd: a path starting with it is taken as it is
+
+
 class CellError(ValueError):
     """A cell cannot be decoded; the message names the problem."""
 
@@ -143,3 +147,15 @@ def fill_placeholders(text: str, row_number: int, row: dict[str, str], worksheet
         return simple(row[name])
 
     return _COL.sub(column, text)
+
+
+def resolve_path(path: str, root: str) -> str:
+    """A path from a cell: ``<$VAR>`` is that environment variable, ``~`` the home folder,
+    ``!!!path`` is taken as it is; anything relative is under the project root."""
+    if path.startswith(NO_NORMALISATION):
+        return path[len(NO_NORMALISATION):]
+    missing = [name for name in _PATH_VAR.findall(path) if name not in os.environ]
+    if missing:
+        raise CellError(f"{path!r}: the environment variable {missing[0]} is not set")
+    path = _PATH_VAR.sub(lambda m: os.environ[m.group(1)], path)
+    return os.path.normpath(os.path.join(root, os.path.expanduser(path)))

@@ -134,7 +134,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
 def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: KeyboardInterrupt) -> int:
     """``run --backend slurm --wait`` interrupted: its rows' jobs are cancelled, as a local run's are."""
     from runner.cancel import cancel
-    from runner.slurm.submit import ranges
+    from runner.rowrefs import ranges
 
     sigterm = bool(interrupt.args) and interrupt.args[0] == signal.SIGTERM
     numbers = cancel(sheet, root, RowFilter(ids=set(run_ids)), client)
@@ -361,14 +361,14 @@ def cmd_plot(args) -> int:
     plot(series, args.metric, out)
     console.print(f"{len(series)} curve(s) of {args.metric} written to {out}", soft_wrap=True)
     if empty:
-        from runner.slurm.submit import ranges
+        from runner.rowrefs import ranges
 
         console.print(f"rows {ranges(empty)} reported no {args.metric}", soft_wrap=True)
     return 0
 
 
 def cmd_summarize(args) -> int:
-    from runner.summary import as_records, markdown, row_ranges, summarize
+    from runner.summary import as_records, csv_text, markdown, row_ranges, summarize
     from runner.sweeps import swept_labels
 
     sheet = open_sheet(args.sheet)
@@ -380,14 +380,7 @@ def cmd_summarize(args) -> int:
         raise UsageError(f"{'--by' if 'column' in str(exc) else '--show'}: {exc}") from None
     records = as_records(summary)
     if args.format == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["group"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
-        text = buf.getvalue()
+        text = csv_text(records)
     elif args.format == "markdown":
         text = markdown(summary)
     else:
@@ -414,10 +407,12 @@ def cmd_summarize(args) -> int:
     grouped = ", ".join(c for c in summary.by) or "(nothing: every row is one group)"
     err_console.print(f"grouped by: {grouped}", soft_wrap=True)
     if summary.left_out:
-        counts = Counter(why.split(" (")[0] for _, why in summary.left_out)
+        by_why: dict[str, list[int]] = {}
+        for number, why in summary.left_out:
+            by_why.setdefault(why.split(" (")[0], []).append(number)
         err_console.print("left out: " + ", ".join(
-            f"{n} {why} (rows {row_ranges([r for r, w in summary.left_out if w.split(' (')[0] == why])})"
-            for why, n in counts.most_common()), soft_wrap=True)
+            f"{len(rows)} {why} (rows {row_ranges(rows)})"
+            for why, rows in sorted(by_why.items(), key=lambda kv: -len(kv[1]))), soft_wrap=True)
     if args.write:
         _write_summary(sheet, records)
     return 0
@@ -428,15 +423,9 @@ SUMMARY_MARK = "group"          # the first header cell of a summary sheet sheet
 
 def _write_summary(sheet, records) -> None:
     """The summary as a sheet beside the sheet: NAME_summary.csv, or the worksheet 'NAME summary'."""
-    import csv
-    import io
-
     from runner.sheet import Table
+    from runner.summary import csv_text
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else [SUMMARY_MARK], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
     if sheet.remote:
         base = sheet.location.split("::")[0]
         title = sheet.title + " summary"
@@ -447,7 +436,7 @@ def _write_summary(sheet, records) -> None:
 
     def ours(held) -> bool:              # replace only a summary this command wrote
         return bool(held.columns) and held.columns[0] == SUMMARY_MARK
-    target.write_new(Table(buf.getvalue()), replace_if=ours)
+    target.write_new(Table(csv_text(records)), replace_if=ours)
     console.print(f"summary written to {target.location}", soft_wrap=True)
 
 
@@ -531,7 +520,7 @@ def cmd_expand(args) -> int:
 
 def cmd_reset(args) -> int:
     from runner.reset import reset
-    from runner.slurm.submit import ranges
+    from runner.rowrefs import ranges
 
     done, left = reset(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
     for number, why in left:

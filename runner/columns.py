@@ -37,6 +37,14 @@ def is_input_column(name: str) -> bool:
         (DELTA_PREFIX, DELTA_NEW_PREFIX, ENV_PREFIX, CMD_ENV_PREFIX, SLURM_PREFIX) + DATA_PREFIXES)
 
 
+def short_name(column: str) -> str:
+    """A ``delta:`` / ``delta+:`` column by its key (``delta:train/lr`` -> ``train/lr``), as tables show it."""
+    for prefix in (DELTA_PREFIX, DELTA_NEW_PREFIX):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
+
+
 def is_reserved(name: str) -> bool:
     """True for columns a reported metric may not overwrite."""
     return name in OWNED or is_input_column(name)

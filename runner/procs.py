@@ -84,9 +84,13 @@ def die_with_parent(parent_pid: int):
 
 
 def identity(pid: int | None = None) -> dict:
-    """``{"pid", "pid_started", "host"}`` of a process (this one by default)."""
+    """``{"pid", "pid_started", "host"}`` of a process (this one by default; asked once)."""
     if pid is None or pid == os.getpid():
-        return dict(_own_identity(os.getpid()))
+        return dict(_own_identity(os.getpid()))         # by pid: a forked child asks again
+    return _identity(pid)
+
+
+def _identity(pid: int) -> dict:
     try:
         started = psutil.Process(pid).create_time()
     except psutil.Error:
@@ -94,13 +98,7 @@ def identity(pid: int | None = None) -> dict:
     return {"pid": pid, "pid_started": started, "host": socket.gethostname()}
 
 
-@functools.lru_cache(maxsize=4)
-def _own_identity(pid: int) -> dict:            # by pid: a forked child asks again
-    try:
-        started = psutil.Process(pid).create_time()
-    except psutil.Error:
-        started = time.time()
-    return {"pid": pid, "pid_started": started, "host": socket.gethostname()}
+_own_identity = functools.lru_cache(maxsize=4)(_identity)
 
 
 def alive(pid: int | None, started: float | None = None) -> bool:
@@ -135,19 +133,24 @@ def tagged(run_id: str, exclude: tuple[int, ...] = ()) -> list[psutil.Process]:
 
 def children(pid: int) -> list[int]:
     """The children of ``pid`` (``/proc/PID/task/*/children``; psutil where those are missing)."""
+    kids = _proc_children(pid)
+    if kids is None:                        # no such files here, or the process is gone
+        try:
+            return [p.pid for p in psutil.Process(pid).children()]
+        except psutil.Error:
+            return []
+    return kids
+
+
+def _proc_children(pid: int | str) -> list[int] | None:
+    """The children of ``pid`` from ``/proc/PID/task/*/children`` (None where they cannot be read)."""
     kids: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children") as f:
                 kids += [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        if not os.path.exists("/proc/self/task"):
-            try:
-                return [p.pid for p in psutil.Process(pid).children()]
-            except psutil.Error:
-                return []
     except OSError:
-        pass
+        return None
     return kids
 
 
@@ -234,14 +237,7 @@ def descendants(pid: int | None = None) -> list[psutil.Process]:
 
 def _own_children() -> list[int] | None:
     """This process's children from ``/proc/self/task/*/children`` (None where it is missing)."""
-    kids: list[int] = []
-    try:
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as f:
-                kids += [int(p) for p in f.read().split()]
-    except OSError:
-        return None
-    return kids
+    return _proc_children("self")
 
 
 def end_orphans(rounds: int = 50) -> int:

@@ -34,6 +34,8 @@ import re
 import shutil
 import sys
 
+from runner.cells import resolve_path
+
 MARKER = "__RUNNER__"
 KEYS = ("exec_path", "is_python", "is_bash", "conda_env", "kwargs", "two_dash_flags",
         "single_dash_flags", "take_last_dict")
@@ -91,15 +93,13 @@ def take_last(config: dict) -> dict[str, str]:
 
 def stnd_path(value, root: str):
     """A path-named value as stnd's config reader normalises it (``normalize_path``): text and
-    lists of text become absolute paths; anything else is left as it is."""
+    lists of text become absolute paths by the sheet's own path rule (:func:`resolve_path`: an
+    unset ``<$VAR>`` is an error, as stnd asserts); anything else is left as it is."""
     if isinstance(value, list):
         return [stnd_path(v, root) for v in value]
     if not isinstance(value, str) or not value:
         return value
-    if value.startswith("!!!"):
-        return value[3:]
-    path = re.sub(r"<\$([A-Za-z0-9_-]+)>", lambda m: os.environ.get(m.group(1), m.group(0)), os.path.expanduser(value))
-    return os.path.abspath(os.path.join(root, path))
+    return resolve_path(value, root)
 
 
 def argv(config: dict, root: str = ".", python: str = sys.executable) -> list[str]:

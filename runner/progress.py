@@ -31,7 +31,7 @@ def _fmt(value) -> str:
 
 def print_skipped(console: Console, skipped) -> None:
     """Rows left alone because an earlier run (a sheetrun, a job, its processes) still holds them."""
-    from runner.slurm.submit import ranges
+    from runner.rowrefs import ranges
 
     by_holder: dict[str, list[int]] = {}
     for number, holder in skipped:
@@ -191,6 +191,6 @@ class SubmitProgress:
         pass
 
     def submitted(self, numbers: list[int], array_id: str) -> None:
-        from runner.slurm.submit import ranges
+        from runner.rowrefs import ranges
 
         self.console.print(Text(f"submitted rows {ranges(numbers)} as job array {array_id}"), highlight=False)

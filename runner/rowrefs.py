@@ -59,3 +59,16 @@ def split(text: str, names=()) -> list[str]:
         else:
             items += [normal(t) for t in tokens if t.strip()]
     return items
+
+
+def ranges(numbers, separator: str = ",") -> str:
+    """Row numbers as ranges: ``[1, 2, 3, 7]`` -> ``"1-3,7"`` (sbatch's ``--array`` form)."""
+    numbers = sorted(numbers)
+    out, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            out.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return separator.join(out)

@@ -9,13 +9,11 @@ from typing import Any
 
 from runner import cells, columns as C, config as cfg, programs, rowrefs, stnd_logging
 from runner.slurm import options as slurm_options
-from runner.cells import CellError
+from runner.cells import NO_NORMALISATION, CellError, resolve_path
 
 RUNNER_MARKER = programs.MARKER
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_PATH_VAR = re.compile(r"<\$([A-Za-z0-9_-]+)>")        # stnd: "<$VAR>" in a path is that variable
-NO_NORMALISATION = "!!!"                              # stnd: a path starting with it is taken as it is
 DEFAULT_WORDS = cells.DEFAULT_WORDS
 
 
@@ -81,11 +79,10 @@ def project_root_for(sheet_path: str) -> str:
 
 def _number_at(config: dict, key: str) -> bool:
     """Is the config's value at ``a/b/c`` a number (not a boolean)?"""
-    node: Any = config
-    for part in key.split(cfg.SEPARATOR):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
+    try:
+        node = _leaf(config, key)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
     return isinstance(node, (int, float)) and not isinstance(node, bool)
 
 
@@ -100,18 +97,6 @@ def _refuse_sweep(column: str, text: str) -> None:
     if sweep:
         raise CellError(f"{column} = {text.strip()!r} is a sweep: expand it into one row per value first "
                         "('sheetrun run SHEET --expand', or 'sheetrun expand SHEET')")
-
-
-def resolve_path(path: str, root: str) -> str:
-    """A path from a cell: ``<$VAR>`` is that environment variable, ``~`` the home folder,
-    ``!!!path`` is taken as it is; anything relative is under the project root."""
-    if path.startswith(NO_NORMALISATION):
-        return path[len(NO_NORMALISATION):]
-    missing = [name for name in _PATH_VAR.findall(path) if name not in os.environ]
-    if missing:
-        raise CellError(f"{path!r}: the environment variable {missing[0]} is not set")
-    path = _PATH_VAR.sub(lambda m: os.environ[m.group(1)], path)
-    return os.path.normpath(os.path.join(root, os.path.expanduser(path)))
 
 
 def expand_env(value: str) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from runner import columns as C
 from runner.columns import Status
 from runner.cells import CellError, parse_whether_to_run
+from runner.rowrefs import ranges
 from runner.rundir import RunDir, read_json_quietly
 from runner.sheet import Table
 
@@ -167,29 +168,14 @@ def summarize(table: Table, root: str, by: list[str] | None = None, show: list[s
         for name in metrics:
             if values.get(key, {}).get(name):
                 group.stats[name] = mean_std(values[key][name])
-        group.label = ", ".join(f"{_short(c)}={group.key[c]}" for c in varied) or (
+        group.label = ", ".join(f"{C.short_name(c)}={group.key[c]}" for c in varied) or (
             (labels or {}).get(group.rows[0]) or "all rows")
     return Summary(by, list(groups.values()), metrics, left_out)
 
 
-def _short(column: str) -> str:
-    for prefix in (C.DELTA_PREFIX, C.DELTA_NEW_PREFIX):
-        if column.startswith(prefix):
-            return column[len(prefix):]
-    return column
-
-
 def row_ranges(numbers: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``1-3, 7``."""
-    out, start = [], None
-    numbers = sorted(numbers)
-    for i, n in enumerate(numbers):
-        if start is None:
-            start = n
-        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
-            out.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ", ".join(out)
+    return ranges(numbers, ", ")
 
 
 def as_records(summary: Summary) -> list[dict[str, object]]:
@@ -204,6 +190,18 @@ def as_records(summary: Summary) -> list[dict[str, object]]:
             record[f"{name} n"] = 0 if stat is None else stat.n
         records.append(record)
     return records
+
+
+def csv_text(records: list[dict[str, object]]) -> str:
+    """:func:`as_records` as CSV text (a header only, ``group``, when there is no group)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["group"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
 
 
 def markdown(summary: Summary, digits: int = 4) -> str:

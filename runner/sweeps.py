@@ -184,12 +184,6 @@ def swept_labels(table: Table) -> dict[int, str]:
     for rows in groups.values():
         varied = [c for c in inputs if len({r.get(c) for r in rows}) > 1]
         for row in rows:
-            labels[row.number] = ", ".join(f"{_short(c)}={row.get(c)}" for c in varied)
+            labels[row.number] = ", ".join(f"{C.short_name(c)}={row.get(c)}" for c in varied)
     return labels
 
-
-def _short(column: str) -> str:
-    for prefix in (C.DELTA_PREFIX, C.DELTA_NEW_PREFIX):
-        if column.startswith(prefix):
-            return column[len(prefix):]
-    return column

@@ -1,11 +1,9 @@
 """What a new user meets first at the command line: errors, tables, history, plots, sweeps."""
 import os
 
-import pytest
 
 from conftest import BASE, CFG
 from runner.results import figure
-from runner.sheet import Table
 from runner.sweeps import swept_labels
 
 LONG_NAMES = """

@@ -49,7 +49,7 @@ report(name="from the script", sweep="sw 1/2", acc=0.5)
 def test_a_script_cannot_create_or_change_a_column_sheetrun_reads(project):
     project.write("scripts/names.py", NAMES_ITSELF)
     path = project.sheet(BASE + ["notes"], [["scripts/names.py", CFG, "1", ""]])      # no name column yet
-    proc = project.sheetrun("run", path, check=0)
+    project.sheetrun("run", path, check=0)
     row = project.read()[0]
     assert row["status"] == "Completed" and row["acc"] == "0.5"
     assert "name" not in row and "sweep" not in row and "name (metric)" not in row

@@ -116,14 +116,3 @@ def submit_rows(launch, executor, rows) -> None:
         waiting = [p for p in later if p.run_id not in failed]
 
 
-def ranges(numbers: list[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    numbers = sorted(numbers)
-    out, start = [], None
-    for i, n in enumerate(numbers):
-        if start is None:
-            start = n
-        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
-            out.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ",".join(out)
