@@ -522,7 +522,7 @@ def cmd_reset(args) -> int:
     from runner.reset import reset
     from runner.rowrefs import ranges
 
-    done, left = reset(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
+    done, left, kept = reset(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
     for number, why in left:
         err_console.print(f"row {number} not reset: {why}", markup=False, highlight=False, soft_wrap=True)
     if done:
@@ -530,6 +530,10 @@ def cmd_reset(args) -> int:
                       "their run folders", highlight=False, soft_wrap=True)
     elif not left:
         console.print("no selected row has been run; nothing to reset")
+    for number, folder, columns in kept:
+        err_console.print(f"row {number}: kept {', '.join(columns)}: its run folder {folder} is not here, so "
+                          "which of these cells are its old run's numbers is unknown; empty those by hand",
+                          markup=False, highlight=False, soft_wrap=True)
     return 1 if left else 0
 
 

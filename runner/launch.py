@@ -37,7 +37,7 @@ from runner.config import dump_yaml
 from runner.errors import describe
 from runner.jobwrapper import THREAD_VARS
 from runner.liveness import holder_text, verdict
-from runner.metric_columns import MetricColumns, clear_previous_metrics
+from runner.metric_columns import MetricColumns, clear_previous_metrics, unaccounted_cells
 from runner.plan import PlannedRow, RowFilter, new_run_id, plan
 from runner.rowwriter import RowWriter
 from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, write_json
@@ -208,6 +208,7 @@ class Launch:
             if any(p.writable for p in planned):
                 for column in C.OWNED:          # a fixed, readable order for new sheets
                     table.ensure_column(column)
+            written.clear()
             for p in planned:
                 if not p.writable:
                     continue
@@ -219,10 +220,15 @@ class Launch:
                     values.update({C.STATUS: p.status, C.ERROR: C.cap(p.error, C.ERROR_MAX_CHARS),
                                    C.RUN_FOLDER: ""})
                 row = table.find_row(p.number)
-                clear_previous_metrics(row, opts.root)     # every number in a row is its run's
-                for column, value in values.items():
-                    row.set(column, value)
+                kept = unaccounted_cells(row, opts.root)
+                if kept and p.spec is not None and not any(w.startswith(KEPT_NOTE) for w in p.spec.warnings):
+                    p.spec.warnings.append(f"{KEPT_NOTE} {', '.join(kept)}: its previous run folder "
+                                           f"{row.get(C.RUN_FOLDER)} is not here, so which are that run's numbers "
+                                           "is unknown; empty those by hand")
+                written[p.run_id] = _set_claim(row, values, opts.root)
             return planned
+
+        written: dict = {}                  # run id -> (row, cells before, cells after) of the last attempt
 
         try:
             planned = self.sheet.transact(change)
@@ -230,6 +236,8 @@ class Launch:
             for folder in made:
                 _remove_claim(folder)
             raise
+        for run_id, (row, before, after) in written.items():
+            self.writer.ledger.claimed(run_id, row, before, after)
         used = {p.run_folder for p in planned if p.ok}
         for folder in made:
             if folder not in used:
@@ -315,12 +323,12 @@ class Launch:
                 return False
             os.makedirs(folder, exist_ok=True)
             _write_new(os.path.join(folder, "job.json"), self.job_record(again, claimed, p.run_folder, attempt))
-            clear_previous_metrics(row, self.opts.root)
-            for column, value in {C.RUN_ID: again.run_id, C.STATUS: Status.SUBMITTED, C.JOB_ID: "",
-                                  C.EXIT_CODE: "", C.WALLTIME: "", C.ERROR: "",
-                                  C.RUN_FOLDER: display_path(folder, self.opts.root)}.items():
-                row.set(column, value)
+            written[:] = [_set_claim(row, {C.RUN_ID: again.run_id, C.STATUS: Status.SUBMITTED, C.JOB_ID: "",
+                                           C.EXIT_CODE: "", C.WALLTIME: "", C.ERROR: "",
+                                           C.RUN_FOLDER: display_path(folder, self.opts.root)}, self.opts.root)]
             return True
+
+        written: list = []
 
         try:
             claimed_again = self.sheet.transact(change)
@@ -330,6 +338,8 @@ class Launch:
         if not claimed_again:
             _remove_claim(folder)
             return None
+        self.writer.ledger.forget(p.run_id)
+        self.writer.ledger.claimed(again.run_id, *written[0])
         previous = self.outcomes.pop(p.run_id)
         self.outcomes[again.run_id] = Outcome(p.number, again.run_id, Status.SUBMITTED)
         self.result.outcomes = [o for o in self.result.outcomes if o is not previous]
@@ -356,6 +366,8 @@ class Launch:
             if writer.flush(force=True):
                 break
             time.sleep(0.5 * (attempt + 1))
+        if not writer.pending:
+            writer.settle()
         if writer.pending or writer.orphans:
             undeliverable = not writer.pending       # only rows that are gone are left
             lost = writer.spill()
@@ -372,6 +384,20 @@ class Launch:
                            sheet_transactions=writer.transactions + 1,
                            sheet_rewrites=getattr(self.sheet, "writes", None))
         return self.result
+
+
+KEPT_NOTE = "kept the cells"
+
+
+def _set_claim(row, values: dict, root: str) -> tuple:
+    """Write a claim's cells into ``row`` (emptying the metric cells of its previous run);
+    returns (row, the texts before, the texts after), for the launch's ledger."""
+    was = row.as_dict()
+    after = {column: "" for column in clear_previous_metrics(row, root)}   # every number in a row is its run's
+    for column, value in values.items():
+        row.set(column, value)
+        after[column] = str(value)
+    return row, {column: was.get(column, "") for column in after}, after
 
 
 def _write_new(path: str, data: dict) -> None:

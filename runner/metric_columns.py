@@ -78,6 +78,17 @@ def clear_previous_metrics(row: Row, root: str) -> list[str]:
     return cleared
 
 
+def unaccounted_cells(row: Row, root: str) -> list[str]:
+    """The filled cells of ``row`` nobody can vouch for: its run folder cell names a folder that is
+    not here (a sheet copied without its run folders), so which of its other cells are that run's
+    numbers and which a person's is unknown. Their columns; [] when the folder is here or none."""
+    folder = row.get(C.RUN_FOLDER)
+    if not folder or os.path.isdir(os.path.join(root, folder)):
+        return []
+    return [c for c in row.table.index if row.get(c) not in ("", C.STND_EMPTY)
+            and c not in C.OWNED and not C.is_input_column(c)]
+
+
 class MetricColumns(ColumnPolicy):
     def __init__(self, root: str):
         self.root = root
@@ -98,7 +109,7 @@ class MetricColumns(ColumnPolicy):
         if alternative not in table.index or self._filled_by_runs(table, alternative, name):
             self._column[name] = alternative
             return alternative, (f"metric {name!r} went to column {alternative!r}: the column {name!r} "
-                                 "holds a person's cells")
+                                 "holds cells no run of their rows reported (a person's, or a run's whose folder is not here)")
         return None, (f"metric {name!r} left out: the columns {name!r} and {alternative!r} both hold "
                       "a person's cells")
 

@@ -12,6 +12,13 @@ by time, not by rows:
   so even on a 10,000-row sheet the writer takes about 2.5 % of one core;
 - Google Sheets: at most one write every 2 s (the API quota is per minute).
 
+A program that saves an older copy of the sheet over the runner's writes (an
+editor ignoring the lock) is undone: every transaction first writes again the
+cells such a save reverted (``runner.ledger``); while nothing is pending the
+file is checked every couple of seconds (one ``stat`` when nobody touched it),
+and at the end the writer waits until the sheet holds its cells for two checks
+in a row.
+
 Updates that cannot be delivered wait for the next tick: the sheet is away or
 unwritable (a full disk, a lost network), said once on the console and tried
 again. Updates for a row that is gone (deleted, or an editor saved over it)
@@ -26,14 +33,19 @@ import sys
 import time
 
 from runner.errors import describe
+from runner.ledger import Ledger
 from runner.report import clean_metrics, read_metrics_log
 from runner.rundir import RunDir
-from runner.sheet import Sheet, SheetError
-from runner.sheet.base import ColumnPolicy
+from runner.sheet import Sheet, SheetError, Table
+from runner.sheet.base import ColumnPolicy, Delivery, apply_batches
 
 LOCAL_MIN_INTERVAL_S = 0.5
 REMOTE_INTERVAL_S = 2.0
 WRITE_DUTY = 40          # wait at least this many times the last write's duration between writes
+CHECK_INTERVAL_S = 2.0   # with nothing to send, look this often for an older copy saved over ours
+SETTLE_CHECK_S = 0.2     # at the end: the pause between checks ...
+SETTLE_QUIET_CHECKS = 2  # ... how many in a row must find nothing reverted ...
+SETTLE_MAX_S = 5.0       # ... within this long
 
 
 def _say(message: str) -> None:
@@ -48,12 +60,16 @@ class RowWriter:
             REMOTE_INTERVAL_S if sheet.remote else None)
         self.interval_s = self.fixed_interval or LOCAL_MIN_INTERVAL_S
         self.last_flush = 0.0
+        self.last_check = time.monotonic()             # the last look for a stale save (with or without a write)
         self.pending: dict[str, list[tuple[dict, frozenset]]] = {}   # run id -> ordered batches
         self.orphans: dict[str, list[tuple[dict, frozenset]]] = {}   # rows not found: retried later
         self.run_dirs: dict[str, RunDir] = {}          # jobs whose metrics are followed
         self.folders: dict[str, str] = {}              # run id -> run folder, for the spill
         self._offsets: dict[str, int] = {}
         self._said: set[str] = set()
+        self.ledger = Ledger()                         # what was written, to undo a stale save over it
+        self._others_seen = 0                          # sheet.changed_by_others when last restored
+        self.restored = 0                              # cells written again after a stale save
         self.transactions = 0
         self.failures = 0
         self.problem = ""                              # why the last write failed ("" when it worked)
@@ -94,28 +110,49 @@ class RowWriter:
 
     # -- writing ---------------------------------------------------------------------------
     def due(self) -> bool:
-        return bool(self.pending) and time.monotonic() - self.last_flush >= self.interval_s
+        now = time.monotonic()
+        return ((bool(self.pending) and now - self.last_flush >= self.interval_s)
+                or (bool(self.ledger) and not self.sheet.remote and now - self.last_check >= CHECK_INTERVAL_S))
+
+    def _change(self, prepared: dict):
+        def change(table: Table) -> Delivery:
+            restored = 0
+            if self.sheet.changed_by_others != self._others_seen:
+                restored = self.ledger.restore(table)
+            delivery = apply_batches(table, prepared, self.policy)
+            delivery.restored = restored
+            return delivery
+        return change
 
     def flush(self, force: bool = False) -> bool:
         """Send everything pending in one transaction (at most once per interval unless forced).
 
         True when nothing is left to send (rows that are gone aside).
         """
-        if not self.pending or not (force or self.due()):
+        if not (force or self.due()) or not (self.pending or self.orphans or self.ledger):
             return not self.pending
         batch = {rid: list(b) for rid, b in self.orphans.items()}
         for rid, batches in self.pending.items():
             batch.setdefault(rid, []).extend(batches)
         started = time.monotonic()
-        self.last_flush = started
+        self.last_check = started
+        if batch:
+            self.last_flush = started
+        prepared = {rid: [(values, frozenset(skip)) for values, skip in batches] for rid, batches in batch.items()}
         try:
-            delivery = self.sheet.update_rows_in_order(batch, self.policy)
+            delivery = self.sheet.transact(self._change(prepared))
         except SheetError as exc:
             self.failures += 1
             if str(exc) != self.problem:
                 _say(f"the sheet cannot be written now ({exc}); its updates are kept and tried again")
             self.problem = str(exc)
             return False
+        self._others_seen = self.sheet.changed_by_others
+        self.restored += delivery.restored
+        for rid, (before, after) in delivery.cells.items():
+            self.ledger.wrote(rid, before, after)
+        if not batch:
+            return True
         self.transactions += 1
         if self.problem:
             _say("the sheet can be written again; the kept updates are in")
@@ -131,6 +168,23 @@ class RowWriter:
             self._say_once(rid, f"{why}; its updates are kept")
         self.pending = {}
         return True
+
+    def settle(self) -> int:
+        """After the last write: if another program saved the sheet during the launch, check until
+        the sheet holds the runner's cells for a few checks in a row (an editor saving an older copy
+        a moment after the last write is undone). Returns the cells written again."""
+        if self.sheet.remote or not self.sheet.changed_by_others or not self.ledger:
+            return 0
+        fixed, quiet = 0, 0
+        deadline = time.monotonic() + SETTLE_MAX_S
+        while quiet < SETTLE_QUIET_CHECKS and time.monotonic() < deadline:
+            time.sleep(SETTLE_CHECK_S)
+            before = self.restored
+            if not self.flush(force=True):
+                break
+            fixed += self.restored - before
+            quiet = quiet + 1 if self.restored == before else 0
+        return fixed
 
     def _say_once(self, key: str, message: str) -> None:
         if key not in self._said:

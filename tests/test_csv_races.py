@@ -163,6 +163,81 @@ def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_n
     assert rows[0]["notes"] == saves[-1] and len(saves) > 20            # the editor's last save is kept
 
 
+def test_an_editor_saving_older_copies_over_the_runs_writes_is_undone(project):
+    """An editor that saves the sheet as it read it 0.1 s earlier (a person's note added) reverts
+    the runner's writes made in between — claims, Running, Completed, scores. The runner writes
+    them again: every row ends Completed with its score, and the person's last note is kept."""
+    n = 30
+    project.write("scripts/slow_ok.py", "import sys, time, yaml\nfrom runner import report\n"
+                  "cfg = yaml.safe_load(open(sys.argv[2]))\nreport(started=1)\ntime.sleep(0.3)\n"
+                  "report(score=cfg['x'] * 2)\n")
+    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/slow_ok.py", CFG, "1", str(i), ""] for i in range(n)])
+    stop = threading.Event()
+    saves = []
+
+    def editor():
+        k = 0
+        while not stop.is_set():
+            text = open(path, encoding="utf-8").read()
+            time.sleep(0.1)                                    # the copy gets older while the person types
+            lines = text.splitlines()
+            header = lines[0].split(",")
+            cells = next(csv.reader([lines[1]]))
+            cells[header.index("notes")] = f"note {k}"
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="").writerow(cells)
+            lines[1] = buf.getvalue()
+            with open(path + ".editor", "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+            os.replace(path + ".editor", path)
+            saves.append(f"note {k}")
+            k += 1
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=editor, daemon=True)
+    thread.start()
+    try:
+        proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
+    finally:
+        stop.set()
+        thread.join(10)
+    rows = project.read()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["status"] for r in rows] == ["Completed"] * n
+    assert [r["score"] for r in rows] == [str(2 * i) for i in range(n)]
+    assert [r["whether_to_run"] for r in rows] == ["0"] * n
+    assert all(r["run_id"] and r["run_folder"] for r in rows)
+    assert rows[0]["notes"] == saves[-1] and len(saves) >= 3
+
+
+def test_an_older_copy_saved_after_the_run_ended_is_repaired_by_sync(project):
+    """An editor left open since the rows were claimed saves after the launch has ended: the rows
+    are back at Submitted with no scores. ``sheetrun sync`` gives them how their runs ended."""
+    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", str(i), ""] for i in range(3)])
+    claimed = {}
+
+    def keep_claim():              # what an editor opened right after the claim holds
+        while not claimed:
+            text = open(path, encoding="utf-8").read()
+            if "Submitted" in text:
+                claimed["text"] = text
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=keep_claim, daemon=True)
+    thread.start()
+    project.sheetrun("run", path, check=0)
+    thread.join(10)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(claimed["text"])
+    stale = project.read()
+    assert {r["status"] for r in stale} <= {"Submitted", "Running"} and not any(r.get("score") for r in stale)
+    project.sheetrun("sync", path, check=0)
+    rows = project.read()
+    assert [r["status"] for r in rows] == ["Completed"] * 3
+    assert [r["score"] for r in rows] == ["0", "2", "4"]
+    assert [r["whether_to_run"] for r in rows] == ["0"] * 3
+
+
 def test_a_sheet_that_never_stops_changing_is_given_up_cleanly(tmp_path, monkeypatch, capsys):
     """Past the retry budget the transaction gives up with a clear error, having written nothing."""
     import runner.sheet.csv_sheet as csv_sheet

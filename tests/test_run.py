@@ -576,3 +576,27 @@ def test_history_plot_and_chosen_columns(project, tmp_path):
     assert x_name == "step" and xs == [0, 10, 20, 30, 40] and ys == [1.0 / (s + 1) * 3 for s in range(5)]
     status = project.sheetrun("status", path, "--show", "loss", check=0).stdout
     assert "0.6" in status and "loss" in status
+
+
+def test_a_sheet_copied_without_its_run_folders_names_the_cells_it_cannot_vouch_for(project):
+    """A finished sheet moved to another machine without its run folders: the old scores cannot be
+    told from numbers a person typed, so they are kept — and reset and run say which, and where
+    the new run's metric went instead."""
+    import shutil
+
+    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", "1", "mine"],
+                                                       ["scripts/ok.py", CFG, "1", "2", ""]])
+    project.sheetrun("run", path, check=0)
+    assert [r["score"] for r in project.read()] == ["2", "4"]
+    shutil.rmtree(os.path.join(project.root, "experiments"))     # the copy came without them
+    proc = project.sheetrun("reset", path, "--rows", "1", check=0)
+    assert "row 1: kept notes, score, label" in proc.stderr and "is not here" in proc.stderr
+    rows = project.read()
+    assert rows[0]["score"] == "2" and rows[0]["whether_to_run"] == "1" and rows[0]["run_id"] == ""
+    project.sheet(BASE + ["delta:x", "notes", "status", "run_id", "run_folder", "score", "label"],
+                  [["scripts/ok.py", CFG, "1", "1", "", "Completed", "r0", "./gone/run", "7", "old"]])
+    proc = project.sheetrun("run", path, check=0)
+    row = project.read()[0]
+    assert "kept the cells score, label: its previous run folder ./gone/run is not here" in proc.stderr
+    assert row["status"] == "Completed" and row["score"] == "7" and row["score (metric)"] == "2"
+    assert "went to column 'score (metric)': the column 'score' holds cells no run of their rows reported" in proc.stderr

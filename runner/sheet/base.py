@@ -37,6 +37,10 @@ class Sheet(ABC):
     #: runner then writes for its jobs, batched (``runner.rowwriter``).
     remote = False
 
+    #: How many times a transaction found the sheet changed by another program since this object
+    #: last wrote it (counted where the backend can tell: a CSV file saved by an editor).
+    changed_by_others = 0
+
     @abstractmethod
     def read(self) -> Table:
         """A snapshot of the sheet."""
@@ -90,29 +94,39 @@ class Sheet(ABC):
         make the transaction fail: a name that cannot be a column is left out and
         named in the returned :class:`Delivery`'s ``notes``.
         """
-        policy = metrics or ColumnPolicy()
         prepared = {rid: [(values, frozenset(skip)) for values, skip in batches]
                     for rid, batches in batches_by_run_id.items()}
+        return self.transact(lambda table: apply_batches(table, prepared, metrics))
 
-        def change(table: Table) -> Delivery:
-            delivery = Delivery()
-            by_id = {}
-            for row in table.rows:                  # one pass, not one search per update
-                by_id.setdefault(row.get(RUN_ID), row)
-            for run_id, batches in prepared.items():
-                row = by_id.get(run_id)
-                if row is None:
-                    delivery.missing.add(run_id)
-                    continue
-                if row.ragged:
-                    delivery.refused[run_id] = row.ragged_problem()
-                    continue
-                for values, skip in batches:
-                    if row.get(STATUS) not in skip:
-                        _set_cells(table, row, values, policy, delivery.notes)
-            return delivery
 
-        return self.transact(change)
+def apply_batches(table: Table, prepared: Mapping[str, list[tuple[Mapping[str, object], frozenset]]],
+                  metrics: "ColumnPolicy | None" = None) -> "Delivery":
+    """The change :meth:`Sheet.update_rows_in_order` makes, on a table in hand (for a caller
+    that does more in the same transaction). Records each written cell's text before and
+    after in ``Delivery.cells``."""
+    policy = metrics or ColumnPolicy()
+    delivery = Delivery()
+    if not prepared:
+        return delivery
+    by_id = {}
+    for row in table.rows:                  # one pass, not one search per update
+        by_id.setdefault(row.get(RUN_ID), row)
+    for run_id, batches in prepared.items():
+        row = by_id.get(run_id)
+        if row is None:
+            delivery.missing.add(run_id)
+            continue
+        if row.ragged:
+            delivery.refused[run_id] = row.ragged_problem()
+            continue
+        before: dict[str, str] = {}
+        after: dict[str, str] = {}
+        for values, skip in batches:
+            if row.get(STATUS) not in skip:
+                _set_cells(table, row, values, policy, delivery.notes, before, after)
+        if after:
+            delivery.cells[run_id] = (before, after)
+    return delivery
 
 
 @dataclass
@@ -121,6 +135,8 @@ class Delivery:
     missing: set = field(default_factory=set)        # run ids no row has any more
     refused: dict = field(default_factory=dict)      # run id -> why its row was not written
     notes: list = field(default_factory=list)        # metric names left out or redirected
+    cells: dict = field(default_factory=dict)        # run id -> ({column: text before}, {column: text after})
+    restored: int = 0                                # cells written again after an older copy was saved over them
 
     @property
     def undelivered(self) -> set:
@@ -138,20 +154,25 @@ class ColumnPolicy:
 
 
 def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPolicy,
-               notes: list) -> None:
+               notes: list, before: dict, after: dict) -> None:
+    def put(column: str, text: str) -> None:
+        before.setdefault(column, row.get(column))
+        row.set(column, text)
+        after[column] = text
+
     for column, value in values.items():
         if column == WHETHER_TO_RUN:
             if _selected(row.get(column)):        # a person's cell: the runner only turns "run" off
-                row.set(column, format_cell(value))
+                put(column, format_cell(value))
         elif column in OWNED:
             text = format_cell(value)
-            row.set(column, cap(" ".join(text.split()), ERROR_MAX_CHARS) if column == ERROR else text)
+            put(column, cap(" ".join(text.split()), ERROR_MAX_CHARS) if column == ERROR else text)
         else:
             target, note = policy.column_for(table, column)
             if note and note not in notes:
                 notes.append(note)
             if target is not None:
-                row.set(target, cap(format_cell(value), TEXT_MAX_CHARS))
+                put(target, cap(format_cell(value), TEXT_MAX_CHARS))
 
 
 def _selected(text: str) -> bool:

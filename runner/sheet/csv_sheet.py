@@ -97,6 +97,7 @@ class CsvSheet(Sheet):
         self.lock_path = os.path.join(self.state_dir, f"{name}.lock")
         self._lock = FileLock(self.lock_path, timeout=LOCK_TIMEOUT_S)
         self.writes = 0             # transactions that rewrote the file
+        self.changed_by_others = 0  # times the file was found changed by another program since this object wrote it
         self._cache: tuple[tuple, Table] | None = None   # the table as this object last wrote or read it
         self._hook: Callable[[str], None] | None = None    # tests replay editors at each step
 
@@ -215,6 +216,7 @@ class CsvSheet(Sheet):
                     return cached[1], cached[0]
             except OSError:
                 pass
+            self.changed_by_others += 1
         table, before, _text = self._read_table()
         return table, before
 
@@ -253,6 +255,8 @@ class CsvSheet(Sheet):
                 self._cache = (before, table)
                 return result
             outcome, displaced, ours = self._commit(table.text(), before)
+            if outcome != "done":
+                self.changed_by_others += 1
             if outcome == "done":
                 table.changed = False
                 self._cache = (ours, table)
