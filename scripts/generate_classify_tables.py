@@ -4,7 +4,8 @@
     python scripts/generate_classify_tables.py result_sheets/distillation.csv --out result_tables/distillation
 
 Reads the Completed rows whose run folder holds an ``eval_metrics.json`` and writes to ``--out``
-(default ``result_tables/classify``):
+(default ``result_tables/classify``); one table row per sheet row (named ``sheet: row name``
+when several sheets are read, so a copy of a sheet run with another seed stays apart):
 
 - ``domains.md`` / ``domains.csv``: one row per model; per domain (in-distribution, each
   shifted domain or group mean such as ``mean/C-5``) accuracy, NLL, ECE, Brier and the
@@ -21,14 +22,10 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import default_sheets, evaluated_rows, markdown  # noqa: E402
+from tables import collect, default_sheets, markdown  # noqa: E402
 
 DOMAIN_METRICS = {"acc (%)": ("acc1", 100.0), "NLL": ("NLL", 1.0), "ECE": ("ECE", 1.0), "Brier": ("brier", 1.0),
                   "PRR": ("PRR_total_uncertainty", 1.0)}
-
-
-def results_from_sheet(location: str) -> dict:
-    return evaluated_rows(location, "eval_metrics.json")
 
 
 def domain_names(results: dict) -> list:
@@ -101,9 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join("result_tables", "classify"))
     args = parser.parse_args(argv)
     sheets = args.sheets or default_sheets()
-    results = {}
-    for sheet in sheets:
-        results.update(results_from_sheet(sheet))
+    results = collect(sheets, "eval_metrics.json")
     if not results:
         print("no classifier evaluations found (Completed rows with eval_metrics.json in their run folder); "
               "run one first, e.g. sheetrun run result_sheets/distillation.csv", file=sys.stderr)

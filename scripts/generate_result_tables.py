@@ -31,12 +31,7 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import default_sheets, evaluated_rows, markdown  # noqa: E402
-
-
-def results_from_sheet(location: str) -> dict:
-    """{model name: eval results} for the Completed evaluation rows of a sheet."""
-    return evaluated_rows(location, "eval_results.json")
+from tables import collect, default_sheets, markdown  # noqa: E402
 
 
 GEN_METRICS = {                    # column block -> (how to read it from the results, digits)
@@ -129,17 +124,14 @@ def main(argv=None) -> int:
     parser.add_argument("--results", nargs="*", default=[], help="eval_results.json files")
     parser.add_argument("--out", default="result_tables", help="output folder (default result_tables/)")
     args = parser.parse_args(argv)
-    results = {}
     sheets = args.sheets or ([] if args.results else default_sheets())
-    for sheet in sheets:
-        found = results_from_sheet(sheet)
-        if not args.sheets and found:
-            print(f"{os.path.relpath(sheet)}: {len(found)} evaluated model(s)")
-        results.update(found)
+    results = collect(sheets, "eval_results.json",
+                      None if args.sheets else lambda sheet, n: print(f"{os.path.relpath(sheet)}: {n} evaluated model(s)"))
     for path in args.results:
         with open(path, encoding="utf-8") as f:
             r = json.load(f)
-        results[os.path.splitext(os.path.basename(r["model"]))[0]] = r
+        label = os.path.splitext(os.path.basename(r["model"]))[0]
+        results[label if label not in results else os.path.relpath(path)] = r
     if not results:
         looked = ", ".join(os.path.relpath(x) for x in sheets) or "the --results files"
         print(f"no evaluation results found in {looked} (Completed rows with eval_results.json in their "

@@ -1,6 +1,6 @@
 """What the result-table scripts share: finding evaluated rows in sheets, and Markdown tables.
 
-    from tables import REPO, default_sheets, evaluated_rows, markdown
+    from tables import REPO, collect, default_sheets, markdown
 """
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ def default_sheets() -> List[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".csv"))
 
 
-def evaluated_rows(location: str, filename: str) -> Dict[str, dict]:
-    """{row name (else run folder name): parsed JSON} for the Completed rows of a sheet whose run
-    folder holds ``filename``. Relative run folders are taken from the sheet's project root."""
+def evaluated_rows(location: str, filename: str) -> List[dict]:
+    """The Completed rows of a sheet whose run folder holds ``filename``, in sheet order, each as
+    ``{"sheet", "row", "run_id", "name", "results"}`` (``name``: the row's name, else its run
+    folder's). Relative run folders are taken from the sheet's project root."""
     table = open_sheet(location).read()
     root = os.path.dirname(os.path.dirname(os.path.abspath(location)))
-    found = {}
+    sheet = os.path.splitext(os.path.basename(location))[0]
+    found = []
     for row in table:
         folder = row.get("run_folder")
         if row.get("status") != "Completed" or not folder:
@@ -37,8 +39,38 @@ def evaluated_rows(location: str, filename: str) -> Dict[str, dict]:
         path = os.path.join(folder if os.path.isabs(folder) else os.path.join(root, folder), filename)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                found[row.get("name") or os.path.basename(folder.rstrip("/"))] = json.load(f)
+                found.append({"sheet": sheet, "row": row.number, "run_id": row.get("run_id"),
+                              "name": row.get("name") or os.path.basename(folder.rstrip("/")),
+                              "results": json.load(f)})
     return found
+
+
+def labelled(rows: List[dict]) -> Dict[str, dict]:
+    """{label: results}, one entry per evaluated row — never one row's results under another's
+    label. The label is the row's name; ``sheet: name`` when the rows come from more than one
+    sheet; ``name (row N)`` when a sheet has that name twice."""
+    sheets = list(dict.fromkeys(r["sheet"] for r in rows))
+    names = {}
+    for r in rows:
+        names.setdefault((r["sheet"], r["name"]), []).append(r)
+    out = {}
+    for r in rows:
+        label = r["name"] if len(names[(r["sheet"], r["name"])]) == 1 else f"{r['name']} (row {r['row']})"
+        if len(sheets) > 1:
+            label = f"{r['sheet']}: {label}"
+        out[label] = r["results"]
+    return out
+
+
+def collect(sheets: List[str], filename: str, say=None) -> Dict[str, dict]:
+    """:func:`labelled` over the evaluated rows of several sheets (``say(sheet, count)`` per sheet)."""
+    rows = []
+    for sheet in sheets:
+        found = evaluated_rows(sheet, filename)
+        if say is not None and found:
+            say(sheet, len(found))
+        rows += found
+    return labelled(rows)
 
 
 def markdown(df: pd.DataFrame, digits: int, best: str = "max") -> str:

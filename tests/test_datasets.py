@@ -112,3 +112,28 @@ def test_crop_flip_recipe_pads_and_crops(tmp_path):
     outs = [t(img) for _ in range(20)]
     assert all(o.shape == (3, 32, 32) for o in outs)
     assert any((o == -1).any() for o in outs)                        # some crops show the zero padding
+
+
+def test_a_stray_folder_never_relabels_an_imagenet_tree(tmp_path):
+    """Labels are ImageNet's indices for a tree of WordNet-id folders; hidden and system folders
+    (an unzipped archive's __MACOSX, a notebook's .ipynb_checkpoints, lost+found) are skipped;
+    any other folder that is not a wnid is refused, never a silent switch to folder order."""
+    from tasks.data.folders import imagenet_classes
+
+    wnids = imagenet_classes()
+    spec = {"dataset": "image_folder", "root": str(tmp_path / "val"),
+            "transform": {"recipe": "resize_center_crop", "resize": 8, "size": 8}}
+    for wnid in (wnids[7], wnids[500]):
+        write_image(tmp_path / "val" / wnid / "a.png")
+    for junk in ("__MACOSX", ".ipynb_checkpoints", "lost+found"):
+        write_image(tmp_path / "val" / junk / "a.png")
+    ds, _ = build_set(spec, CFG)
+    assert sorted(label for _, label in ds.samples) == [7, 500]
+    write_image(tmp_path / "val" / "n0_extra" / "a.png")
+    with pytest.raises(ValueError, match="n0_extra are not ImageNet WordNet ids"):
+        build_set(spec, CFG)
+    custom = {"dataset": "image_folder", "root": str(tmp_path / "custom"), "transform": spec["transform"]}
+    for name in ("zebra", "apple"):
+        write_image(tmp_path / "custom" / name / "a.png")
+    ds, _ = build_set(custom, CFG)                 # no wnid at all: the sorted folder names
+    assert sorted((os.path.basename(os.path.dirname(p)), label) for p, label in ds.samples) == [("apple", 0), ("zebra", 1)]

@@ -1,4 +1,6 @@
 """tasks/classify/evaluate.py against a direct computation on the same models and data."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,92 @@ def test_mimo_and_dirichlet_kinds(tmp_path):
     torch.testing.assert_close(measures["epkl"], 4 / alpha.sum(-1))
     with pytest.raises(ValueError, match="one model"):
         Predictor([spath, spath], "dirichlet", torch.device("cpu"))
+
+
+def _subset_project(tmp_path, seed=3):
+    """A 6-class model and an ImageNet-A-like folder with 3 of its classes (c1, c3, c5)."""
+    from PIL import Image
+
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", num_classes=6, width=8).eval()
+    path = tmp_path / "six.pt"
+    torch.save({"format": MODEL_FORMAT, "model": {"name": "small_cnn", "kwargs": {"width": 8}, "mimo": {"members": 0}},
+                "num_classes": 6, "data_config": DCFG, "state_dict": model.state_dict()}, path)
+    rng = np.random.default_rng(seed)
+    for c in (1, 3, 5):
+        os.makedirs(tmp_path / "subset" / f"c{c}")
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "subset" / f"c{c}" / f"{i}.png")
+    os.makedirs(tmp_path / "subset" / "__MACOSX")                 # an archive's leftover is not a class
+    return model, str(path)
+
+
+@pytest.mark.parametrize("protocol", ["restrict_logits", "argmax_before"])
+def test_a_domain_of_some_classes_is_scored_by_its_protocol(tmp_path, protocol):
+    """ImageNet-A / -R style: the set's class subset reaches the evaluation, which scores it as the
+    config says (the distillation authors restrict the logits)."""
+    import json
+
+    import yaml
+
+    from tasks.classify import evaluate
+
+    model, path = _subset_project(tmp_path)
+    spec = {"dataset": "class_subset", "root": str(tmp_path / "subset"), "classes": [f"c{i}" for i in range(6)],
+            "transform": {"recipe": "resize_center_crop", "resize": 16, "size": 16}}
+    cfg = {"models": [path], "kind": "single", "device": "cpu", "class_subset_protocol": protocol,
+           "results_path": str(tmp_path / "out.json"),
+           "data": {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3,
+                    "in_distribution": spec, "domains": {}}}
+    (tmp_path / "ev.yaml").write_text(yaml.safe_dump(cfg))
+    evaluate.main(["--config", str(tmp_path / "ev.yaml")])
+    got = json.load(open(tmp_path / "out.json"))
+    assert got["class_subset_protocol"] == protocol and got["results"]["in_distribution"]["classes"] == 3
+    ds, subset = build_set(spec, DCFG)
+    assert subset == [1, 3, 5] and len(ds) == 24
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor([ds[i][1] for i in range(len(ds))])
+    with torch.no_grad():
+        logits = model(x)
+    if protocol == "restrict_logits":
+        expected = (torch.tensor(subset)[logits[:, subset].argmax(-1)] == y).float().mean().item()
+    else:
+        expected = (logits.argmax(-1) == y).float().mean().item()
+    assert got["results"]["in_distribution"]["acc1"] == pytest.approx(expected)
+
+
+def test_restricted_logits_on_a_known_example():
+    """Three of six classes: the subset's accuracy is over those classes' logits only."""
+    class Fixed:
+        kind, members = "single", 1
+
+        def __call__(self, x, classes=None):
+            logits = x.double()
+            probs = logits.softmax(-1) if classes is None else logits[..., classes].softmax(-1)
+            return probs, {m: torch.zeros(len(x), dtype=torch.float64) for m in ("confidence", "total_uncertainty",
+                                                                                 "data_uncertainty",
+                                                                                 "knowledge_uncertainty", "epkl")}
+    # each "image" is its own logits; the largest logit overall is class 0 (outside the subset) for half
+    logits = torch.tensor([[9., 5, 0, 0, 0, 0], [9., 0, 0, 5, 0, 0], [0., 5, 0, 0, 0, 0], [0., 0, 0, 0, 0, 5]])
+    labels = [1, 1, 1, 5]
+    data = [(logits[i], labels[i], i) for i in range(4)]
+    restricted = summarise(evaluate_domain(Fixed(), data, 2, torch.device("cpu"), subset=[1, 3, 5]), 10)
+    before = summarise(evaluate_domain(Fixed(), data, 2, torch.device("cpu"), subset=[1, 3, 5],
+                                       protocol="argmax_before"), 10)
+    assert restricted["acc1"] == pytest.approx(0.75)       # rows 1, 3, 4 right over classes 1, 3, 5
+    assert before["acc1"] == pytest.approx(0.5)            # rows 1, 2 predict class 0: wrong
+
+
+def test_an_undefined_rejection_ratio_is_null_with_a_reason_and_the_evaluation_goes_on():
+    class AllWrong:
+        def __call__(self, x, classes=None):
+            p = torch.tensor([[0.9, 0.1]], dtype=torch.float64).expand(len(x), 2)
+            return p, {m: torch.rand(len(x), dtype=torch.float64) for m in ("confidence", "total_uncertainty",
+                                                                           "data_uncertainty", "knowledge_uncertainty",
+                                                                           "epkl")}
+    data = [(torch.zeros(2), 1, i) for i in range(5)]
+    got = summarise(evaluate_domain(AllWrong(), data, 2, torch.device("cpu")), 10)
+    assert got["acc1"] == 0.0 and got["PRR_total_uncertainty"] is None
+    assert got["PRR_undefined"].startswith("every prediction is wrong")
+    one = summarise(evaluate_domain(AllWrong(), data[:1], 2, torch.device("cpu")), 10)
+    assert one["PRR_confidence"] is None

@@ -111,3 +111,44 @@ def test_proxy_dirichlet_targets():
     agree = U.proxy_dirichlet(probs[:1].repeat(6, 1, 1))
     assert (agree.sum(-1) > 1e6).all()                # members agree: a very sharp Dirichlet
     assert (alpha.sum(-1) < agree.sum(-1)).all()
+
+
+def test_prediction_rejection_ratio_is_nan_with_a_reason_in_the_degenerate_cases():
+    u = np.random.default_rng(4).uniform(size=10)
+    for correct, why in ((np.zeros(10, bool), "every prediction is wrong"),
+                         (np.ones(10, bool), "every prediction is right"),
+                         (np.array([False]), "every prediction is wrong"),
+                         (np.array([True]), "every prediction is right")):
+        assert np.isnan(C.prediction_rejection_ratio(u[:len(correct)], correct))       # never ZeroDivisionError
+        assert C.prediction_rejection_undefined(correct).startswith(why)
+    assert C.prediction_rejection_undefined(np.array([True, False])) is None
+
+
+def test_a_confidence_of_one_goes_to_the_last_bin_or_to_its_own_as_the_authors_code_does():
+    conf = np.array([0.92, 0.94, 1.0, 1.0])
+    correct = np.array([0, 0, 1, 1])
+    ece, mce = C.calibration_errors(conf, correct, bins=10)                 # one bin [0.9, 1]: conf .965, acc .5
+    assert (ece, mce) == pytest.approx((0.465, 0.465))
+    ece, mce = C.calibration_errors(conf, correct, bins=10, confidence_one="own_bin")
+    assert (ece, mce) == pytest.approx((0.5 * 0.93, 0.93))                 # [0.9, 1): .93 vs 0;  {1}: exact
+    # the distillation authors' get_calibration_errors: np.digitize over np.linspace(0, 1, bins + 1)
+    idx = np.digitize(conf, np.linspace(0, 1, 11))
+    gaps = {b: abs(conf[idx == b].mean() - correct[idx == b].mean()) for b in np.unique(idx)}
+    assert mce == pytest.approx(max(gaps.values()))
+    with pytest.raises(ValueError, match="confidence_one"):
+        C.calibration_errors(conf, correct, confidence_one="first_bin")
+
+
+def test_ood_scores_are_float64_so_near_identical_members_keep_their_order():
+    """Members a hair apart: the mutual information is a difference of two nearly equal
+    entropies; in float32 it is noise (and negative), so every score is computed in float64."""
+    from tasks.metrics.ood import mutual_information
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 2000, 10, generator=g) * 3
+    scale = torch.linspace(1e-4, 1e-2, 2000).view(1, -1, 1)               # sample i: members spread by scale_i
+    logits = (base + scale * torch.randn(5, 2000, 10, generator=g)).float()
+    mi = mutual_information(logits)
+    assert mi.dtype == torch.float64 and (mi >= -1e-15).all()
+    exact = mutual_information(logits.double())
+    assert torch.equal(mi, exact)

@@ -68,7 +68,7 @@ def test_pds_is_one_for_identical_members_and_within_1_and_m(logits):
     same = logits[:1].expand(5, -1, -1)
     np.testing.assert_allclose(ood.pds(same).numpy(), 1.0, rtol=1e-6)
     assert torch.all(ood.distinct_predictions(same) == 1)
-    assert torch.allclose(ood.mutual_information(same), torch.zeros(50), atol=1e-6)
+    assert torch.allclose(ood.mutual_information(same), torch.zeros(50, dtype=torch.float64), atol=1e-6)
     values = ood.pds(logits)
     assert torch.all(values >= 1 - 1e-6) and torch.all(values <= logits.shape[0] + 1e-6)
     # members that are each certain of a different class reach M

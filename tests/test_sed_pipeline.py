@@ -52,6 +52,13 @@ def test_a2d_raises_diversity_on_ood_data(cached):
         acc = result["accuracy"]["in_val"]
         assert acc["worst_member_acc"] <= acc["mean_member_acc"] <= acc["best_member_acc"]
         assert acc["ensemble_acc"] > 0.5
+        # one best member, chosen on in_val, reported on every set (not each set's own best)
+        best, worst = result["best_member"], result["worst_member"]
+        assert result["members_chosen_on"] == "in_val"
+        assert acc["best_member_acc"] == max(result["sets"]["in_val"]["member_acc"])
+        c5 = [result["sets"][f"{c}_5"]["member_acc"] for c in CORRUPTIONS]
+        assert result["accuracy"]["C-5"]["best_member_acc"] == pytest.approx(np.mean([a[best] for a in c5]))
+        assert result["accuracy"]["C-5"]["worst_member_acc"] == pytest.approx(np.mean([a[worst] for a in c5]))
     def mean_score(result, sets, score):
         return sum(result["sets"][s]["mean_scores"][score] for s in sets) / len(sets)
 

@@ -15,6 +15,21 @@ For every domain (``in_distribution`` and each of ``domains``, a set spec or a c
 that expands to several, e.g. corruptions x severities): top-1 / top-5 accuracy, NLL, Brier,
 ECE and MCE (``bins``), the prediction rejection ratio of each uncertainty measure, and for
 the domains listed in ``ood`` the AUROC of each measure against the in-distribution set.
+
+A domain that covers some of the classes only (ImageNet-A / -R: 200 of 1000) is scored by
+``class_subset_protocol``:
+
+- ``restrict_logits`` (default; the distillation authors' ``logits[..., label_mask]``): each
+  member's logits are restricted to the domain's classes before the softmax, so every
+  prediction is one of them and accuracy, NLL, Brier and calibration are over those classes;
+  the uncertainty measures are the members' full outputs', as the authors compute them;
+- ``argmax_before``: predictions over all classes; one outside the domain's classes is wrong.
+
+ECE / MCE: ``calibration_confidence_one`` says where a confidence of exactly 1 goes (the last
+bin, or one of its own as the authors' code puts it: :func:`tasks.metrics.classification.calibration_errors`).
+
+A prediction rejection ratio that is not defined (every prediction right, or every one wrong)
+is written as ``null``, with the reason under ``PRR_undefined``.
 Everything streams over batches: only a few scalars per sample are kept. One JSON keyed by
 domain goes to the run folder (the seed's format); headline numbers go into the row.
 """
@@ -37,6 +52,7 @@ from tasks.metrics.ood import auroc
 from tasks.metrics.uncertainty import MEASURES, dirichlet_uncertainty, ensemble_uncertainty, proxy_dirichlet
 
 KINDS = ("auto", "single", "ensemble", "mimo", "dirichlet", "proxy")
+PROTOCOLS = ("restrict_logits", "argmax_before")
 
 
 class Predictor:
@@ -62,36 +78,57 @@ class Predictor:
         self.members = len(paths) if kind in ("ensemble", "proxy") else (mimo if kind == "mimo" else 1)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor):
-        if self.kind in ("ensemble", "proxy"):
-            probs = self.net(x).double().softmax(-1)                               # [M, B, K]
-        elif self.kind == "mimo":
-            m = self.net.members
-            probs = self.net(x.unsqueeze(1).expand(-1, m, *x.shape[1:])).double().softmax(-1).transpose(0, 1)
-        elif self.kind == "dirichlet":
+    def __call__(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+        """(probabilities [B, K] — over ``classes`` only when given —, measures {name: [B]} of the full output)."""
+        if self.kind == "dirichlet":
             alpha = self.net(x).double().clamp(max=80).exp() + self.offset
             measures = dirichlet_uncertainty(alpha.clamp_min(1e-12))
+            if classes is not None:
+                alpha = alpha[..., classes]
             return alpha / alpha.sum(-1, keepdim=True), measures
+        if self.kind in ("ensemble", "proxy"):
+            logits = self.net(x).double()                                           # [M, B, K]
+        elif self.kind == "mimo":
+            m = self.net.members
+            logits = self.net(x.unsqueeze(1).expand(-1, m, *x.shape[1:])).double().transpose(0, 1)
         else:
-            probs = self.net(x).double().softmax(-1).unsqueeze(0)
-        if self.kind == "proxy":
-            alpha = proxy_dirichlet(probs)
-            return probs.mean(0), dirichlet_uncertainty(alpha)
-        return probs.mean(0), ensemble_uncertainty(probs)
+            logits = self.net(x).double().unsqueeze(0)
+        probs = logits.softmax(-1)
+        measures = dirichlet_uncertainty(proxy_dirichlet(probs)) if self.kind == "proxy" else ensemble_uncertainty(probs)
+        if classes is not None:
+            probs = logits[..., classes].softmax(-1)
+        return probs.mean(0), measures
 
 
-def evaluate_domain(predict: Predictor, dataset, batch_size: int, device, workers: int = 0) -> Dict[str, np.ndarray]:
+def evaluate_domain(predict: Predictor, dataset, batch_size: int, device, workers: int = 0,
+                    subset=None, protocol: str = "restrict_logits") -> Dict[str, np.ndarray]:
     """Per-sample arrays of one domain: labels, top-1 / top-5 hits, confidence, NLL, Brier, measures.
+
+    ``subset``: the domain's classes (indices of the model's outputs) when it covers only some;
+    scored by ``protocol`` (see the module's docstring); labels are then positions in ``subset``
+    under ``restrict_logits``.
 
     The arrays are allocated once, at the set's size, and filled batch by batch: memory is the
     model's plus a few scalars per sample (growing lists of small arrays between large transient
     batches fragment the heap, and the process would keep the fragments)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    classes = position = None
+    if subset is not None and protocol == "restrict_logits":
+        classes = torch.as_tensor(list(subset), dtype=torch.long, device=device)
+        position = torch.full((int(classes.max()) + 1,), -1, dtype=torch.long, device=device)
+        position[classes] = torch.arange(len(classes), device=device)
     n = len(dataset)
     out: Dict[str, np.ndarray] = {}
     at = 0
     for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        p, measures = predict(x.to(device))
+        p, measures = predict(x.to(device), classes)
         y = y.to(device)
+        if position is not None:
+            inside = (y >= 0) & (y < len(position))
+            y = torch.where(inside, position[y.clamp(0, len(position) - 1)], torch.full_like(y, -1))
+            if bool(((y < 0) & inside).any()):
+                raise ValueError("a label of the domain is not one of its classes (class_subset)")
         conf, pred = p.max(-1)
         k = min(5, p.shape[-1])
         top5 = (p.topk(k, -1).indices == y.clamp_min(0).unsqueeze(-1)).any(-1)
@@ -115,17 +152,26 @@ def uncertainty_of(arrays: dict, measure: str) -> np.ndarray:
     return v if MEASURES[measure] else -v
 
 
-def summarise(arrays: dict, bins: int) -> dict:
+def summarise(arrays: dict, bins: int, confidence_one: str = "last_bin") -> dict:
     labelled = arrays["label"] >= 0
     out: dict = {"n": int(len(arrays["label"])), "labelled": int(labelled.sum())}
     if labelled.any():
         a = {k: v[labelled] for k, v in arrays.items()}
-        ece, mce = C.calibration_errors(a["confidence"], a["correct"], bins)
+        ece, mce = C.calibration_errors(a["confidence"], a["correct"], bins, confidence_one)
         out.update(acc1=float(a["correct"].mean()), acc5=float(a["top5"].mean()), NLL=float(a["nll"].mean()),
                    brier=float(a["brier"].mean()), ECE=ece, MCE=mce)
+        undefined = C.prediction_rejection_undefined(a["correct"])
         for m in MEASURES:
-            out[f"PRR_{m}"] = C.prediction_rejection_ratio(uncertainty_of(a, m), a["correct"])
+            out[f"PRR_{m}"] = None if undefined else C.prediction_rejection_ratio(uncertainty_of(a, m), a["correct"])
+        if undefined:
+            out["PRR_undefined"] = undefined
     return out
+
+
+def _mean(values) -> float | None:
+    """The mean of the defined values (None where none is)."""
+    defined = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(defined)) if defined else None
 
 
 def main(argv=None) -> None:
@@ -148,12 +194,20 @@ def main(argv=None) -> None:
     if unknown:
         raise ValueError(f"ood names {unknown} are not domains; domains: {sorted(groups)}")
     bs, bins = int(cfg.get("batch_size", 256)), int(cfg.get("bins", 10))
+    protocol = cfg.get("class_subset_protocol", "restrict_logits")
+    confidence_one = cfg.get("calibration_confidence_one", "last_bin")
+    if confidence_one not in C.CONFIDENCE_ONE:
+        raise ValueError(f"calibration_confidence_one must be one of {C.CONFIDENCE_ONE}, got {confidence_one!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
     print(f"{predict.kind}: {predict.members} member(s); {len(domains)} domains", flush=True)
     per_domain, results = {}, {}
     for name, spec in domains.items():
-        ds, _ = build_set(spec, dcfg)
-        per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)))
-        results[name] = summarise(per_domain[name], bins)
+        ds, subset = build_set(spec, dcfg)
+        per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)), subset, protocol)
+        results[name] = summarise(per_domain[name], bins, confidence_one)
+        if subset is not None:
+            results[name]["classes"] = len(subset)
         r = results[name]
         print(f"{name:>20}: " + (f"acc {100 * r['acc1']:.1f}%  NLL {r['NLL']:.3f}  ECE {r['ECE']:.3f}"
                                   if "acc1" in r else f"{r['n']} unlabelled samples"), flush=True)
@@ -165,16 +219,17 @@ def main(argv=None) -> None:
     # groups of several domains (C-1 ...): their mean, like the papers' tables
     for group, names in groups.items():
         if len(names) > 1:
-            keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled"}
-            results[f"mean/{group}"] = {k: float(np.nanmean([results[n][k] for n in names])) for k in sorted(keys)}
-    out = {"kind": predict.kind, "members": predict.members, "models": paths,
+            keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled", "PRR_undefined", "classes"}
+            results[f"mean/{group}"] = {k: _mean([results[n][k] for n in names]) for k in sorted(keys)}
+    out = {"kind": predict.kind, "members": predict.members, "models": paths, "class_subset_protocol": protocol,
+           "calibration_confidence_one": confidence_one,
            "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     write_json(path, out)
     r0 = results["in_distribution"]
+    prr = r0["PRR_knowledge_uncertainty"] if predict.members > 1 or predict.kind == "dirichlet" else r0["PRR_confidence"]
     row = {"acc": round(100 * r0["acc1"], 2), "nll": round(r0["NLL"], 4), "ece": round(r0["ECE"], 4),
-           "brier": round(r0["brier"], 4), "prr": round(r0["PRR_knowledge_uncertainty"], 4)
-           if predict.members > 1 or predict.kind == "dirichlet" else round(r0["PRR_confidence"], 4)}
+           "brier": round(r0["brier"], 4), "prr": None if prr is None else round(prr, 4)}
     headline = cfg.get("headline_measure", "total_uncertainty")
     if headline not in MEASURES:
         raise ValueError(f"headline_measure must be one of {sorted(MEASURES)}, got {headline!r}")

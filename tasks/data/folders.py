@@ -28,16 +28,32 @@ def imagenet_classes() -> List[str]:
     return list(ImageNetInfo().label_names())
 
 
+def is_system_folder(name: str) -> bool:
+    """Folders no dataset means as a class: hidden ones (``.ipynb_checkpoints``, ``.DS_Store``),
+    macOS archive leftovers (``__MACOSX``) and ``lost+found``."""
+    return name.startswith((".", "__")) or name == "lost+found"
+
+
 def class_list(spec, folder_names: Sequence[str]) -> List[str]:
     """The full class list a folder's labels index into.
 
     ``spec`` is ``"imagenet"``, a list of names, a path to a text file with one
-    name per line, or None (ImageNet if every folder is an ImageNet wnid, else
-    the sorted folder names).
+    name per line, or None: ImageNet's when the folders are ImageNet wnids, the
+    sorted folder names when none is. Folders of which some are wnids and some
+    not are refused (one stray folder must not silently relabel a dataset).
     """
     if spec is None:
         names = imagenet_classes()
-        return names if set(folder_names) <= set(names) else sorted(folder_names)
+        known = set(names)
+        wnids = [f for f in folder_names if f in known]
+        if not wnids:
+            return sorted(folder_names)
+        others = [f for f in folder_names if f not in known]
+        if others:
+            raise ValueError(f"class folders {', '.join(others[:5])} are not ImageNet WordNet ids, while "
+                             f"{len(wnids)} others are: move them out of the dataset, or give 'classes' "
+                             "(imagenet, a list, or a file of names)")
+        return names
     if spec == "imagenet":
         return imagenet_classes()
     if isinstance(spec, str):
@@ -52,7 +68,7 @@ def list_images(root: str) -> List[str]:
         raise FileNotFoundError(f"image folder not found: {root}")
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not is_system_folder(d))
         found += [os.path.join(folder, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
     return found
 
@@ -61,7 +77,7 @@ def labelled_images(root: str, classes=None) -> Tuple[List[Tuple[str, int]], Lis
     """``(path, label)`` pairs of a ``<root>/<class>/...`` tree, and the labels present."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"image folder not found: {root}")
-    folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not is_system_folder(d))
     if not folders:
         raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
     names = class_list(classes, folders)

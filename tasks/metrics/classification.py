@@ -46,13 +46,20 @@ def brier(probs, labels) -> float:
     return float(((p - onehot) ** 2).sum(1).mean())
 
 
-def calibration_errors(confidence, correct, bins: int = 10) -> tuple[float, float]:
+CONFIDENCE_ONE = ("last_bin", "own_bin")
+
+
+def calibration_errors(confidence, correct, bins: int = 10, confidence_one: str = "last_bin") -> tuple[float, float]:
     """Expected and maximum calibration error over ``bins`` equal-width confidence bins B_b of [0, 1]:
 
         ECE = sum_b |B_b| / N * |acc(B_b) - conf(B_b)|,   MCE = max_b |acc(B_b) - conf(B_b)|
 
-    over non-empty bins; acc / conf are the bin's mean correctness / confidence. A confidence
-    of exactly 1 falls in the last bin.
+    over non-empty bins; acc / conf are the bin's mean correctness / confidence. Bin b holds
+    the confidences in [b / bins, (b + 1) / bins). A confidence of exactly 1 (a saturated
+    softmax) falls in the last bin with ``confidence_one="last_bin"`` (the last bin is
+    closed, [1 - 1 / bins, 1]); ``"own_bin"`` gives the ones a bin of their own, as the
+    distillation authors' ``np.digitize(probs, np.linspace(0, 1, bins + 1))`` does (ECE is
+    the same sum either way up to how those samples are grouped; MCE can differ).
     """
     c = np.asarray(confidence, dtype=np.float64)
     ok = np.asarray(correct, dtype=np.float64)
@@ -62,9 +69,12 @@ def calibration_errors(confidence, correct, bins: int = 10) -> tuple[float, floa
         raise ValueError("confidence must be in [0, 1]")
     if int(bins) < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    idx = np.minimum((c * bins).astype(int), bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    gap = np.abs(np.bincount(idx, ok, bins) - np.bincount(idx, c, bins))      # per bin: |sum acc - sum conf|
+    if confidence_one not in CONFIDENCE_ONE:
+        raise ValueError(f"confidence_one must be one of {CONFIDENCE_ONE}, got {confidence_one!r}")
+    top = bins - 1 if confidence_one == "last_bin" else bins
+    idx = np.minimum((c * bins).astype(int), top)
+    count = np.bincount(idx, minlength=top + 1)
+    gap = np.abs(np.bincount(idx, ok, top + 1) - np.bincount(idx, c, top + 1))      # per bin: |sum acc - sum conf|
     filled = count > 0
     ece = gap[filled].sum() / len(c)
     mce = (gap[filled] / count[filled]).max()
@@ -89,7 +99,11 @@ def prediction_rejection_ratio(uncertainty, correct) -> float:
     AUC_* is the area under the error rate (errors left / N) against the fraction rejected;
     the oracle rejects the errors first, random rejection removes errors in proportion.
     1 for an oracle-like uncertainty, ~0 for a random one, negative when worse than random.
-    Ties in ``uncertainty`` are rejected together (the mean of their orders). NaN without errors.
+    Ties in ``uncertainty`` are rejected together (the mean of their orders).
+
+    Undefined (NaN, never an error) when the oracle does no better than random: every
+    prediction right, or every one wrong (a single sample is one of the two);
+    :func:`prediction_rejection_undefined` says which.
     """
     u = np.asarray(uncertainty, dtype=np.float64)
     err = 1.0 - np.asarray(correct, dtype=np.float64)
@@ -97,7 +111,7 @@ def prediction_rejection_ratio(uncertainty, correct) -> float:
         raise ValueError("uncertainty and correct must be 1-d arrays of one length")
     if not np.isfinite(u).all():
         raise ValueError("uncertainty must be finite")
-    if err.sum() == 0:
+    if prediction_rejection_undefined(correct):
         return float("nan")
     n = len(u)
     order = np.argsort(-u, kind="stable")
@@ -113,3 +127,15 @@ def prediction_rejection_ratio(uncertainty, correct) -> float:
     auc_orc = _error_curve_area(np.argsort(-err, kind="stable"), err)
     auc_rnd = float(err.sum() / n / 2)              # the error rate falls linearly to 0
     return float((auc_rnd - auc_unc) / (auc_rnd - auc_orc))
+
+
+def prediction_rejection_undefined(correct) -> str | None:
+    """Why the prediction rejection ratio of these predictions is undefined, or None if it is not."""
+    ok = np.asarray(correct, dtype=bool)
+    if ok.size == 0:
+        return "no samples"
+    if ok.all():
+        return "every prediction is right: there is nothing to reject"
+    if not ok.any():
+        return "every prediction is wrong: no order of rejection does better than random"
+    return None

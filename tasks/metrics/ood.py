@@ -3,7 +3,10 @@
 Notation: M members, B samples, K classes; ``logits`` is a tensor [M, B, K]
 (member m's logits z_m); pi_m = softmax(z_m); pi_bar = mean_m pi_m;
 H[p] = -sum_k p_k log p_k. Every score is a per-sample tensor [B], so they
-can be computed batch by batch and only B scalars per score are kept.
+can be computed batch by batch and only B scalars per score are kept. Every score
+is computed in float64, whatever the logits' type: the mutual information of
+near-identical members is a difference of two nearly equal entropies, which
+float32 turns into noise (and negative values).
 Orientation: higher means "more OOD", except the confidences and the max
 logits (higher = more in-distribution); :data:`SCORES` records it.
 """
@@ -20,7 +23,7 @@ def _check(logits: torch.Tensor) -> torch.Tensor:
         raise ValueError("expected logits as a tensor [members, samples, classes]")
     if logits.shape[0] < 1 or logits.shape[2] < 2:
         raise ValueError(f"need at least 1 member and 2 classes, got shape {tuple(logits.shape)}")
-    return logits.float()
+    return logits.double()
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:

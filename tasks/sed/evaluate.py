@@ -3,9 +3,12 @@
     python tasks/sed/evaluate.py --config default_configs/sed/evaluate.yaml
 
 Per evaluation set (a cached set, or a group such as ``C-1`` = the mean over
-its corruption types): ensemble accuracy (argmax of the mean logits), mean /
-best / worst single-member accuracy and the accuracy of the "soup" (the
-members' weights averaged). Per OOD set: the AUROC, against
+its corruption types): ensemble accuracy (argmax of the mean logits), mean
+single-member accuracy, the accuracy of the best and of the worst member and of
+the "soup" (the members' weights averaged). The best and the worst member are
+each one member, chosen once by their accuracy on ``in_distribution`` (the
+validation set) and then reported on every set — not each set's own best,
+which would pick with the test labels. Per OOD set: the AUROC, against
 ``in_distribution``, of every score in :data:`tasks.metrics.ood.SCORES`.
 Sets that cover only some classes (ImageNet-A / -R, 200 of the 1000) are
 scored by ``class_subset_protocol``:
@@ -77,7 +80,7 @@ def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, devic
                 if protocol == "restrict_logits":
                     logits, soup_logits = logits[..., subset_t], soup_logits[..., subset_t]
             for name, value in all_scores(logits).items():
-                scores[name].append(value.float().cpu().numpy())
+                scores[name].append(value.double().cpu().numpy())
             if subset_t is not None and protocol == "argmax_before":
                 member_pred = position[logits.argmax(-1)]                    # [M, B], -1 outside
                 ens_pred = subset_votes(member_pred, len(subset))
@@ -99,11 +102,26 @@ def evaluate_set(model: EnsembleHeads, soup, entry: dict, batch_size: int, devic
     if labelled:
         acc = (member_correct.double() / labelled).tolist()
         out.update(ensemble_acc=ens_correct / labelled, member_acc=acc, mean_member_acc=float(np.mean(acc)),
-                   best_member_acc=max(acc), worst_member_acc=min(acc), soup_acc=soup_correct / labelled)
+                   soup_acc=soup_correct / labelled)
     return out
 
 
 ACC_KEYS = ("ensemble_acc", "mean_member_acc", "best_member_acc", "worst_member_acc", "soup_acc")
+
+
+def chosen_members(validation: dict) -> tuple[int, int]:
+    """The best and the worst member by their accuracy on the validation set (the lowest index on ties)."""
+    acc = validation.get("member_acc")
+    if not acc:
+        raise ValueError("the in_distribution set has no labels: the best member cannot be chosen on it")
+    return int(np.argmax(acc)), int(np.argmin(acc))
+
+
+def set_accuracies(result: dict, best: int, worst: int) -> dict:
+    """The accuracies of one evaluated set, with the chosen best and worst members'."""
+    return {"ensemble_acc": result["ensemble_acc"], "mean_member_acc": result["mean_member_acc"],
+            "best_member_acc": result["member_acc"][best], "worst_member_acc": result["member_acc"][worst],
+            "soup_acc": result["soup_acc"]}
 
 
 def main(argv=None) -> None:
@@ -133,8 +151,11 @@ def main(argv=None) -> None:
     members_of = {name: [e["name"] for e in entries] for name, entries in groups.items()}
 
     accuracy = {}
+    best = worst = None
+    if cfg.get("eval_sets"):
+        best, worst = chosen_members(per_set[members_of[cfg["in_distribution"]][0]])
     for name in cfg.get("eval_sets", []):
-        results = [per_set[s] for s in members_of[name] if "ensemble_acc" in per_set[s]]
+        results = [set_accuracies(per_set[s], best, worst) for s in members_of[name] if "ensemble_acc" in per_set[s]]
         if not results:
             raise ValueError(f"evaluation set {name!r} has no labels; list it under ood_sets")
         accuracy[name] = {k: float(np.mean([r[k] for r in results])) for k in ACC_KEYS}
@@ -151,6 +172,7 @@ def main(argv=None) -> None:
 
     results = {"model": cfg["model"], "members": model.num_members, "backbone_id": saved["backbone_id"],
                "class_subset_protocol": protocol,
+               "best_member": best, "worst_member": worst, "members_chosen_on": cfg["in_distribution"],
                "in_distribution": cfg["in_distribution"], "accuracy": accuracy, "ood_detection": detection,
                "sets": {s: {k: v for k, v in r.items() if k != "scores"} | {
                    "mean_scores": {k: float(np.mean(v)) for k, v in r["scores"].items()}}
