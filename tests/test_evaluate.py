@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.classify.evaluate import Predictor, evaluate_domain, summarise, uncertainty_of
+from tasks.classify.evaluate import evaluate_domain, load_kind, summarise, uncertainty_of
 from tasks.classify.checkpoints import MODEL_FORMAT
 from tasks.data import build_set
 from tasks.metrics import classification as C
@@ -37,8 +37,8 @@ def test_ensemble_metrics_equal_a_direct_computation(members):
     with torch.no_grad():
         probs = torch.stack([m(x) for m in models]).double().softmax(-1).numpy()
     mean = probs.mean(0)
-    predict = Predictor(paths, "auto", torch.device("cpu"))
-    assert predict.kind == "ensemble" and predict.members == 3
+    predict = load_kind(paths, "auto", torch.device("cpu"))
+    assert predict.name == "ensemble" and predict.members == 3
     arrays = evaluate_domain(predict, val, 50, torch.device("cpu"))      # several batches and a short last one
     got = summarise(arrays, bins=10)
     assert got["acc1"] == pytest.approx((mean.argmax(1) == y).mean())
@@ -56,8 +56,8 @@ def test_mimo_and_dirichlet_kinds(tmp_path):
     torch.manual_seed(1)
     mimo = create_model("small_cnn", num_classes=5, width=8, mimo=2).eval()
     path = save(tmp_path, "mimo", mimo, mimo=2)
-    predict = Predictor([path], "auto", torch.device("cpu"))
-    assert predict.kind == "mimo" and predict.members == 2
+    predict = load_kind([path], "auto", torch.device("cpu"))
+    assert predict.name == "mimo" and predict.members == 2
     x = torch.randn(4, 3, 16, 16)
     p, measures = predict(x)
     with torch.no_grad():
@@ -66,15 +66,15 @@ def test_mimo_and_dirichlet_kinds(tmp_path):
     assert (measures["knowledge_uncertainty"] > 0).all()
     student = create_model("small_cnn", num_classes=5, width=8).eval()
     spath = save(tmp_path, "student", student, distill={"loss": "proxy", "model_offset": 1.0})
-    predict = Predictor([spath], "auto", torch.device("cpu"))
-    assert predict.kind == "dirichlet" and predict.offset == 1.0
+    predict = load_kind([spath], "auto", torch.device("cpu"))
+    assert predict.name == "dirichlet" and predict.offset == 1.0
     p, measures = predict(x)
     with torch.no_grad():
         alpha = student(x).double().exp() + 1.0
     torch.testing.assert_close(p, alpha / alpha.sum(-1, keepdim=True))
     torch.testing.assert_close(measures["epkl"], 4 / alpha.sum(-1))
     with pytest.raises(ValueError, match="one model"):
-        Predictor([spath, spath], "dirichlet", torch.device("cpu"))
+        load_kind([spath, spath], "dirichlet", torch.device("cpu"))
 
 
 def _subset_project(tmp_path, seed=3):
@@ -164,3 +164,116 @@ def test_an_undefined_rejection_ratio_is_null_with_a_reason_and_the_evaluation_g
     assert got["PRR_undefined"].startswith("every prediction is wrong")
     one = summarise(evaluate_domain(AllWrong(), data[:1], 2, torch.device("cpu")), 10)
     assert one["PRR_confidence"] is None
+
+
+def test_the_authors_definitions_are_options_of_the_kinds(tmp_path):
+    """MIMO with averaged logits read as a Dirichlet, and a student scored by softmax(z): the
+    distillation authors' mimo_predictions / single_model_predictions, computed here as they do."""
+    from scipy.special import digamma
+
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 16, 16)
+    mimo = create_model("small_cnn", num_classes=5, width=8, mimo=3).eval()
+    kind = load_kind([save(tmp_path, "mimo", mimo, mimo=3)], "auto", torch.device("cpu"), {"mimo_combine": "logits"})
+    assert kind.describe() == {"kind": "mimo", "members": 3, "mimo_combine": "logits"}
+    p, measures = kind(x)
+    with torch.no_grad():
+        z = mimo(x.unsqueeze(1).expand(-1, 3, -1, -1, -1)).double().mean(1).numpy()     # [B, K]
+    alphas = np.exp(z)                                   # the authors' get_model_uncertainty_values, offset 0
+    alpha0 = alphas.sum(1, keepdims=True)
+    probs = alphas / alpha0
+    eoe = -(probs * np.log(probs + 1e-10)).sum(1)
+    exe = -(probs * (digamma(alphas + 1) - digamma(alpha0 + 1))).sum(1)
+    np.testing.assert_allclose(p.numpy(), torch.from_numpy(z).softmax(-1).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(measures["total_uncertainty"].numpy(), eoe, rtol=1e-6)
+    np.testing.assert_allclose(measures["knowledge_uncertainty"].numpy(), eoe - exe, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(measures["epkl"].numpy(), 4 / alpha0[:, 0], rtol=1e-10)
+
+    student = create_model("small_cnn", num_classes=5, width=8).eval()
+    spath = save(tmp_path, "student", student, distill={"loss": "proxy", "model_offset": 1.0})
+    kind = load_kind([spath], "auto", torch.device("cpu"), {"dirichlet_probs": "softmax"})
+    p, _ = kind(x, torch.tensor([0, 2, 4]))
+    with torch.no_grad():
+        torch.testing.assert_close(p, student(x).double()[:, [0, 2, 4]].softmax(-1))
+    with pytest.raises(ValueError, match="dirichlet_probs must be one of"):
+        load_kind([spath], "auto", torch.device("cpu"), {"dirichlet_probs": "mean"})
+
+
+def test_a_new_model_kind_is_one_registered_class(tmp_path, members):
+    """A kind the project does not have (a temperature-scaled ensemble) in one class: evaluate
+    reads models with it and names it in eval_metrics.json."""
+    import json
+
+    import yaml
+
+    from tasks.classify import evaluate
+    from tasks.classify.kinds import KINDS, register_kind
+    from tasks.classify.kinds.networks import Ensemble
+
+    class Tempered(Ensemble):
+        name = "test_tempered"
+        options = {"temperature": (2.0,)}
+
+        def member_logits(self, x):
+            return self.net(x) / self.choices["temperature"]
+
+    register_kind(Tempered)
+    try:
+        models, paths = members
+        cfg = {"models": paths, "kind": "test_tempered", "device": "cpu", "results_path": str(tmp_path / "t.json"),
+               "data": {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3,
+                        "in_distribution": {"dataset": "digits", "split": "val"}, "domains": {}}}
+        (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+        evaluate.main(["--config", str(tmp_path / "t.yaml")])
+        got = json.load(open(tmp_path / "t.json"))
+        assert got["kind"] == "test_tempered" and got["temperature"] == 2.0 and got["members"] == 3
+        val, _ = build_set({"dataset": "digits", "split": "val"}, DCFG)
+        x = torch.stack([val[i][0] for i in range(len(val))])
+        y = np.array([val[i][1] for i in range(len(val))])
+        with torch.no_grad():
+            mean = (torch.stack([m(x) for m in models]).double() / 2).softmax(-1).mean(0).numpy()
+        assert got["results"]["in_distribution"]["NLL"] == pytest.approx(C.nll(mean, y), rel=1e-6)
+    finally:
+        KINDS.pop("test_tempered", None)
+
+
+def test_ood_auroc_also_against_the_in_distribution_samples_of_the_ood_sets_classes(tmp_path):
+    import json
+
+    import yaml
+
+    from tasks.classify import evaluate
+    from tasks.metrics.ood import auroc
+
+    model, path = _subset_project(tmp_path)
+    rng = np.random.default_rng(9)
+    from PIL import Image
+    for c in range(6):
+        os.makedirs(tmp_path / "val" / f"c{c}")
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "val" / f"c{c}" / f"{i}.png")
+    t = {"recipe": "resize_center_crop", "resize": 16, "size": 16}
+    names = [f"c{i}" for i in range(6)]
+    cfg = {"models": [path], "kind": "single", "device": "cpu", "results_path": str(tmp_path / "o.json"),
+           "data": {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3,
+                    "in_distribution": {"dataset": "image_folder", "root": str(tmp_path / "val"), "classes": names,
+                                        "transform": t},
+                    "domains": {"sub": {"dataset": "class_subset", "root": str(tmp_path / "subset"), "classes": names,
+                                        "transform": t}},
+                    "ood": ["sub"]}}
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(cfg))
+    evaluate.main(["--config", str(tmp_path / "o.yaml")])
+    got = json.load(open(tmp_path / "o.json"))["results"]["ood/sub"]
+    ind, _ = build_set(cfg["data"]["in_distribution"], DCFG)
+    sub, _ = build_set(cfg["data"]["domains"]["sub"], DCFG)
+
+    def entropy(ds):
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        with torch.no_grad():
+            p = model(x).double().softmax(-1)
+        return -(p * p.log()).sum(-1).numpy(), np.array([ds[i][1] for i in range(len(ds))])
+
+    h_in, y_in = entropy(ind)
+    h_out, _ = entropy(sub)
+    assert got["AUROC_total_uncertainty"] == pytest.approx(auroc(h_in, h_out))
+    assert got["AUROC_masked_total_uncertainty"] == pytest.approx(auroc(h_in[np.isin(y_in, [1, 3, 5])], h_out))

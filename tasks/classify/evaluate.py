@@ -4,12 +4,17 @@ shifted and OOD data: accuracy, calibration, uncertainty, rejection and OOD dete
     python tasks/classify/evaluate.py --config default_configs/classify/evaluate.yaml
 
 ``models``: checkpoint paths of tasks/classify/train.py or tasks/distill/train_distillation.py
-(globs allowed). ``kind`` says how to read them (``auto`` decides from the files):
+(globs allowed). ``kind`` says how to read them (``auto`` decides from the files), one class
+per kind in :mod:`tasks.classify.kinds`:
 
 - ``single``: one network; ``ensemble``: several, members of one architecture batched
-  (:mod:`tasks.models.ensemble`); ``mimo``: one MIMO network, its members' predictions;
-- ``dirichlet``: a distilled student, alpha = exp(z) + model_offset;
+  (:mod:`tasks.models.ensemble`); ``mimo``: one MIMO network (``mimo_combine``: its members'
+  probabilities averaged, or the seed's averaged logits read as a Dirichlet);
+- ``dirichlet``: a distilled student, alpha = exp(z) + model_offset (``dirichlet_probs``: the
+  Dirichlet's mean alpha / alpha_0, or the seed's softmax(z));
 - ``proxy``: an ensemble read through its proxy Dirichlet (:func:`tasks.metrics.uncertainty.proxy_dirichlet`).
+
+The kind and its choices are written into ``eval_metrics.json``.
 
 For every domain (``in_distribution`` and each of ``domains``, a set spec or a catalog entry
 that expands to several, e.g. corruptions x severities): top-1 / top-5 accuracy, NLL, Brier,
@@ -28,6 +33,10 @@ A domain that covers some of the classes only (ImageNet-A / -R: 200 of 1000) is 
 ECE / MCE: ``calibration_confidence_one`` says where a confidence of exactly 1 goes (the last
 bin, or one of its own as the authors' code puts it: :func:`tasks.metrics.classification.calibration_errors`).
 
+OOD detection: ``AUROC_<measure>`` against every in-distribution sample, and for an OOD set of
+some classes (ImageNet-A / -R / -O) ``AUROC_masked_<measure>`` against the in-distribution
+samples of those classes only (the authors' ``_masked`` results).
+
 A prediction rejection ratio that is not defined (every prediction right, or every one wrong)
 is written as ``null``, with the reason under ``PRR_undefined``.
 Everything streams over batches: only a few scalars per sample are kept. One JSON keyed by
@@ -44,63 +53,23 @@ from torch.utils.data import DataLoader
 
 from runner import report
 from runner.rundir import write_json
-from tasks.classify.checkpoints import classifier_from, ensemble_from, mimo_members, model_paths, read_classifier
+from tasks.classify.checkpoints import model_paths, read_classifier
+from tasks.classify.kinds import ModelKind, create_kind, known_kinds
 from tasks.common import load_config, pick_device, run_dir
 from tasks.data import build_set, expand_catalog
 from tasks.metrics import classification as C
 from tasks.metrics.ood import auroc
-from tasks.metrics.uncertainty import MEASURES, dirichlet_uncertainty, ensemble_uncertainty, proxy_dirichlet
+from tasks.metrics.uncertainty import MEASURES
 
-KINDS = ("auto", "single", "ensemble", "mimo", "dirichlet", "proxy")
 PROTOCOLS = ("restrict_logits", "argmax_before")
 
 
-class Predictor:
-    """``(x) -> (probs [B, K], measures {name: [B]})`` for the kind of model evaluated."""
-
-    def __init__(self, paths: List[str], kind: str, device, offset: float = 0.0):
-        saved = [read_classifier(p) for p in paths]                           # each file read once
-        mimo = mimo_members(saved[0]["model"])
-        if kind == "auto":
-            distilled = saved[0].get("distill", {}).get("loss") in ("proxy", "dirichlet_likelihood")
-            kind = ("ensemble" if len(paths) > 1 else "mimo" if mimo > 1 else
-                    "dirichlet" if distilled else "single")
-        if kind in ("single", "mimo", "dirichlet") and len(paths) != 1:
-            raise ValueError(f"kind {kind!r} evaluates one model; {len(paths)} were given")
-        if kind == "mimo" and mimo < 1:
-            raise ValueError(f"{paths[0]} is not a MIMO model")
-        self.kind = kind
-        self.offset = float(saved[0].get("distill", {}).get("model_offset", offset)) if kind == "dirichlet" else offset
-        if kind in ("ensemble", "proxy"):
-            self.net = ensemble_from(saved).to(device)
-        else:
-            self.net = classifier_from(saved[0]).to(device)
-        self.members = len(paths) if kind in ("ensemble", "proxy") else (mimo if kind == "mimo" else 1)
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, classes: torch.Tensor | None = None):
-        """(probabilities [B, K] — over ``classes`` only when given —, measures {name: [B]} of the full output)."""
-        if self.kind == "dirichlet":
-            alpha = self.net(x).double().clamp(max=80).exp() + self.offset
-            measures = dirichlet_uncertainty(alpha.clamp_min(1e-12))
-            if classes is not None:
-                alpha = alpha[..., classes]
-            return alpha / alpha.sum(-1, keepdim=True), measures
-        if self.kind in ("ensemble", "proxy"):
-            logits = self.net(x).double()                                           # [M, B, K]
-        elif self.kind == "mimo":
-            m = self.net.members
-            logits = self.net(x.unsqueeze(1).expand(-1, m, *x.shape[1:])).double().transpose(0, 1)
-        else:
-            logits = self.net(x).double().unsqueeze(0)
-        probs = logits.softmax(-1)
-        measures = dirichlet_uncertainty(proxy_dirichlet(probs)) if self.kind == "proxy" else ensemble_uncertainty(probs)
-        if classes is not None:
-            probs = logits[..., classes].softmax(-1)
-        return probs.mean(0), measures
+def load_kind(paths: List[str], kind: str, device, options: dict | None = None) -> ModelKind:
+    """The models saved at ``paths`` (each file read once), read as ``kind`` (:mod:`tasks.classify.kinds`)."""
+    return create_kind([read_classifier(p) for p in paths], kind, device, options)
 
 
-def evaluate_domain(predict: Predictor, dataset, batch_size: int, device, workers: int = 0,
+def evaluate_domain(predict: ModelKind, dataset, batch_size: int, device, workers: int = 0,
                     subset=None, protocol: str = "restrict_logits") -> Dict[str, np.ndarray]:
     """Per-sample arrays of one domain: labels, top-1 / top-5 hits, confidence, NLL, Brier, measures.
 
@@ -168,6 +137,19 @@ def summarise(arrays: dict, bins: int, confidence_one: str = "last_bin") -> dict
     return out
 
 
+def domain_classes(spec: dict, subset) -> list | None:
+    """The classes a domain's images were drawn from or against (its class subset; ImageNet-O's
+    200 WordNet-id folders), for the AUROC against the in-distribution samples of those classes
+    only (``AUROC_masked_*``, as the distillation authors report beside the plain one); None: all."""
+    if subset is not None:
+        return list(subset)
+    if spec.get("dataset") == "imagenet_o":
+        from tasks.data.folders import folder_classes
+
+        return folder_classes(spec["root"]) or None
+    return None
+
+
 def _mean(values) -> float | None:
     """The mean of the defined values (None where none is)."""
     defined = [v for v in values if v is not None and np.isfinite(v)]
@@ -178,10 +160,10 @@ def main(argv=None) -> None:
     cfg = load_config(__doc__.splitlines()[0], argv)
     device = pick_device(cfg.get("device", "auto"))
     kind = cfg.get("kind", "auto")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in known_kinds():
+        raise ValueError(f"kind must be one of {known_kinds()}, got {kind!r}")
     paths = model_paths(cfg["models"])
-    predict = Predictor(paths, kind, device, float(cfg.get("model_offset", 0.0)))
+    predict = load_kind(paths, kind, device, cfg)
     d = cfg["data"]
     dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
             "interpolation": d.get("interpolation", "bilinear"), "crop_pct": 1.0}
@@ -200,10 +182,11 @@ def main(argv=None) -> None:
         raise ValueError(f"calibration_confidence_one must be one of {C.CONFIDENCE_ONE}, got {confidence_one!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    print(f"{predict.kind}: {predict.members} member(s); {len(domains)} domains", flush=True)
-    per_domain, results = {}, {}
+    print(f"{predict.name}: {predict.members} member(s); {len(domains)} domains", flush=True)
+    per_domain, results, classes_of = {}, {}, {}
     for name, spec in domains.items():
         ds, subset = build_set(spec, dcfg)
+        classes_of[name] = domain_classes(spec, subset)
         per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)), subset, protocol)
         results[name] = summarise(per_domain[name], bins, confidence_one)
         if subset is not None:
@@ -213,21 +196,26 @@ def main(argv=None) -> None:
                                   if "acc1" in r else f"{r['n']} unlabelled samples"), flush=True)
     ind = per_domain["in_distribution"]
     for group in ood:
+        masks = [None if classes_of[s] is None else np.isin(ind["label"], classes_of[s]) for s in groups[group]]
         for m in MEASURES:
             aucs = [auroc(uncertainty_of(ind, m), uncertainty_of(per_domain[s], m)) for s in groups[group]]
             results.setdefault(f"ood/{group}", {})[f"AUROC_{m}"] = float(np.mean(aucs))
+            if all(mask is not None and mask.any() for mask in masks):
+                aucs = [auroc(uncertainty_of(ind, m)[mask], uncertainty_of(per_domain[s], m))
+                        for s, mask in zip(groups[group], masks)]
+                results[f"ood/{group}"][f"AUROC_masked_{m}"] = float(np.mean(aucs))
     # groups of several domains (C-1 ...): their mean, like the papers' tables
     for group, names in groups.items():
         if len(names) > 1:
             keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled", "PRR_undefined", "classes"}
             results[f"mean/{group}"] = {k: _mean([results[n][k] for n in names]) for k in sorted(keys)}
-    out = {"kind": predict.kind, "members": predict.members, "models": paths, "class_subset_protocol": protocol,
+    out = {**predict.describe(), "models": paths, "class_subset_protocol": protocol,
            "calibration_confidence_one": confidence_one,
            "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     write_json(path, out)
     r0 = results["in_distribution"]
-    prr = r0["PRR_knowledge_uncertainty"] if predict.members > 1 or predict.kind == "dirichlet" else r0["PRR_confidence"]
+    prr = r0[f"PRR_{predict.headline_measure}"]
     row = {"acc": round(100 * r0["acc1"], 2), "nll": round(r0["NLL"], 4), "ece": round(r0["ECE"], 4),
            "brier": round(r0["brier"], 4), "prr": None if prr is None else round(prr, 4)}
     headline = cfg.get("headline_measure", "total_uncertainty")

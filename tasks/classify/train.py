@@ -99,13 +99,25 @@ def build_data(cfg: dict, root: Optional[str] = None):
     return train, None
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list:
-    """Two groups: weights with decay; biases and norm parameters (1-d) without, unless told."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+# The seed's exemption from weight decay (seed 000's model.py): the batch norms inside the residual
+# blocks only — not the stem's or the downsample paths' batch norms, not the classifier's bias.
+BLOCK_BN = r"layer\d.\d.bn\d.(bias|weight)"
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, no_decay: str | None = None) -> list:
+    """Two groups: the parameters with weight decay, and those without: by default every bias and
+    norm parameter (1-d) unless ``decay_norm_and_bias``; with ``no_decay`` (a regular expression,
+    searched in each parameter's name: the seed matches names without the prefix a wrapper such
+    as MIMO's adds) exactly the parameters it matches."""
+    import re
+
+    pattern = re.compile(no_decay) if no_decay else None
+    decay, exempt = [], []
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if (p.ndim <= 1 and not decay_norm_and_bias) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            spared = bool(pattern.search(name)) if pattern else (p.ndim <= 1 and not decay_norm_and_bias)
+            (exempt if spared else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
 
 
 def build_model(cfg: dict) -> nn.Module:
@@ -175,7 +187,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
     if o.get("name") not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {o.get('name')!r}")
     opt = OPTIMIZERS[o["name"]](param_groups(core, float(o.get("weight_decay", 0.0)),
-                                             bool(o.get("decay_norm_and_bias", False))), o)
+                                             bool(o.get("decay_norm_and_bias", False)), o.get("no_decay")), o)
     amp = cfg.get("amp") or "none"
     if amp not in ("none", "bf16", "fp16"):
         raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
@@ -244,7 +256,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                 elif members:
                     g = torch.Generator().manual_seed(seed_of(seed_data, epoch, step, rank, 2))
                     xm, ym = mimo_batch(x, y, members, float(mimo.get("rho", 0.6)),
-                                        int(mimo.get("batch_reps", 2)), g)
+                                        int(mimo.get("batch_reps", 2)), g, str(mimo.get("sharing", "bernoulli")))
                     logits = model(xm).float()                               # [b, M, K]
                     # mean over samples and members, as seed 000's train_mimo.py
                     loss = F.cross_entropy(logits.flatten(0, 1), ym.flatten(), label_smoothing=smoothing)

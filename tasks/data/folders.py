@@ -125,6 +125,13 @@ def class_subset(root: str, transform, classes=None):
     return ImageFiles(samples, transform), present
 
 
+def folder_classes(root: str) -> List[int]:
+    """The ImageNet indices of the WordNet-id folders directly under ``root`` (ImageNet-O's 200
+    classes: the in-distribution classes its images were picked against)."""
+    index = {name: i for i, name in enumerate(imagenet_classes())}
+    return sorted(index[d] for d in os.listdir(root) if d in index and os.path.isdir(os.path.join(root, d)))
+
+
 def ood_folder(root: str, transform):
     paths = list_images(root)
     if not paths:

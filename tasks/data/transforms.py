@@ -6,6 +6,8 @@ training transform when the spec has ``augment: true``). Recipes:
 
 - ``resize_center_crop``: Resize(``resize``, shorter side) -> CenterCrop(``size``);
   the SED authors' evaluation transform (256 / 224, bilinear);
+- ``squash_center_crop``: Resize to ``resize`` x ``resize`` (the aspect ratio is not
+  kept) -> CenterCrop(``size``); the distillation authors' ``A.Resize(256, 256)``;
 - ``rrc_flip``: RandomResizedCrop(``size``, ``scale``, ``ratio``) -> RandomHorizontalFlip;
   the SED authors' training passes ((0.08, 1), (3/4, 4/3), bilinear);
 - ``crop_flip``: RandomCrop(``size``, ``padding``) -> RandomHorizontalFlip; the
@@ -57,6 +59,16 @@ def _resize_center_crop(t: dict, data_cfg: dict, augment: bool):
     interp = _interpolation(t.get("interpolation", "bilinear"))
     size = int(t.get("size", data_cfg["input_size"][-1]))
     return _finish([T.Resize(int(t.get("resize", size)), interpolation=interp), T.CenterCrop(size)], t, data_cfg)
+
+
+@recipe("squash_center_crop")
+def _squash_center_crop(t: dict, data_cfg: dict, augment: bool):
+    from torchvision import transforms as T
+
+    interp = _interpolation(t.get("interpolation", "bilinear"))
+    size = int(t.get("size", data_cfg["input_size"][-1]))
+    side = int(t.get("resize", size))
+    return _finish([T.Resize((side, side), interpolation=interp), T.CenterCrop(size)], t, data_cfg)
 
 
 @recipe("rrc_flip")

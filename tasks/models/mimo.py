@@ -37,19 +37,35 @@ class MIMO(nn.Module):
         return self.member_logits(x.unsqueeze(1).expand(-1, self.members, *x.shape[1:])).mean(1)
 
 
+SHARING = ("bernoulli", "exact")
+
+
 def mimo_batch(x: torch.Tensor, y: torch.Tensor, members: int, rho: float, batch_reps: int,
-               generator: torch.Generator) -> tuple:
+               generator: torch.Generator, sharing: str = "bernoulli") -> tuple:
     """A MIMO training batch from (x [B, ...], y [B]): (x [B*r, M, ...], y [B*r, M]).
 
-    The batch is repeated ``batch_reps`` = r times; member 0 takes it in order, every other member a
-    random permutation of it, except for a fraction ``rho`` of the rows, which every member shares."""
+    The batch is repeated ``batch_reps`` = r times. ``sharing``:
+
+    - ``bernoulli``: member 0 takes the rows in order, every other member a random
+      permutation of them, except for the rows (each with probability ``rho``) that every
+      member shares;
+    - ``exact`` (the seed's ``train_mimo.py``): the B*r rows are shuffled once; the first
+      int(B*r*(1 - rho)) of them are permuted again for every member on its own, the rest are
+      shared — exactly a ``rho`` fraction of shared rows in every batch."""
+    if sharing not in SHARING:
+        raise ValueError(f"mimo sharing must be one of {SHARING}, got {sharing!r}")
     x = x.repeat(batch_reps, *([1] * (x.dim() - 1)))
     y = y.repeat(batch_reps)
     n = len(y)
-    idx = [torch.arange(n)]
-    shared = torch.rand(n, generator=generator) < rho
-    for _ in range(members - 1):
-        perm = torch.randperm(n, generator=generator)
-        idx.append(torch.where(shared, torch.arange(n), perm))
+    if sharing == "exact":
+        main = torch.randperm(n, generator=generator)
+        k = int(n * (1 - rho))
+        idx = [torch.cat([main[:k][torch.randperm(k, generator=generator)], main[k:]]) for _ in range(members)]
+    else:
+        idx = [torch.arange(n)]
+        shared = torch.rand(n, generator=generator) < rho
+        for _ in range(members - 1):
+            perm = torch.randperm(n, generator=generator)
+            idx.append(torch.where(shared, torch.arange(n), perm))
     idx = torch.stack(idx, 1).to(x.device)                          # [n, M]
     return x[idx], y.to(x.device)[idx]

@@ -1,0 +1,94 @@
+"""Model kinds: how saved models become predictions and uncertainty measures.
+
+One class per kind, one file per kind (this folder), found by name in :data:`KINDS`:
+
+    from tasks.classify.kinds import create_kind
+    kind = create_kind(paths, "auto", device, options)     # options: the evaluation config
+    probs, measures = kind(x)                              # [B, K], {measure: [B]}
+    probs, measures = kind(x, classes)                     # probabilities over ``classes`` only
+
+A kind subclasses :class:`ModelKind`, sets ``name``, and is registered with
+``@register_kind``; ``detect(saved)`` lets ``kind: auto`` pick it (kinds are asked in
+:data:`AUTO_ORDER`). Every kind computes in float64 and returns the measures of its full
+output (the class subset restricts the probabilities only, as the seeds' authors do).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Dict, List, Sequence
+
+import torch
+
+KINDS: Dict[str, type] = {}
+AUTO_ORDER: List[str] = ["ensemble", "mimo", "dirichlet", "single"]
+
+
+def register_kind(cls):
+    if not cls.name or cls.name in KINDS:
+        raise ValueError(f"a model kind needs a new name, got {cls.name!r}")
+    KINDS[cls.name] = cls
+    return cls
+
+
+class ModelKind:
+    """A model read for evaluation. ``members``: how many predictions it averages (1: one network)."""
+
+    name = ""
+    options: Dict[str, tuple] = {}        # option -> its allowed values, the first the default
+
+    def __init__(self, saved: Sequence[dict], device, options: dict | None = None):
+        self.saved = list(saved)
+        self.device = device
+        self.choices = {}
+        for option, allowed in self.options.items():
+            value = (options or {}).get(option, allowed[0])
+            if value not in allowed:
+                raise ValueError(f"{option} must be one of {allowed}, got {value!r}")
+            self.choices[option] = value
+        self.members = 1
+
+    @classmethod
+    def detect(cls, saved: Sequence[dict]) -> bool:
+        """Whether ``kind: auto`` reads these files as this kind."""
+        return False
+
+    @property
+    def headline_measure(self) -> str:
+        """The uncertainty whose rejection ratio goes into the row."""
+        return "knowledge_uncertainty" if self.members > 1 else "confidence"
+
+    def describe(self) -> dict:
+        """What was evaluated, for ``eval_metrics.json``."""
+        return {"kind": self.name, "members": self.members, **self.choices}
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+        raise NotImplementedError
+
+
+def create_kind(saved: Sequence[dict], kind: str, device, options: dict | None = None) -> ModelKind:
+    """The kind ``kind`` (``auto``: the first of :data:`AUTO_ORDER` that detects the files)."""
+    _discover()
+    if kind == "auto":
+        kind = next((k for k in AUTO_ORDER if KINDS[k].detect(saved)), "single")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be auto or one of {sorted(KINDS)}, got {kind!r}")
+    return KINDS[kind](saved, device, options)
+
+
+def known_kinds() -> List[str]:
+    _discover()
+    return ["auto", *sorted(KINDS)]
+
+
+_found = False
+
+
+def _discover() -> None:
+    """Import every module of this folder: each registers its kind."""
+    global _found
+    if not _found:
+        _found = True
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
