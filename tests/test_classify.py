@@ -64,6 +64,10 @@ def test_weight_decay_spares_norm_and_bias():
     assert not empty["params"] and len(everything["params"]) == len(list(model.parameters()))
 
 
+def model_first_tensor(saved: dict) -> torch.Tensor:
+    return saved["state_dict"][next(iter(saved["state_dict"]))]
+
+
 def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
     path, cfg = config(tmp_path, "cnn", epochs=4, keep_checkpoints=[2])
     proc = run(path)
@@ -73,6 +77,14 @@ def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
     kept = torch.load(tmp_path / "cnn.epoch2.pt", weights_only=False)       # keep_checkpoints: [2]
     assert kept["epoch"] == 2 and [h["epoch"] for h in kept["history"]] == [1, 2]
     assert not (tmp_path / "cnn.epoch3.pt").exists()
+    # every kept snapshot is read by the one reader, by its epoch, as a model
+    from tasks.classify.checkpoints import read_classifier, snapshots
+    assert snapshots(cfg["save_path"]) == {2: str(tmp_path / "cnn.epoch2.pt")}
+    assert read_classifier(cfg["save_path"], epoch=2)["epoch"] == 2 and saved["epoch"] == 4
+    snapshot = load_classifier(cfg["save_path"], epoch=2)
+    assert not torch.equal(snapshot.state_dict()[next(iter(kept["state_dict"]))], model_first_tensor(saved))
+    with pytest.raises(FileNotFoundError, match="kept: \\[2\\]"):
+        read_classifier(cfg["save_path"], epoch=3)
     assert saved["history"][-1]["val_acc"] > 0.9          # digits 0-4 are easy
     assert not os.path.exists(cfg["save_path"] + ".last.pt")
     from tasks.classify.train import build_data, evaluate

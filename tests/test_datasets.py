@@ -137,3 +137,39 @@ def test_a_stray_folder_never_relabels_an_imagenet_tree(tmp_path):
         write_image(tmp_path / "custom" / name / "a.png")
     ds, _ = build_set(custom, CFG)                 # no wnid at all: the sorted folder names
     assert sorted((os.path.basename(os.path.dirname(p)), label) for p, label in ds.samples) == [("apple", 0), ("zebra", 1)]
+
+
+def test_label_noise_changes_exactly_round_n_p_labels_each_to_another_class():
+    from tasks.data.label_noise import noisy_labels
+
+    clean, _ = build_set({"dataset": "digits", "split": "train"}, CFG)
+    noisy, _ = build_set({"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.2, "seed": 7}}, CFG)
+    n = len(clean)
+    changed = noisy.labels != np.asarray(clean.labels)
+    assert changed.sum() == round(n * 0.2) and np.array_equal(noisy.noisy, changed)
+    assert np.array_equal(noisy.clean_labels, np.asarray(clean.labels))          # the clean labels stay with it
+    assert set(noisy.labels[changed]) <= set(range(5))
+    img, label, index = noisy[int(np.flatnonzero(changed)[0])]
+    assert label != noisy.clean_labels[int(np.flatnonzero(changed)[0])]
+    again, _ = build_set({"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.2, "seed": 7}}, CFG)
+    other, _ = build_set({"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.2, "seed": 8}}, CFG)
+    assert np.array_equal(again.labels, noisy.labels) and not np.array_equal(other.labels, noisy.labels)
+    y = np.array([0, 1, 2, -1] * 250)                            # unlabelled samples are never chosen
+    out = noisy_labels(y, 0.5, 0, num_classes=3)
+    assert (out[y == -1] == -1).all() and (out != y).sum() == 375
+    for p in (0.0, 1.0):
+        assert (noisy_labels(y, p, 1, 3) != y).sum() == round(750 * p)
+    with pytest.raises(ValueError, match="own seed"):
+        build_set({"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.2}}, CFG)
+
+
+def test_label_noise_in_training_changes_the_training_split_only():
+    from tasks.classify.train import build_data
+
+    cfg = {"data": {"train": {"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.3, "seed": 1}},
+                    "holdout": {"fraction": 0.25, "seed": 3}, "input_size": [3, 16, 16]}}
+    train, val = build_data(cfg)
+    assert int(train.noisy.sum()) == round(len(train) * 0.3)
+    assert len(train) + len(val) == len(build_set({"dataset": "digits", "split": "train"}, CFG)[0])
+    val_labels = [val[i][1] for i in range(len(val))]
+    assert val_labels == [int(val.dataset.labels[j]) for j in val.indices]      # validation keeps its labels

@@ -135,3 +135,50 @@ def test_the_squash_transform_does_not_keep_the_aspect_ratio():
     out = build_transform({"transform": EVAL_TRANSFORM}, cfg)(img)
     assert out.shape == (3, 224, 224)
     assert out[0, :, :100].mean() > 0.99 and out[2, :, -100:].mean() > 0.99    # both halves still in view
+
+
+def test_the_authors_caps_are_options_and_the_full_scale_default():
+    """beta0 and the student's concentrations: sheetrun caps both at 1e6 on digits (a logit above
+    ln 1e6 gets no gradient there); the full-scale student uses the seed's: beta0 capped by
+    float32's epsilon only, concentrations up to float64's max / K - 1 (gradients kept)."""
+    from tasks.distill import losses as L
+
+    d = load("student")["distill"]
+    authors = {"max_alpha": d["max_alpha"], "max_precision": d["max_precision"], "eps": d["eps"]}
+    assert authors == {"max_alpha": None, "max_precision": None, "eps": float(torch.finfo(torch.float32).eps)}
+    k = 1000
+    same = torch.full((3, 2, k), 1.0 / k)                       # members that agree: MKL = 0
+    assert float(L.proxy_targets(same, 0.0, authors["max_precision"], authors["eps"]).sum(-1)[0]) \
+        == pytest.approx((k - 1) / authors["eps"])
+    assert float(L.proxy_targets(same, 0.0).sum(-1)[0]) == pytest.approx(1e6)
+    teachers = torch.softmax(torch.randn(5, 4, k) * 3, -1)
+    for z0, gets_gradient in ((13.0, True), (20.0, False)):
+        for options, cap in ((authors, None), ({}, 1e6)):
+            z = torch.zeros(4, k)
+            z[:, 0] = z0
+            z.requires_grad_(True)
+            L.proxy(z, teachers, **options).backward()
+            moved = bool(z.grad[:, 0].abs().max() > 0)
+            assert moved == (gets_gradient or cap is None), (z0, options)
+
+
+def test_the_proxy_loss_equals_the_authors_proxy_loss():
+    """losses.py's proxy_loss (with model.py's ensemble statistics), written out here, on random
+    students and teachers, with the authors' caps."""
+    from tasks.distill import losses as L
+
+    torch.manual_seed(0)
+    k, eps = 10, float(torch.finfo(torch.float32).eps)
+    teachers = torch.softmax(torch.randn(5, 8, k, dtype=torch.float64) * 2, -1)   # rows summing to 1 in float64:
+    z = torch.randn(8, k) * 2                  # the seed's precision + K offset is then our sum of the targets
+    mean = teachers.double().mean(0)
+    mkl = (mean * (mean.log() - teachers.double().log())).sum(-1).mean(0)       # compute_mkl
+    precision = (k - 1) / (2 * mkl.unsqueeze(1) + eps)
+    params = mean * precision + 1.0                                               # target_offset 1
+    precision = precision + 1.0 * k
+    alphas = z.double().exp() + 1.0                                               # model_offset 1
+    a0 = alphas.sum(-1)
+    theirs = (torch.lgamma(precision.squeeze(1)) - torch.lgamma(params).sum(-1) + torch.lgamma(alphas).sum(-1)
+              - torch.lgamma(a0) + ((params - alphas) * (torch.digamma(params) - torch.digamma(precision))).sum(-1)).mean()
+    ours = L.proxy(z, teachers, 1.0, 1.0, max_alpha=None, max_precision=None, eps=eps)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-9)

@@ -4,12 +4,19 @@ format, and reading one, several (globs) or an ensemble of them.
     saved = read_classifier(path)          # the dict, validated
     model = classifier_from(saved)         # the network, in evaluation mode
     ensemble = load_ensemble(model_paths(["models/member_*.pt"]))
+    saved = read_classifier(path, epoch=20)        # the snapshot kept at epoch 20 (keep_checkpoints)
+    snapshots(path)                                # {epoch: path} of every kept snapshot
+
+Every file is one format: the final model and the snapshots kept at ``keep_checkpoints``
+epochs (``<save_path stem>.epoch<N>.pt``) alike, each with the ``epoch`` it was saved at.
 """
 from __future__ import annotations
 
 import glob
 import json
-from typing import List, Sequence
+import os
+import re
+from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -36,7 +43,30 @@ def model_paths(patterns) -> List[str]:
     return found
 
 
-def read_classifier(path: str, map_location="cpu") -> dict:
+def snapshot_path(save_path: str, epoch: int) -> str:
+    """Where the snapshot of ``save_path``'s model kept at ``epoch`` is (or goes)."""
+    return f"{os.path.splitext(save_path)[0]}.epoch{int(epoch)}.pt"
+
+
+def snapshots(save_path: str) -> Dict[int, str]:
+    """{epoch: path} of the snapshots kept of ``save_path``'s model, by epoch."""
+    stem = os.path.splitext(save_path)[0]
+    found = {}
+    for path in glob.glob(glob.escape(stem) + ".epoch*.pt"):
+        match = re.fullmatch(r"\.epoch(\d+)\.pt", path[len(stem):])
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def read_classifier(path: str, map_location="cpu", epoch: int | None = None) -> dict:
+    """The model saved at ``path`` — or, with ``epoch``, its snapshot kept at that epoch."""
+    if epoch is not None:
+        kept = snapshots(path)
+        if int(epoch) not in kept:
+            raise FileNotFoundError(f"no snapshot of {path} at epoch {epoch}; kept: {sorted(kept) or 'none'} "
+                                    "(keep_checkpoints in the training config)")
+        path = kept[int(epoch)]
     saved = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a model saved by tasks/classify or tasks/distill")
@@ -51,9 +81,9 @@ def classifier_from(saved: dict) -> nn.Module:
     return model.eval()
 
 
-def load_classifier(path: str, map_location="cpu") -> nn.Module:
-    """The network saved at ``path``, in evaluation mode."""
-    return classifier_from(read_classifier(path, map_location))
+def load_classifier(path: str, map_location="cpu", epoch: int | None = None) -> nn.Module:
+    """The network saved at ``path`` (or its snapshot at ``epoch``), in evaluation mode."""
+    return classifier_from(read_classifier(path, map_location, epoch))
 
 
 def architecture(saved: dict) -> str:

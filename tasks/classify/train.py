@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tasks.classify.checkpoints import MODEL_FORMAT, mimo_members
+from tasks.classify.checkpoints import MODEL_FORMAT, mimo_members, snapshot_path
 from tasks.classify.schedules import make_schedule
 from tasks.common import digest, load_config, pick_device, save_atomic
 from tasks.data import build_set
@@ -81,22 +81,30 @@ def data_config(cfg: dict) -> dict:
 
 
 def build_data(cfg: dict, root: Optional[str] = None):
-    """(train set, val set or None)."""
+    """(train set, val set or None). ``label_noise`` of the training spec changes the labels of
+    the training samples only — after ``holdout`` took the validation ones, which keep theirs."""
     d, dcfg = cfg["data"], data_config(cfg)
-    train, _ = build_set(d["train"], dcfg, root)
+    train_spec = {k: v for k, v in d["train"].items() if k != "label_noise"}
+    noise = d["train"].get("label_noise")
+    train, _ = build_set(train_spec, dcfg, root)
+    val = None
     if d.get("val"):
-        return train, build_set(d["val"], dcfg, root)[0]
-    hold = d.get("holdout") or {}
-    if float(hold.get("fraction", 0)) > 0:
+        val = build_set(d["val"], dcfg, root)[0]
+    elif float((d.get("holdout") or {}).get("fraction", 0)) > 0:
+        hold = d["holdout"]
         order = np.random.default_rng(int(hold.get("seed", 0))).permutation(len(train))
         n_val = int(round(len(train) * float(hold["fraction"])))
-        val_spec = dict(d["train"], augment=False)
-        if "transform" in d.get("holdout", {}):
+        val_spec = dict(train_spec, augment=False)
+        if "transform" in hold:
             val_spec["transform"] = hold["transform"]
         val_full, _ = build_set(val_spec, dcfg, root)
-        return (torch.utils.data.Subset(train, order[n_val:].tolist()),
-                torch.utils.data.Subset(val_full, order[:n_val].tolist()))
-    return train, None
+        train, val = (torch.utils.data.Subset(train, order[n_val:].tolist()),
+                      torch.utils.data.Subset(val_full, order[:n_val].tolist()))
+    if noise:
+        from tasks.data.label_noise import NoisyLabels
+
+        train = NoisyLabels(train, dict(noise))
+    return train, val
 
 
 # The seed's exemption from weight decay (seed 000's model.py): the batch norms inside the residual
@@ -228,6 +236,12 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                      "history": history}, path)
 
+    def model_record() -> dict:
+        """The model as tasks/classify/checkpoints.py reads it (the final one, and each snapshot)."""
+        return {"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
+                "data_config": data_config(cfg), "state_dict": core.state_dict(), "history": list(history),
+                "config": cfg, **({"distill": objective.metadata} if objective is not None else {})}
+
     stop = StopFlag()
     if main:
         print(f"{cfg['model']['name']}{f' (MIMO, {members} members)' if members else ''}: "
@@ -302,15 +316,12 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                   + f"  ({time.time() - started:.1f} s)", flush=True)
             save_checkpoint(epoch + 1, 0)
             if epoch + 1 in [int(e) for e in cfg.get("keep_checkpoints") or []]:
-                save_checkpoint(epoch + 1, 0, f"{os.path.splitext(cfg['save_path'])[0]}.epoch{epoch + 1}.pt")
+                save_atomic(dict(model_record(), epoch=epoch + 1), snapshot_path(cfg["save_path"], epoch + 1))
         if distributed:
             dist.barrier()
     result = {"history": history}
     if main:
-        save_atomic({"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
-                     "data_config": data_config(cfg), "state_dict": core.state_dict(), "history": history,
-                     "config": cfg, **({"distill": objective.metadata} if objective is not None else {})},
-                    cfg["save_path"])
+        save_atomic(dict(model_record(), epoch=epochs), cfg["save_path"])
         if os.path.exists(ckpt_path):
             os.remove(ckpt_path)
         print(f"saved {cfg['save_path']}", flush=True)

@@ -13,7 +13,8 @@ other keys are that builder's arguments. ``data_cfg`` is the backbone's input
 configuration (timm's ``resolve_data_config``: input_size, mean, std,
 interpolation, crop_pct); a spec's ``transform`` picks a recipe
 (:mod:`tasks.data.transforms`) and overrides it. ``class_subset`` is None, or the class indices a set
-covers (ImageNet-A / -R), to which evaluation restricts the logits.
+covers (ImageNet-A / -R), to which evaluation restricts the logits. Any labelled set takes
+``label_noise: {fraction, seed}`` (:mod:`tasks.data.label_noise`).
 
 A catalog entry with ``corruptions`` (a list, or ``all``) and ``severities``
 expands into one set per pair, named ``<corruption>_<severity>`` and grouped as
@@ -39,7 +40,7 @@ Builder = Callable[[dict, dict, bool], tuple]
 DATASETS: Dict[str, Builder] = {}
 
 # keys every spec may have, besides its builder's arguments
-COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform"}
+COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform", "label_noise"}
 
 
 def register(name: str):
@@ -160,7 +161,12 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     for key in ("root", "wnids"):
         if root and isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
             spec[key] = os.path.join(root, spec[key])
-    return DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    if spec.get("label_noise"):
+        from tasks.data.label_noise import NoisyLabels
+
+        dataset = NoisyLabels(dataset, dict(spec["label_noise"]))
+    return dataset, subset
 
 
 def expand_catalog(catalog: dict, names="all") -> Dict[str, dict]:

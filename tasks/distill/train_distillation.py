@@ -18,7 +18,7 @@ import torch
 from tasks.classify.checkpoints import load_ensemble, model_paths
 from tasks.classify.train import train
 from tasks.common import load_config
-from tasks.distill.losses import LOSSES
+from tasks.distill.losses import EPS, LOSSES, MAX_ALPHA
 
 
 class DistillationObjective:
@@ -29,8 +29,11 @@ class DistillationObjective:
         paths = model_paths(d["teachers"])
         self.teachers = load_ensemble(paths).to(device).eval()
         self.loss_fn = LOSSES[d["loss"]]
+        optional = lambda key: None if d.get(key, MAX_ALPHA) is None else float(d.get(key, MAX_ALPHA))  # noqa: E731
         self.kwargs = {"model_offset": float(d.get("model_offset", 1.0)),
-                       "target_offset": float(d.get("target_offset", 1.0))}
+                       "target_offset": float(d.get("target_offset", 1.0)),
+                       "max_alpha": optional("max_alpha"), "max_precision": optional("max_precision"),
+                       "eps": float(d.get("eps", EPS))}
         self.metadata = {"loss": d["loss"], "teachers": paths, **self.kwargs}
 
     def __call__(self, model, x, y):
