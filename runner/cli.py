@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
 
         rows = after_expansion(rows, _expand(sheet, rows))
     if args.dry_run:
-        return dry_run(sheet, root, rows, args.conda_env or "")
+        return dry_run(sheet, root, rows, args.conda_env or "", args.backend, args.timeout)
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
     if args.backend == "slurm":
         return run_on_slurm(args, sheet, root, runs_dir, rows)
@@ -146,9 +146,15 @@ def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: Key
     return 143 if sigterm else 130
 
 
-def dry_run(sheet, root: str, rows, conda_env: str = "") -> int:
+def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local", timeout: str | None = None) -> int:
     from runner.liveness import verdict
     from runner.rundir import RunDir
+
+    slurm_defaults = None
+    if backend == "slurm":
+        from runner.slurm.submit import sbatch_options, slurm_defaults as read_defaults
+
+        slurm_defaults = read_defaults(root)
 
     def held(row):
         seen = verdict(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))), row.get(C.RUN_ID))
@@ -189,6 +195,15 @@ def dry_run(sheet, root: str, rows, conda_env: str = "") -> int:
             console.print(f"    warning: {warning}", soft_wrap=True)
         if p.spec.depends_on:
             console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", markup=False, highlight=False)
+        if slurm_defaults is not None:
+            options = sbatch_options(slurm_defaults, p.spec.slurm, p.spec.time_limit or timeout or "")
+            shown = " ".join(f"--{k}={v}" for k, v in sorted(options.items())) or "(no options: the cluster's defaults)"
+            console.print(f"    sbatch {shown}", markup=False, highlight=False, soft_wrap=True)
+            unset = [what for key, what in (("mem", "memory"), ("time", "time limit")) if not any(
+                k == key or k.startswith(key + "-") for k in options)]
+            if unset:
+                console.print(f"    note: no {' and no '.join(unset)} asked for: the cluster's default applies",
+                              markup=False, highlight=False)
     return 0 if all(p.ok for p in planned) else 1
 
 

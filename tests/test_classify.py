@@ -157,3 +157,20 @@ def test_mimo_trains_and_averages_its_members(tmp_path):
     per = model(x.unsqueeze(1).expand(-1, 3, -1, -1, -1))
     torch.testing.assert_close(model(x), per.mean(1))
     assert torch.load(cfg["save_path"], weights_only=False)["history"][-1]["val_acc"] > 0.6
+
+
+def test_devices_are_checked_before_anything_starts(capsys):
+    """devices: 8 where fewer GPUs are visible fails at once, saying how to give them; on a CPU,
+    more processes than cores and amp are said (amp does nothing there)."""
+    from tasks.classify.train import check_devices
+
+    visible = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"devices: {visible + 1}, but {visible} GPU.*--gpus-per-job {visible + 1}"):
+        check_devices({"device": "cuda"}, visible + 1)
+    cores = len(os.sched_getaffinity(0))
+    check_devices({"device": "cpu", "amp": "fp16"}, cores + 1)
+    err = capsys.readouterr().err
+    assert f"devices: {cores + 1} runs {cores + 1} processes on the CPU, which has {cores} core(s)" in err
+    assert "amp: fp16 does nothing on the CPU" in err
+    check_devices({"device": "cpu"}, 1)
+    assert capsys.readouterr().err == ""

@@ -173,3 +173,36 @@ def test_label_noise_in_training_changes_the_training_split_only():
     assert len(train) + len(val) == len(build_set({"dataset": "digits", "split": "train"}, CFG)[0])
     val_labels = [val[i][1] for i in range(len(val))]
     assert val_labels == [int(val.dataset.labels[j]) for j in val.indices]      # validation keeps its labels
+
+
+def test_imagenet_val_as_distributed_is_read_with_its_labels(tmp_path):
+    """One flat folder of ILSVRC2012_val_*.JPEG, labelled by Kaggle's LOC_val_solution.csv or by
+    the devkit's ground truth and meta.mat: ImageNet's indices, as a class-folder tree gives."""
+    from scipy.io import savemat
+
+    from tasks.data.folders import imagenet_classes
+
+    wnids = imagenet_classes()
+    picks = [wnids[3], wnids[999], wnids[3]]
+    val = tmp_path / "val"
+    for i in range(3):
+        write_image(val / f"ILSVRC2012_val_{i + 1:08d}.png")
+    spec = {"dataset": "image_folder", "root": str(val), "transform": {"recipe": "plain"}}
+    with pytest.raises(ValueError, match="LOC_val_solution.csv"):
+        build_set(spec, CFG)
+    (tmp_path / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n" + "".join(f"ILSVRC2012_val_{i + 1:08d},{w} 1 2 3 4 {w} 5 6 7 8\n"
+                                               for i, w in enumerate(picks)))
+    ds, _ = build_set(spec, CFG)
+    assert [label for _, label in ds.samples] == [3, 999, 3]
+    os.remove(tmp_path / "LOC_val_solution.csv")
+    devkit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    devkit.mkdir(parents=True)
+    ilsvrc_ids = {wnids[3]: 7, wnids[999]: 12}              # the devkit numbers classes its own way
+    synsets = np.zeros((2,), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    synsets[0] = (7, wnids[3])
+    synsets[1] = (12, wnids[999])
+    savemat(devkit / "meta.mat", {"synsets": synsets})
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ilsvrc_ids[w]}\n" for w in picks))
+    ds, _ = build_set(spec, CFG)
+    assert [label for _, label in ds.samples] == [3, 999, 3]

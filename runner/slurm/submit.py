@@ -55,6 +55,15 @@ def slurm_defaults(root: str) -> dict[str, str]:
     return out
 
 
+def sbatch_options(defaults: dict[str, str], row: dict[str, str], time_limit: str = "") -> dict[str, str]:
+    """A row's sbatch options: the project's defaults, its ``slurm:`` cells over them, and its
+    time limit (``time_limit`` cell or ``--timeout``) as ``--time`` unless a cell sets it."""
+    options = {**defaults, **row}
+    if time_limit and "time" not in row:
+        options["time"] = time_limit
+    return options
+
+
 def submit_rows(launch, executor, rows) -> None:
     """Write the rows' run folders and submit them as arrays (``launch``: a runner.launch.Launch)."""
     defaults = slurm_defaults(launch.opts.root)
@@ -94,10 +103,7 @@ def submit_rows(launch, executor, rows) -> None:
             break
         groups: dict[tuple, list] = defaultdict(list)
         for p in ready:
-            options = {**defaults, **p.spec.slurm}
-            limit, _ = launch.time_limit(p)
-            if limit and "time" not in p.spec.slurm:       # a row's time_limit (or --timeout) is its --time
-                options["time"] = limit
+            options = sbatch_options(defaults, p.spec.slurm, launch.time_limit(p)[0])
             after = tuple(sorted(job_of[d] for d in p.deps))
             groups[(tuple(sorted(options.items())), after)].append(p)
         for (options, after), group in groups.items():

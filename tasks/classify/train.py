@@ -337,6 +337,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_devices(cfg: dict, world: int) -> None:
+    """Before anything starts: ``devices`` GPUs must be visible (else an error that says how to
+    give them); more processes than CPU cores, and ``amp`` on a CPU (where it does nothing), are said."""
+    if world < 1:
+        raise ValueError(f"devices must be 1 or more, got {world}")
+    device = pick_device(cfg.get("device", "auto"))
+    if device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if world > visible:
+            shown = os.environ.get("CUDA_VISIBLE_DEVICES", "not set")
+            raise ValueError(f"devices: {world}, but {visible} GPU(s) are visible to this job (CUDA_VISIBLE_DEVICES="
+                             f"{shown}); run the sheet with 'sheetrun run --gpus-per-job {world}' (locally) or give "
+                             f"the row slurm:gres gpu:{world} (SLURM), or lower devices")
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    if world > cores:
+        print(f"warning: devices: {world} runs {world} processes on the CPU, which has {cores} core(s) for this job: "
+              "they share them (slower than one process)", file=sys.stderr, flush=True)
+    if (cfg.get("amp") or "none") != "none":
+        print(f"warning: amp: {cfg['amp']} does nothing on the CPU: this run trains in float32", file=sys.stderr,
+              flush=True)
+
+
 def _spawned(rank: int, world: int, cfg: dict, port: int, objective_factory) -> None:
     train_process(rank, world, cfg, port, objective_factory)
 
@@ -347,6 +373,7 @@ def train(cfg: dict, objective_factory=None) -> dict:
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:        # torchrun
         return train_process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), cfg, None, objective_factory)
     world = int(cfg.get("devices", 1))
+    check_devices(cfg, world)
     if world <= 1:
         return train_process(0, 1, cfg, None, objective_factory)
     import torch.multiprocessing as mp

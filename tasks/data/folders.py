@@ -79,7 +79,12 @@ def labelled_images(root: str, classes=None) -> Tuple[List[Tuple[str, int]], Lis
         raise FileNotFoundError(f"image folder not found: {root}")
     folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not is_system_folder(d))
     if not folders:
-        raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
+        flat = flat_imagenet_val(root, classes)
+        if flat is not None:
+            return flat
+        raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>, or ImageNet val as "
+                         f"distributed: its images in one folder with LOC_val_solution.csv (Kaggle) or the devkit's "
+                         f"ILSVRC2012_validation_ground_truth.txt and meta.mat beside them)")
     names = class_list(classes, folders)
     index = {name: i for i, name in enumerate(names)}
     unknown = [f for f in folders if f not in index]
@@ -89,6 +94,61 @@ def labelled_images(root: str, classes=None) -> Tuple[List[Tuple[str, int]], Lis
     if not samples:
         raise ValueError(f"{root} has class folders but no images")
     return samples, sorted(index[f] for f in folders)
+
+
+VAL_SOLUTION = "LOC_val_solution.csv"                        # Kaggle's copy: ImageId,PredictionString
+DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"      # the devkit: one ILSVRC2012 id per image, in order
+DEVKIT_META = "meta.mat"
+
+
+def _find(root: str, name: str) -> Optional[str]:
+    """``name`` in ``root``, its parent, or the devkit's data folder in either."""
+    for folder in (root, os.path.dirname(os.path.abspath(root))):
+        for path in (os.path.join(folder, name), os.path.join(folder, "ILSVRC2012_devkit_t12", "data", name)):
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def flat_imagenet_val(root: str, classes=None) -> Optional[Tuple[List[Tuple[str, int]], List[int]]]:
+    """ImageNet val as distributed — 50,000 images in one folder — labelled by Kaggle's
+    ``LOC_val_solution.csv`` (the first WordNet id of each image's boxes) or by the devkit's
+    ground truth (ILSVRC2012 ids, mapped to WordNet ids by its ``meta.mat``). None when the
+    folder has no images or neither file is found."""
+    images = sorted(f for f in os.listdir(root) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not images:
+        return None
+    names = class_list("imagenet" if classes is None else classes, [])
+    index = {name: i for i, name in enumerate(names)}
+    wnid_of: dict = {}
+    solution, truth = _find(root, VAL_SOLUTION), _find(root, DEVKIT_TRUTH)
+    if solution:
+        import csv
+
+        with open(solution, newline="", encoding="utf-8") as f:
+            for record in csv.DictReader(f):
+                wnid_of[record["ImageId"]] = record["PredictionString"].split()[0]
+    elif truth and _find(root, DEVKIT_META):
+        from scipy.io import loadmat
+
+        synsets = loadmat(_find(root, DEVKIT_META), squeeze_me=True)["synsets"]
+        wnid_by_id = {int(s[0]): str(s[1]) for s in synsets}
+        with open(truth, encoding="utf-8") as f:
+            ids = [int(line) for line in f if line.strip()]
+        if len(ids) != len(images):
+            raise ValueError(f"{truth} has {len(ids)} labels for {len(images)} images in {root}")
+        wnid_of = {os.path.splitext(img)[0]: wnid_by_id[i] for img, i in zip(images, ids)}
+    else:
+        return None
+    samples = []
+    for img in images:
+        wnid = wnid_of.get(os.path.splitext(img)[0])
+        if wnid is None:
+            raise ValueError(f"{img} in {root} has no label in {solution or truth}")
+        if wnid not in index:
+            raise ValueError(f"{img}: {wnid} is not in the class list")
+        samples.append((os.path.join(root, img), index[wnid]))
+    return samples, sorted({label for _, label in samples})
 
 
 class ImageFiles(Dataset):
