@@ -23,6 +23,7 @@ def test_job_side_imports_nothing_heavy(module):
 
 
 def test_outside_sheetrun_report_is_a_no_op(monkeypatch, capsys):
+    monkeypatch.setattr(sys.modules["runner.report"], "_warned", set())       # said once per process: maybe already
     monkeypatch.delenv("SHEETRUN_RUN_DIR", raising=False)
     assert report(acc=np.float32(0.5), step=np.int64(3)) == {"acc": 0.5, "step": 3}
     assert "not running under sheetrun" in capsys.readouterr().err
