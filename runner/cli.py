@@ -103,17 +103,17 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
         return 0
     for o in result.outcomes:
         if o.status == Status.FAILED:
-            err_console.print(Text(f"row {o.number}: {o.error}", style="red"), highlight=False)
+            err_console.print(Text(f"row {o.number}: {o.error}", style="red"), highlight=False, soft_wrap=True)
     submitted = {o.run_id for o in result.outcomes if o.status == Status.SUBMITTED}
     err_console.print(f"{len(submitted)} row(s) submitted to SLURM ({client.calls} scheduler calls)"
                       + ("" if args.wait else f"; 'sheetrun sync {args.sheet}' updates their rows"),
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     if not args.wait:
         return 0 if len(submitted) == len(result.outcomes) else 1
 
     def show(number, status, error):
         err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""),
-                          markup=False, highlight=False)
+                          markup=False, highlight=False, soft_wrap=True)
 
     def on_sigterm(signum, _frame):
         raise KeyboardInterrupt(signum)
@@ -170,12 +170,12 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
         console.print("nothing to run: no row has whether_to_run = 1")
     for number, holder in skipped:
         console.print(f"row {number}: still held by an earlier run ({holder}); would not start",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     for p in planned:
         if not p.ok:
             line = Text(f"row {p.number}: error:", style="red")
             line.append(f" {p.error}")
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, soft_wrap=True)
             continue
         argv = p.spec.argv("<run_folder>/config.yaml")
         line = Text(f"row {p.number}", style="bold")
@@ -183,18 +183,18 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
         console.print(line, highlight=False, soft_wrap=True)
         changes = cfg.diff(p.spec.default_config, p.spec.config)
         for key, old, new in changes:
-            console.print(f"    {key}: {old!r} -> {new!r}", markup=False, highlight=False)
+            console.print(f"    {key}: {old!r} -> {new!r}", markup=False, highlight=False, soft_wrap=True)
         if not changes:
             console.print("    (the default config, unchanged)")
         if p.spec.stnd_logging:
             console.print("    logging/output_csv: <run_folder>/stnd_row.csv (what stnd's logger writes there "
                           "reaches this row)", markup=False, highlight=False, soft_wrap=True)
         for name, value in p.spec.env.items():
-            console.print(f"    env {name}={value}", markup=False, highlight=False)
+            console.print(f"    env {name}={value}", markup=False, highlight=False, soft_wrap=True)
         for warning in p.spec.warnings:
             console.print(f"    warning: {warning}", soft_wrap=True)
         if p.spec.depends_on:
-            console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", markup=False, highlight=False)
+            console.print(f"    after rows/runs: {' '.join(p.spec.depends_on)}", markup=False, highlight=False, soft_wrap=True)
         if slurm_defaults is not None:
             options = sbatch_options(slurm_defaults, p.spec.slurm, p.spec.time_limit or timeout or "")
             shown = " ".join(f"--{k}={v}" for k, v in sorted(options.items())) or "(no options: the cluster's defaults)"
@@ -203,7 +203,7 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
                 k == key or k.startswith(key + "-") for k in options)]
             if unset:
                 console.print(f"    note: no {' and no '.join(unset)} asked for: the cluster's default applies",
-                              markup=False, highlight=False)
+                              markup=False, highlight=False, soft_wrap=True)
     return 0 if all(p.ok for p in planned) else 1
 
 

@@ -109,7 +109,7 @@ def test_distillation_sheet_end_to_end_through_sheetrun(tmp_path):
              for name, r in ev_rows.items()}
     assert kinds == {"eval member_0": "single", "eval ensemble": "ensemble", "eval ensemble proxy": "proxy",
                      "eval mimo": "mimo", "eval student_fkl": "single", "eval student_proxy": "dirichlet"}
-    student = torch.load(root / "models" / "distill" / "student_proxy.pt", weights_only=False)
+    student = torch.load(root / "models" / "distillation" / "student_proxy.pt", weights_only=False)
     assert student["distill"]["loss"] == "proxy" and len(student["distill"]["teachers"]) == 5
     tables = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate_classify_tables.py"), str(sheet),
                              "--out", str(tmp_path / "tables")], capture_output=True, text=True, timeout=120)
@@ -135,3 +135,25 @@ def test_members_that_cannot_be_grouped_run_through_vmap():
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(ens(x), torch.stack([m(x) for m in vits + cnns]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sheet", ["distillation", "distillation_imagenet"])
+def test_a_copy_of_the_sheet_writes_and_reads_its_own_models(tmp_path, sheet):
+    """A copy of the sheet for other seeds must not overwrite the original's models, nor distil
+    or evaluate them: every model path of the shipped sheet is under models/<sheet name>/."""
+    root = tmp_path / "project"
+    for part in ("default_configs", "result_sheets"):
+        shutil.copytree(os.path.join(REPO, part), root / part)
+    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    copy = root / "result_sheets" / f"{sheet}_seed1.csv"
+    shutil.copy(root / "result_sheets" / f"{sheet}.csv", copy)
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(copy), "--root", str(root), "--dry-run"],
+                          capture_output=True, text=True, timeout=120)
+    paths = [line for line in proc.stdout.splitlines() if line.strip().startswith(("save_path:", "models:",
+                                                                                    "distill/teachers:"))]
+    rows = list(csv.DictReader(open(copy)))
+    trained = [r for r in rows if not r["path_to_main"].endswith("evaluate.py")]
+    assert len(paths) == len(rows) + sum(r["path_to_main"].endswith("train_distillation.py") for r in trained)
+    for line in paths:
+        new = line.split("->")[-1]
+        assert f"models/{sheet}_seed1/" in new and f"models/{sheet}/" not in new, line
