@@ -39,6 +39,10 @@ def main(argv=None) -> None:
 
     cfg = load_config(__doc__.splitlines()[0], argv)
     device = pick_device(cfg.get("device", "auto"))
+    if device.type == "cpu" and cfg.get("threads"):
+        # Threads split float sums differently, and 30 epochs turn that into another backbone: a
+        # fixed count trains the same one whatever the machine's cores or the runner's budget.
+        torch.set_num_threads(int(cfg["threads"]))
     torch.manual_seed(cfg["seed"])
 
     m, t = cfg["model"], cfg["train"]
