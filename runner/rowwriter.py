@@ -37,7 +37,7 @@ from runner.ledger import Ledger
 from runner.report import clean_metrics, read_metrics_log
 from runner.rundir import RunDir
 from runner.sheet import Sheet, SheetError, Table
-from runner.sheet.base import ColumnPolicy, Delivery, apply_batches
+from runner.sheet.base import ColumnPolicy, Delivery, apply_batches, prepare_batches
 
 LOCAL_MIN_INTERVAL_S = 0.5
 REMOTE_INTERVAL_S = 2.0
@@ -138,9 +138,8 @@ class RowWriter:
         self.last_check = started
         if batch:
             self.last_flush = started
-        prepared = {rid: [(values, frozenset(skip)) for values, skip in batches] for rid, batches in batch.items()}
         try:
-            delivery = self.sheet.transact(self._change(prepared))
+            delivery = self.sheet.transact(self._change(prepare_batches(batch)))
         except SheetError as exc:
             self.failures += 1
             if str(exc) != self.problem:

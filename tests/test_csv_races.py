@@ -7,6 +7,7 @@ place. The editor's buffer was opened before the runner's write (so it lacks
 the runner's cells). Whatever the step, both the person's edit and the
 runner's write must be in the sheet afterwards.
 """
+import contextlib
 import csv
 import io
 import os
@@ -118,11 +119,23 @@ def test_a_symlinked_sheet_is_written_through_and_stays_a_link(project, kind):
     assert not os.path.exists(os.path.join(project.sheets, ".sheetrun", "sheet.csv.lock"))
 
 
-def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_nothing(project):
-    """Claiming 200 rows takes longer than the editor's 20 ms between saves: the run keeps trying,
-    with back-off, and says so; the editor's saves and the run's results are all there at the end."""
-    n = 200
-    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", str(i), ""] for i in range(n)])
+def save_with_note(path: str, text: str, note: str) -> None:
+    """Save ``text`` over the sheet with row 1's ``notes`` cell set to ``note``, as most editors save
+    (:func:`save`), ignoring sheetrun's lock."""
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    cells = next(csv.reader([lines[1]]))
+    cells[header.index("notes")] = note
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    lines[1] = buf.getvalue()
+    save(path, "\n".join(lines) + "\n", "rename")
+
+
+@contextlib.contextmanager
+def editor_saving(path: str, every_s: float, stale_s: float = 0.0):
+    """An editor saving a note into row 1 every ``every_s`` while the block runs, each time from
+    the sheet as it read it ``stale_s`` earlier; yields the notes it saved, in order."""
     stop = threading.Event()
     saves = []
 
@@ -133,29 +146,29 @@ def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_n
                 text = open(path, encoding="utf-8").read()
             except OSError:
                 continue
-            lines = text.splitlines()
-            header = lines[0].split(",")
-            cells = next(csv.reader([lines[1]]))
-            cells[header.index("notes")] = f"edit {k}"
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="").writerow(cells)
-            lines[1] = buf.getvalue()
-            tmp = path + ".editor"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(tmp, path)              # saves as editors do, ignoring sheetrun's lock
-            saves.append(f"edit {k}")
+            time.sleep(stale_s)                  # the copy gets older while the person types
+            save_with_note(path, text, f"note {k}")
+            saves.append(f"note {k}")
             k += 1
-            time.sleep(0.02)
+            time.sleep(every_s)
 
     thread = threading.Thread(target=editor, daemon=True)
     thread.start()
     try:
-        proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
+        yield saves
     finally:
-        time.sleep(0.3)
         stop.set()
         thread.join(10)
+
+
+def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_nothing(project):
+    """Claiming 200 rows takes longer than the editor's 20 ms between saves: the run keeps trying,
+    with back-off, and says so; the editor's saves and the run's results are all there at the end."""
+    n = 200
+    path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", str(i), ""] for i in range(n)])
+    with editor_saving(path, every_s=0.02) as saves:
+        proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
+        time.sleep(0.3)
     rows = project.read()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in rows] == ["Completed"] * n
@@ -172,35 +185,8 @@ def test_an_editor_saving_older_copies_over_the_runs_writes_is_undone(project):
                   "cfg = yaml.safe_load(open(sys.argv[2]))\nreport(started=1)\ntime.sleep(0.3)\n"
                   "report(score=cfg['x'] * 2)\n")
     path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/slow_ok.py", CFG, "1", str(i), ""] for i in range(n)])
-    stop = threading.Event()
-    saves = []
-
-    def editor():
-        k = 0
-        while not stop.is_set():
-            text = open(path, encoding="utf-8").read()
-            time.sleep(0.1)                                    # the copy gets older while the person types
-            lines = text.splitlines()
-            header = lines[0].split(",")
-            cells = next(csv.reader([lines[1]]))
-            cells[header.index("notes")] = f"note {k}"
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="").writerow(cells)
-            lines[1] = buf.getvalue()
-            with open(path + ".editor", "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(path + ".editor", path)
-            saves.append(f"note {k}")
-            k += 1
-            time.sleep(0.3)
-
-    thread = threading.Thread(target=editor, daemon=True)
-    thread.start()
-    try:
+    with editor_saving(path, every_s=0.3, stale_s=0.1) as saves:
         proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
-    finally:
-        stop.set()
-        thread.join(10)
     rows = project.read()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in rows] == ["Completed"] * n

@@ -94,9 +94,14 @@ class Sheet(ABC):
         make the transaction fail: a name that cannot be a column is left out and
         named in the returned :class:`Delivery`'s ``notes``.
         """
-        prepared = {rid: [(values, frozenset(skip)) for values, skip in batches]
-                    for rid, batches in batches_by_run_id.items()}
+        prepared = prepare_batches(batches_by_run_id)
         return self.transact(lambda table: apply_batches(table, prepared, metrics))
+
+
+def prepare_batches(batches_by_run_id) -> dict:
+    """``{run id: [(values, frozenset(skip_statuses)), ...]}``, materialised once, before a
+    transaction that may apply it several times (:func:`apply_batches`)."""
+    return {rid: [(values, frozenset(skip)) for values, skip in batches] for rid, batches in batches_by_run_id.items()}
 
 
 def apply_batches(table: Table, prepared: Mapping[str, list[tuple[Mapping[str, object], frozenset]]],

@@ -121,17 +121,17 @@ def flat_imagenet_val(root: str, classes=None) -> Optional[Tuple[List[Tuple[str,
     names = class_list("imagenet" if classes is None else classes, [])
     index = {name: i for i, name in enumerate(names)}
     wnid_of: dict = {}
-    solution, truth = _find(root, VAL_SOLUTION), _find(root, DEVKIT_TRUTH)
+    solution, truth, meta = _find(root, VAL_SOLUTION), _find(root, DEVKIT_TRUTH), _find(root, DEVKIT_META)
     if solution:
         import csv
 
         with open(solution, newline="", encoding="utf-8") as f:
             for record in csv.DictReader(f):
                 wnid_of[record["ImageId"]] = record["PredictionString"].split()[0]
-    elif truth and _find(root, DEVKIT_META):
+    elif truth and meta:
         from scipy.io import loadmat
 
-        synsets = loadmat(_find(root, DEVKIT_META), squeeze_me=True)["synsets"]
+        synsets = loadmat(meta, squeeze_me=True)["synsets"]
         wnid_by_id = {int(s[0]): str(s[1]) for s in synsets}
         with open(truth, encoding="utf-8") as f:
             ids = [int(line) for line in f if line.strip()]
