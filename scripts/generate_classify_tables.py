@@ -37,6 +37,18 @@ def domain_names(results: dict) -> list:
     return [d for d in names if d not in members]
 
 
+# what eval_metrics.json says besides the model kind's own description (tasks/classify/kinds)
+NOT_KIND = ("models", "results", "groups", "class_subset_protocol", "calibration_confidence_one")
+
+
+def models_table(results: dict) -> pd.DataFrame:
+    """How each model was read: its kind, members and the kind's choices, as evaluate.py wrote them."""
+    rows = {model: {k: v for k, v in r.items() if k not in NOT_KIND} for model, r in results.items()}
+    table = pd.DataFrame(rows).T.fillna("")
+    first = [c for c in ("kind", "members") if c in table.columns]
+    return table[first + sorted(c for c in table.columns if c not in first)]
+
+
 def tables(results: dict):
     domains = domain_names(results)
     dom = {}
@@ -104,7 +116,9 @@ def main(argv=None) -> int:
               "run one first, e.g. sheetrun run result_sheets/distillation.csv", file=sys.stderr)
         return 1
     dom, ood = tables(results)
+    kinds = models_table(results)
     os.makedirs(args.out, exist_ok=True)
+    kinds.to_csv(os.path.join(args.out, "models.csv"))
     dom.round(4).to_csv(os.path.join(args.out, "domains.csv"))
     ood.round(4).to_csv(os.path.join(args.out, "ood.csv"))
     parts = []
@@ -113,15 +127,17 @@ def main(argv=None) -> int:
         parts.append(f"**{metric}**\n\n" + markdown(dom[metric], 1 if metric == "acc (%)" else 3, best))
     dom_md = "\n\n".join(parts)
     ood_md = "\n\n".join(f"**AUROC, {s}**\n\n" + markdown(ood[s], 3) for s in dict.fromkeys(ood.columns.get_level_values(0)))
-    for name, text in (("domains.md", dom_md), ("ood.md", ood_md)):
+    kinds_md = markdown(kinds, None, best="none")
+    for name, text in (("models.md", kinds_md), ("domains.md", dom_md), ("ood.md", ood_md)):
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
             f.write(text + "\n")
     figure(dom, ood, os.path.join(args.out, "results.png"))
+    print(f"Models, as read (tasks/classify/kinds)\n\n{kinds_md}\n")
     print(f"Per domain ({len(results)} models)\n")
     print(dom_md)
     print("\nOOD detection\n")
     print(ood_md)
-    print(f"\nwritten to {args.out}/: domains.md/.csv, ood.md/.csv, results.png")
+    print(f"\nwritten to {args.out}/: models.md/.csv, domains.md/.csv, ood.md/.csv, results.png")
     return 0
 
 

@@ -73,9 +73,9 @@ def collect(sheets: List[str], filename: str, say=None) -> Dict[str, dict]:
     return labelled(rows)
 
 
-def markdown(df: pd.DataFrame, digits: int, best: str = "max") -> str:
+def markdown(df: pd.DataFrame, digits: int | None, best: str = "max") -> str:
     """A Markdown table of ``df`` (its index as the first columns); the best value of each column
-    (``best``: max, min, or none) in bold."""
+    (``best``: max, min, or none) in bold. ``digits`` None: values as they are (text, numbers)."""
     if df.empty:
         return "(no results)"
     index_names = [n or "" for n in (df.index.names if df.index.nlevels > 1 else [df.index.name or "model"])]
@@ -86,7 +86,7 @@ def markdown(df: pd.DataFrame, digits: int, best: str = "max") -> str:
         cells = [str(c) for c in (idx if isinstance(idx, tuple) else (idx,))]
         for col in df.columns:
             v = row[col]
-            text = "" if pd.isna(v) else f"{v:.{digits}f}"
+            text = "" if pd.isna(v) else str(v) if digits is None else f"{v:.{digits}f}"
             if target is not None and not pd.isna(v) and v == target[col] and len(df) > 1:
                 text = f"**{text}**"
             cells.append(text)

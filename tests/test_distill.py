@@ -109,13 +109,21 @@ def test_distillation_sheet_end_to_end_through_sheetrun(tmp_path):
              for name, r in ev_rows.items()}
     assert kinds == {"eval member_0": "single", "eval ensemble": "ensemble", "eval ensemble proxy": "proxy",
                      "eval mimo": "mimo", "eval student_fkl": "single", "eval student_proxy": "dirichlet"}
+    # each model's last validation (in training) is evaluate.py's in-distribution result: one reading
+    for name in ("member_0", "mimo", "student_fkl", "student_proxy"):
+        last = torch.load(root / "models" / "distillation" / f"{name}.pt", weights_only=False)["history"][-1]
+        result = json.load(open(os.path.join(root, ev_rows[f"eval {name}"]["run_folder"], "eval_metrics.json")))
+        assert last["val_acc"] == pytest.approx(result["results"]["in_distribution"]["acc1"], abs=1e-12), name
+        assert last["val_nll"] == pytest.approx(result["results"]["in_distribution"]["NLL"], rel=1e-6), name
     student = torch.load(root / "models" / "distillation" / "student_proxy.pt", weights_only=False)
     assert student["distill"]["loss"] == "proxy" and len(student["distill"]["teachers"]) == 5
     tables = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate_classify_tables.py"), str(sheet),
                              "--out", str(tmp_path / "tables")], capture_output=True, text=True, timeout=120)
     assert tables.returncode == 0, tables.stderr
     assert "| eval student_proxy |" in tables.stdout and "**AUROC, unseen_classes**" in tables.stdout
-    for name in ("domains.md", "domains.csv", "ood.md", "ood.csv", "results.png"):
+    assert "| eval student_proxy | dirichlet | 1 | alpha |  | 1.0 |" in tables.stdout     # how each model was read
+    assert "| eval mimo | mimo | 3 |" in tables.stdout
+    for name in ("models.md", "models.csv", "domains.md", "domains.csv", "ood.md", "ood.csv", "results.png"):
         assert (tmp_path / "tables" / name).stat().st_size > 0
     # the ensemble is at least as accurate as its first member on in-distribution data
     assert float(ev_rows["eval ensemble"]["acc"]) >= float(ev_rows["eval member_0"]["acc"]) - 1.0

@@ -14,6 +14,8 @@ One config covers single models, ensemble members (rows that differ in
   every sample's augmentation is seeded by (seed.data, epoch, sample), every step's dropout by
   (seed.data, epoch, step, rank), so a run is reproducible at any number of workers and resumes
   batch-exact;
+- validation after every epoch reads the network as tasks/classify/evaluate.py reads its file (its
+  model kind: one network, MIMO, a Dirichlet student; ``validation`` sets the kind's options);
 - checkpoints every epoch and on SIGTERM (resumed by the next run of the same config), copies
   kept at ``keep_checkpoints`` epochs, the model at ``save_path``; per-epoch metrics into the row;
 - several devices (``devices: N``): the script starts N processes itself (DistributedDataParallel;
@@ -37,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tasks.classify.checkpoints import MODEL_FORMAT, mimo_members, snapshot_path
+from tasks.classify.kinds import ModelKind, create_kind
 from tasks.classify.schedules import make_schedule
 from tasks.common import digest, load_config, pick_device, save_atomic
 from tasks.data import build_set
@@ -146,21 +149,30 @@ class StopFlag:
         self.raised = signum
 
 
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device, num_workers: int = 0) -> dict:
-    """Top-1 accuracy and NLL of ``model`` (MIMO: averaged logits) over ``dataset``."""
-    model.eval()
+def validation_kind(cfg: dict, record: dict, network: nn.Module, device) -> ModelKind:
+    """How the in-training validation reads ``network``: as the model kind tasks/classify/evaluate.py
+    reads its saved file (``record``, less the weights), with ``validation``'s options (``kind``,
+    default auto; ``mimo_combine``, ``dirichlet_probs``): the same predictions, in place."""
+    options = dict(cfg.get("validation") or {})
+    return create_kind([record], options.pop("kind", "auto"), device, options, network=network)
+
+
+def evaluate(kind: ModelKind, dataset: Dataset, batch_size: int, device, num_workers: int = 0) -> dict:
+    """Top-1 accuracy and NLL over ``dataset`` of the predictions of ``kind`` (:func:`validation_kind`)."""
+    was_training = kind.net.training
+    kind.net.eval()
     correct = total = 0
     nll = 0.0
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     with torch.no_grad():
-        for x, y, _ in loader:
-            logits = model(x.to(device)).float()
+        for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+            probs, _ = kind(x.to(device))
             y = y.to(device)
             keep = y >= 0
-            correct += (logits.argmax(-1)[keep] == y[keep]).sum().item()
-            nll += F.cross_entropy(logits[keep], y[keep], reduction="sum").item()
-            total += int(keep.sum())
-    model.train()
+            p, y = probs[keep], y[keep]
+            correct += (p.argmax(-1) == y).sum().item()
+            nll -= p.gather(-1, y.unsqueeze(-1)).clamp_min(1e-12).log().sum().item()
+            total += len(y)
+    kind.net.train(was_training)
     return {"val_acc": correct / max(1, total), "val_nll": nll / max(1, total)}
 
 
@@ -236,17 +248,22 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                      "history": history}, path)
 
-    def model_record() -> dict:
+    def model_record(weights: bool = True) -> dict:
         """The model as tasks/classify/checkpoints.py reads it (the final one, and each snapshot)."""
         return {"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
-                "data_config": data_config(cfg), "state_dict": core.state_dict(), "history": list(history),
-                "config": cfg, **({"distill": objective.metadata} if objective is not None else {})}
+                "data_config": data_config(cfg), "history": list(history), "config": cfg,
+                **({"state_dict": core.state_dict()} if weights else {}),
+                **({"distill": objective.metadata} if objective is not None else {})}
+
+    validator = validation_kind(cfg, model_record(weights=False), core, device) if main and val_set is not None else None
 
     stop = StopFlag()
     if main:
         print(f"{cfg['model']['name']}{f' (MIMO, {members} members)' if members else ''}: "
               f"{sum(p.numel() for p in core.parameters()):,} parameters; {len(train_set)} training samples, "
               f"{steps} steps of {global_bs} per epoch on {world} x {device}", flush=True)
+        if validator is not None:
+            print("validation: " + ", ".join(f"{k} {v}" for k, v in validator.describe().items()), flush=True)
     started = time.time()
     for epoch in range(start_epoch, epochs):
         items.epoch = epoch
@@ -307,7 +324,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2])}
         if main:
             if val_set is not None:
-                row.update(evaluate(core, val_set, int(cfg.get("eval_batch_size", 256)), device))
+                row.update(evaluate(validator, val_set, int(cfg.get("eval_batch_size", 256)), device))
             history.append(row)
             from runner import report
 

@@ -3,9 +3,13 @@
 One class per kind, one file per kind (this folder), found by name in :data:`KINDS`:
 
     from tasks.classify.kinds import create_kind
-    kind = create_kind(paths, "auto", device, options)     # options: the evaluation config
+    kind = create_kind(saved, "auto", device, options)     # saved: the files' dicts; options: the config
     probs, measures = kind(x)                              # [B, K], {measure: [B]}
     probs, measures = kind(x, classes)                     # probabilities over ``classes`` only
+    kind = create_kind([record], "auto", device, options, network=net)   # a network being trained
+
+The last form is the in-training validation's: ``record`` is what the file will hold, less its
+weights, and ``network`` the live network it describes (the kind reads it in place).
 
 A kind subclasses :class:`ModelKind`, sets ``name``, and is registered with
 ``@register_kind``; ``detect(saved)`` lets ``kind: auto`` pick it (kinds are asked in
@@ -37,9 +41,10 @@ class ModelKind:
     name = ""
     options: Dict[str, tuple] = {}        # option -> its allowed values, the first the default
 
-    def __init__(self, saved: Sequence[dict], device, options: dict | None = None):
+    def __init__(self, saved: Sequence[dict], device, options: dict | None = None, network=None):
         self.saved = list(saved)
         self.device = device
+        self.given = network
         self.choices = {}
         for option, allowed in self.options.items():
             value = (options or {}).get(option, allowed[0])
@@ -47,6 +52,10 @@ class ModelKind:
                 raise ValueError(f"{option} must be one of {allowed}, got {value!r}")
             self.choices[option] = value
         self.members = 1
+
+    def network(self, build):
+        """The network given to the constructor, else ``build()`` moved to the device."""
+        return self.given if self.given is not None else build().to(self.device)
 
     @classmethod
     def detect(cls, saved: Sequence[dict]) -> bool:
@@ -67,14 +76,15 @@ class ModelKind:
         raise NotImplementedError
 
 
-def create_kind(saved: Sequence[dict], kind: str, device, options: dict | None = None) -> ModelKind:
-    """The kind ``kind`` (``auto``: the first of :data:`AUTO_ORDER` that detects the files)."""
+def create_kind(saved: Sequence[dict], kind: str, device, options: dict | None = None, network=None) -> ModelKind:
+    """The kind ``kind`` (``auto``: the first of :data:`AUTO_ORDER` that detects the files);
+    ``network``: the live network ``saved`` describes, used as it is (in-training validation)."""
     _discover()
     if kind == "auto":
         kind = next((k for k in AUTO_ORDER if KINDS[k].detect(saved)), "single")
     if kind not in KINDS:
         raise ValueError(f"kind must be auto or one of {sorted(KINDS)}, got {kind!r}")
-    return KINDS[kind](saved, device, options)
+    return KINDS[kind](saved, device, options, network)
 
 
 def known_kinds() -> List[str]:

@@ -17,13 +17,13 @@ class Dirichlet(ModelKind):
     name = "dirichlet"
     options = {"dirichlet_probs": ("alpha", "softmax")}
 
-    def __init__(self, saved, device, options=None):
-        super().__init__(saved, device, options)
+    def __init__(self, saved, device, options=None, network=None):
+        super().__init__(saved, device, options, network)
         if len(self.saved) != 1:
             raise ValueError(f"kind 'dirichlet' evaluates one model; {len(self.saved)} were given")
         self.offset = float(self.saved[0].get("distill", {}).get("model_offset", (options or {}).get("model_offset", 0.0)))
         self.choices["model_offset"] = self.offset
-        self.net = classifier_from(self.saved[0]).to(device)
+        self.net = self.network(lambda: classifier_from(self.saved[0]))
 
     @classmethod
     def detect(cls, saved):

@@ -32,11 +32,11 @@ class _Softmax(ModelKind):
 class Single(_Softmax):
     name = "single"
 
-    def __init__(self, saved, device, options=None):
-        super().__init__(saved, device, options)
+    def __init__(self, saved, device, options=None, network=None):
+        super().__init__(saved, device, options, network)
         if len(self.saved) != 1:
             raise ValueError(f"kind 'single' evaluates one model; {len(self.saved)} were given")
-        self.net = classifier_from(self.saved[0]).to(device)
+        self.net = self.network(lambda: classifier_from(self.saved[0]))
 
     def member_logits(self, x):
         return self.net(x).unsqueeze(0)
@@ -46,9 +46,9 @@ class Single(_Softmax):
 class Ensemble(_Softmax):
     name = "ensemble"
 
-    def __init__(self, saved, device, options=None):
-        super().__init__(saved, device, options)
-        self.net = ensemble_from(self.saved).to(device)
+    def __init__(self, saved, device, options=None, network=None):
+        super().__init__(saved, device, options, network)
+        self.net = self.network(lambda: ensemble_from(self.saved))
         self.members = len(self.saved)
 
     @classmethod
@@ -80,11 +80,11 @@ class Mimo(_Softmax):
     name = "mimo"
     options = {"mimo_combine": ("probabilities", "logits")}
 
-    def __init__(self, saved, device, options=None):
-        super().__init__(saved, device, options)
+    def __init__(self, saved, device, options=None, network=None):
+        super().__init__(saved, device, options, network)
         if len(self.saved) != 1 or mimo_members(self.saved[0]["model"]) < 1:
             raise ValueError("kind 'mimo' evaluates one MIMO model")
-        self.net = classifier_from(self.saved[0]).to(device)
+        self.net = self.network(lambda: classifier_from(self.saved[0]))
         self.members = self.net.members
 
     @classmethod
