@@ -33,12 +33,13 @@ def domain_names(results: dict) -> list:
     names, members = [], set()
     for r in results.values():
         members.update(n for group in r.get("groups", {}).values() for n in group)
-        names += [d for d in r["results"] if not d.startswith("ood/") and d not in names]
+        names += [d for d in r["results"] if not d.startswith(("ood/", "pooled/")) and d not in names]
     return [d for d in names if d not in members]
 
 
 # what eval_metrics.json says besides the model kind's own description (tasks/classify/kinds)
-NOT_KIND = ("models", "results", "groups", "class_subset_protocol", "calibration_confidence_one")
+NOT_KIND = ("models", "results", "groups", "class_subset_protocol", "calibration_confidence_one", "training",
+            "in_distribution")
 
 
 def models_table(results: dict) -> pd.DataFrame:

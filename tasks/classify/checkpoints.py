@@ -31,6 +31,11 @@ def mimo_members(model_cfg: dict) -> int:
     return int((model_cfg.get("mimo") or {}).get("members", 0) or 0)
 
 
+def joint_members(model_cfg: dict) -> int:
+    """``model.joint_members`` of a model config (0: one network)."""
+    return int(model_cfg.get("joint_members") or 0)
+
+
 def model_paths(patterns) -> List[str]:
     """The files a path, a glob or a list of them name, each pattern's matches sorted."""
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
@@ -76,7 +81,7 @@ def read_classifier(path: str, map_location="cpu", epoch: int | None = None) -> 
 def classifier_from(saved: dict) -> nn.Module:
     m = saved["model"]
     model = create_model(m["name"], num_classes=saved["num_classes"], in_chans=saved["data_config"]["input_size"][0],
-                         mimo=mimo_members(m), **(m.get("kwargs") or {}))
+                         mimo=mimo_members(m), joint_members=joint_members(m), **(m.get("kwargs") or {}))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
@@ -88,7 +93,7 @@ def load_classifier(path: str, map_location="cpu", epoch: int | None = None) -> 
 
 def architecture(saved: dict) -> str:
     """What makes two saved models batchable together: their model name, kwargs and MIMO setting."""
-    return json.dumps({k: saved["model"].get(k) for k in ("name", "kwargs", "mimo")}, sort_keys=True)
+    return json.dumps({k: saved["model"].get(k) for k in ("name", "kwargs", "mimo", "joint_members")}, sort_keys=True)
 
 
 def ensemble_from(saved: Sequence[dict]) -> nn.Module:

@@ -8,7 +8,7 @@ shifted and OOD data: accuracy, calibration, uncertainty, rejection and OOD dete
 per kind in :mod:`tasks.classify.kinds`:
 
 - ``single``: one network; ``ensemble``: several, members of one architecture batched
-  (:mod:`tasks.models.ensemble`); ``mimo``: one MIMO network (``mimo_combine``: its members'
+  (:mod:`tasks.models.ensemble`); ``joint``: one file of members trained as one network (tasks/forde); ``mimo``: one MIMO network (``mimo_combine``: its members'
   probabilities averaged, or the seed's averaged logits read as a Dirichlet);
 - ``dirichlet``: a distilled student, alpha = exp(z) + model_offset (``dirichlet_probs``: the
   Dirichlet's mean alpha / alpha_0, or the seed's softmax(z));
@@ -18,8 +18,14 @@ The kind and its choices are written into ``eval_metrics.json``.
 
 For every domain (``in_distribution`` and each of ``domains``, a set spec or a catalog entry
 that expands to several, e.g. corruptions x severities): top-1 / top-5 accuracy, NLL, Brier,
-ECE and MCE (``bins``), the prediction rejection ratio of each uncertainty measure, and for
-the domains listed in ``ood`` the AUROC of each measure against the in-distribution set.
+ECE and MCE (``bins``), the mean and standard deviation over samples of each uncertainty
+measure (``mean_<measure>``, ``std_<measure>``: the FoRDE authors' total / aleatoric / epistemic
+entropies are ``total_uncertainty`` / ``data_uncertainty`` / ``knowledge_uncertainty``), the
+prediction rejection ratio of each measure, and for the domains listed in ``ood`` the AUROC of
+each measure against the in-distribution set. A group of domains (``C-<severity>``: one per
+corruption) gets ``mean/<group>``, the mean of its domains' numbers (the papers' "mean over
+corruption types"), and ``pooled/<group>``, every number over the group's samples pooled (the
+FoRDE authors' corrupted accuracy and NLL per severity: one set of all corruptions).
 
 A domain that covers some of the classes only (ImageNet-A / -R: 200 of 1000) is scored by
 ``class_subset_protocol``:
@@ -129,6 +135,8 @@ def summarise(arrays: dict, bins: int, confidence_one: str = "last_bin") -> dict
         ece, mce = C.calibration_errors(a["confidence"], a["correct"], bins, confidence_one)
         out.update(acc1=float(a["correct"].mean()), acc5=float(a["top5"].mean()), NLL=float(a["nll"].mean()),
                    brier=float(a["brier"].mean()), ECE=ece, MCE=mce)
+        for m in MEASURES:
+            out[f"mean_{m}"], out[f"std_{m}"] = float(a[f"m_{m}"].mean()), float(a[f"m_{m}"].std())
         undefined = C.prediction_rejection_undefined(a["correct"])
         for m in MEASURES:
             out[f"PRR_{m}"] = None if undefined else C.prediction_rejection_ratio(uncertainty_of(a, m), a["correct"])
@@ -209,7 +217,11 @@ def main(argv=None) -> None:
         if len(names) > 1:
             keys = set.intersection(*(set(results[n]) for n in names)) - {"n", "labelled", "PRR_undefined", "classes"}
             results[f"mean/{group}"] = {k: _mean([results[n][k] for n in names]) for k in sorted(keys)}
-    out = {**predict.describe(), "models": paths, "class_subset_protocol": protocol,
+            pooled = {k: np.concatenate([per_domain[n][k] for n in names]) for k in per_domain[names[0]]}
+            results[f"pooled/{group}"] = summarise(pooled, bins, confidence_one)
+    trained = {key: s[key] for s in predict.saved for key in ("distill", "forde") if key in s}
+    out = {**predict.describe(), "models": paths, **({"training": trained} if len(paths) == 1 and trained else {}),
+           "in_distribution": d["in_distribution"], "class_subset_protocol": protocol,
            "calibration_confidence_one": confidence_one,
            "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
@@ -218,6 +230,12 @@ def main(argv=None) -> None:
     prr = r0[f"PRR_{predict.headline_measure}"]
     row = {"acc": round(100 * r0["acc1"], 2), "nll": round(r0["NLL"], 4), "ece": round(r0["ECE"], 4),
            "brier": round(r0["brier"], 4), "prr": None if prr is None else round(prr, 4)}
+    pooled = [results[k] for k in results if k.startswith("pooled/") and "acc1" in results[k]]
+    if cfg.get("report_corrupted") and pooled:
+        # the FoRDE authors' cA / cNLL / cECE: each severity's corruptions pooled, then the mean over severities
+        row.update(cA=round(100 * float(np.mean([r["acc1"] for r in pooled])), 2),
+                   cNLL=round(float(np.mean([r["NLL"] for r in pooled])), 4),
+                   cECE=round(float(np.mean([r["ECE"] for r in pooled])), 4))
     headline = cfg.get("headline_measure", "total_uncertainty")
     if headline not in MEASURES:
         raise ValueError(f"headline_measure must be one of {sorted(MEASURES)}, got {headline!r}")

@@ -10,6 +10,9 @@ which starts from its own step 0):
 - ``cosine``: (1 + cos(pi t / T)) / 2 over the steps after warm-up, down to ``min_factor``;
 - ``flat_linear_flat``: 1 until ``flat_until`` of the run, then linearly to ``final_factor``
   at ``linear_until``, then flat (fractions of the post-warm-up steps).
+
+``per_epoch: true`` holds each epoch's factor for all its steps: the factor of the epoch's first
+step (the FoRDE authors set the rate once per epoch, at t = epoch / epochs).
 """
 from __future__ import annotations
 
@@ -71,5 +74,9 @@ def make_schedule(cfg: dict, steps_per_epoch: int, epochs: int) -> Factor:
     total = steps_per_epoch * epochs - warmup
     after = SCHEDULES[name](cfg, max(1, total), steps_per_epoch)
     if name == "step":            # milestones count epochs from the start of the run
-        return lambda t: ((t + 1) / warmup if t < warmup else 1.0) * after(t)
-    return lambda t: (t + 1) / warmup if t < warmup else after(t - warmup)
+        factor = lambda t: ((t + 1) / warmup if t < warmup else 1.0) * after(t)  # noqa: E731
+    else:
+        factor = lambda t: (t + 1) / warmup if t < warmup else after(t - warmup)  # noqa: E731
+    if cfg.get("per_epoch"):
+        return lambda t: factor(t // steps_per_epoch * steps_per_epoch)
+    return factor

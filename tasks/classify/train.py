@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tasks.classify.checkpoints import MODEL_FORMAT, mimo_members, snapshot_path
+from tasks.classify.checkpoints import MODEL_FORMAT, joint_members, mimo_members, snapshot_path
 from tasks.classify.kinds import ModelKind, create_kind
 from tasks.classify.schedules import make_schedule
 from tasks.common import digest, load_config, pick_device, save_atomic
@@ -117,7 +117,7 @@ BLOCK_BN = r"layer\d.\d.bn\d.(bias|weight)"
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, no_decay: str | None = None) -> list:
     """Two groups: the parameters with weight decay, and those without: by default every bias and
-    norm parameter (1-d) unless ``decay_norm_and_bias``; with ``no_decay`` (a regular expression,
+    norm parameter (1-d, or named ``.bias``: a joint ensemble's stacked biases) unless ``decay_norm_and_bias``; with ``no_decay`` (a regular expression,
     searched in each parameter's name: the seed matches names without the prefix a wrapper such
     as MIMO's adds) exactly the parameters it matches."""
     import re
@@ -126,9 +126,17 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     decay, exempt = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            spared = bool(pattern.search(name)) if pattern else (p.ndim <= 1 and not decay_norm_and_bias)
+            spared = bool(pattern.search(name)) if pattern else \
+                ((p.ndim <= 1 or name.endswith(".bias")) and not decay_norm_and_bias)
             (exempt if spared else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+
+
+def member_seeds(cfg: dict) -> list:
+    """The initialisation seed of each member of a joint ensemble: seed.init x M + m (runs of
+    different seeds never share a member)."""
+    count = joint_members(cfg["model"])
+    return [int(cfg["seed"]["init"]) * count + m for m in range(count)]
 
 
 def build_model(cfg: dict) -> nn.Module:
@@ -136,7 +144,9 @@ def build_model(cfg: dict) -> nn.Module:
     torch.manual_seed(int(cfg["seed"]["init"]))
     return create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
                         in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
-                        mimo=mimo_members(m), **(m.get("kwargs") or {}))
+                        mimo=mimo_members(m), joint_members=joint_members(m),
+                        member_seeds=member_seeds(cfg) if joint_members(m) else None, init=m.get("init", "torch"),
+                        **(m.get("kwargs") or {}))
 
 
 class StopFlag:
@@ -180,8 +190,11 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
     """One process of a run (the only one when ``world`` is 1).
 
     ``objective_factory(cfg, device)``, when given, makes the training objective: a callable
-    ``(model, x, y) -> (loss, predictions, targets)`` with a ``metadata`` dict saved with the model
-    (tasks/distill uses it); by default cross-entropy (MIMO: averaged over members)."""
+    ``(model, x, y) -> (loss, predictions, targets)``, or ``(..., extras)`` with ``extras`` a dict of
+    scalar tensors averaged over each epoch into the row (tasks/forde: the repulsion), and a
+    ``metadata`` dict saved with the model under ``metadata_key`` (default ``distill``; tasks/forde:
+    ``forde``); by default
+    cross-entropy (MIMO: averaged over members)."""
     distributed = world > 1
     if distributed and not dist.is_initialized():
         if port is not None:
@@ -253,7 +266,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         return {"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
                 "data_config": data_config(cfg), "history": list(history), "config": cfg,
                 **({"state_dict": core.state_dict()} if weights else {}),
-                **({"distill": objective.metadata} if objective is not None else {})}
+                **({getattr(objective, "metadata_key", "distill"): objective.metadata} if objective is not None else {})}
 
     validator = validation_kind(cfg, model_record(weights=False), core, device) if main and val_set is not None else None
 
@@ -273,6 +286,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                    for k in range(skip, steps)]
         loader = DataLoader(items, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
         sums = torch.zeros(3, dtype=torch.float64)        # loss x n, correct, n
+        extra_sums: dict = {}                              # an objective's extras x n
         lr = float(o["lr"]) * factor(epoch * steps + skip)
         for step, (x, y, _) in enumerate(loader, start=skip):
             torch.manual_seed(seed_of(seed_data, epoch, step, rank, 1))
@@ -282,8 +296,10 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
                                 enabled=use_amp):
+                extras = {}
                 if objective is not None:
-                    loss, pred, target = objective(model, x, y)
+                    loss, pred, target, *more = objective(model, x, y)
+                    extras = more[0] if more else {}
                 elif members:
                     g = torch.Generator().manual_seed(seed_of(seed_data, epoch, step, rank, 2))
                     xm, ym = mimo_batch(x, y, members, float(mimo.get("rho", 0.6)),
@@ -292,6 +308,11 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                     # mean over samples and members, as seed 000's train_mimo.py
                     loss = F.cross_entropy(logits.flatten(0, 1), ym.flatten(), label_smoothing=smoothing)
                     pred, target = logits.mean(1).argmax(-1), ym[:, 0]
+                elif joint_members(cfg["model"]):
+                    logits = model(x).float()                                # [M, b, K]
+                    # each member's own cross-entropy, summed: M independent networks (tasks/forde)
+                    loss = sum(F.cross_entropy(member, y, label_smoothing=smoothing) for member in logits)
+                    pred, target = logits.softmax(-1).mean(0).argmax(-1), y
                 else:
                     logits = model(x).float()
                     loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
@@ -307,6 +328,8 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                 raise FloatingPointError(f"the loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             sums += torch.tensor([loss.item() * len(target), (pred == target).sum().item(), len(target)],
                                  dtype=torch.float64)
+            for key, value in extras.items():
+                extra_sums[key] = extra_sums.get(key, 0.0) + float(value) * len(target)
             flag = torch.tensor([float(stop.raised)])
             if distributed:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -319,9 +342,14 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                     dist.barrier()
                     dist.destroy_process_group()
                 sys.exit(128 + int(flag.item()))
+        keys = sorted(extra_sums)
+        extra = torch.tensor([extra_sums[k] for k in keys], dtype=torch.float64)
         if distributed:
             dist.all_reduce(sums)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2])}
+            if keys:
+                dist.all_reduce(extra)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
+               **{k: float(v / sums[2]) for k, v in zip(keys, extra)}}
         if main:
             if val_set is not None:
                 row.update(evaluate(validator, val_set, int(cfg.get("eval_batch_size", 256)), device))

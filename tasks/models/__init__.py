@@ -5,12 +5,17 @@
     net = create_model("resnet50", num_classes=1000)                # any timm architecture
     net = create_model("resnet50", num_classes=1000, weights="models/r50.pth")   # local weights
     net = create_model("small_cnn", num_classes=5, in_chans=1, width=32, mimo=3)  # MIMO, 3 subnetworks
+    net = create_model("small_cnn", num_classes=5, joint_members=10, member_seeds=range(10))  # 10 networks as one
 
 Families that timm lacks register themselves in :data:`MODELS` (one file
 each: ``resnet_cifar.py``, ``preact_resnet.py``, ``small_cnn.py``); every
 other name goes to ``timm.create_model`` with ``pretrained=False`` (weights
 never download: give ``weights``, a local file). ``mimo=M`` wraps the network
-as M subnetworks (:mod:`tasks.models.mimo`).
+as M subnetworks (:mod:`tasks.models.mimo`); ``joint_members=M`` builds M networks (member m
+from ``member_seeds[m]``) trained as one (:mod:`tasks.models.joint`). ``init``: ``torch`` (each
+layer's default) or ``haiku`` (the FoRDE authors': weights of convolutions and linear layers
+from a truncated normal of standard deviation 1 / sqrt(fan-in) before truncation at 2 — haiku's
+``VarianceScaling`` — biases 0, the classifier's weights 0).
 """
 from __future__ import annotations
 
@@ -39,17 +44,58 @@ def _build(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Optional[str] = None,
-                 mimo: int = 0, **kwargs) -> nn.Module:
-    """The network ``name`` with ``num_classes`` outputs (``mimo=M``: M subnetworks, see mimo.py).
+INITS = ("torch", "haiku")
 
-    ``weights``: a local file with a state dict (or a checkpoint holding one under ``model``)."""
+
+@torch.no_grad()
+def haiku_init(model: nn.Module) -> nn.Module:
+    """The FoRDE authors' initialisation (haiku's defaults and their ResNet's zero classifier)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for layer in layers:
+        fan_in = layer.weight[0].numel()
+        std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978     # haiku: the std before truncation at 2 std
+        nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    if layers and isinstance(layers[-1], nn.Linear):
+        layers[-1].weight.zero_()
+    return model
+
+
+def _network(name: str, num_classes: int, in_chans: int, mimo: int, init: str, **kwargs) -> nn.Module:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if mimo and int(mimo) >= 1:
         from tasks.models.mimo import MIMO
 
         model: nn.Module = MIMO(lambda c, k: _build(name, k, c, **kwargs), int(mimo), num_classes, in_chans)
     else:
         model = _build(name, num_classes, in_chans, **kwargs)
+    return haiku_init(model) if init == "haiku" else model
+
+
+def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Optional[str] = None,
+                 mimo: int = 0, joint_members: int = 0, member_seeds=None, init: str = "torch",
+                 **kwargs) -> nn.Module:
+    """The network ``name`` with ``num_classes`` outputs (``mimo=M``: M subnetworks, see mimo.py;
+    ``joint_members=M``: M networks as one, see joint.py, member m initialised from
+    ``member_seeds[m]`` when given).
+
+    ``weights``: a local file with a state dict (or a checkpoint holding one under ``model``)."""
+    if joint_members and int(joint_members) >= 1:
+        from tasks.models.joint import JointEnsemble
+
+        seeds = list(member_seeds) if member_seeds is not None else None
+        if seeds is not None and len(seeds) != int(joint_members):
+            raise ValueError(f"{joint_members} members but {len(seeds)} member seeds")
+        members = []
+        for m in range(int(joint_members)):
+            if seeds is not None:
+                torch.manual_seed(int(seeds[m]))
+            members.append(_network(name, num_classes, in_chans, mimo, init, **kwargs))
+        model: nn.Module = JointEnsemble(members)
+    else:
+        model = _network(name, num_classes, in_chans, mimo, init, **kwargs)
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=False)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -25,7 +25,7 @@ from typing import Dict, List, Sequence
 import torch
 
 KINDS: Dict[str, type] = {}
-AUTO_ORDER: List[str] = ["ensemble", "mimo", "dirichlet", "single"]
+AUTO_ORDER: List[str] = ["ensemble", "joint", "mimo", "dirichlet", "single"]
 
 
 def register_kind(cls):

@@ -1,10 +1,10 @@
-"""The kinds that are networks scored by their softmax: one network, an ensemble of files, one MIMO
-network, and an ensemble read through its proxy Dirichlet."""
+"""The kinds that are networks scored by their softmax: one network, an ensemble of files, members
+trained jointly in one file, one MIMO network, and an ensemble read through its proxy Dirichlet."""
 from __future__ import annotations
 
 import torch
 
-from tasks.classify.checkpoints import classifier_from, ensemble_from, mimo_members
+from tasks.classify.checkpoints import classifier_from, ensemble_from, joint_members, mimo_members
 from tasks.classify.kinds import ModelKind, register_kind
 from tasks.metrics.uncertainty import dirichlet_uncertainty, ensemble_uncertainty, proxy_dirichlet
 
@@ -54,6 +54,27 @@ class Ensemble(_Softmax):
     @classmethod
     def detect(cls, saved):
         return len(saved) > 1
+
+    def member_logits(self, x):
+        return self.net(x)
+
+
+@register_kind
+class Joint(_Softmax):
+    """One file holding M members trained as one network (``model.joint_members``: tasks/forde),
+    scored as an ensemble: the mean of the members' softmax, the ensemble measures."""
+    name = "joint"
+
+    def __init__(self, saved, device, options=None, network=None):
+        super().__init__(saved, device, options, network)
+        if len(self.saved) != 1 or joint_members(self.saved[0]["model"]) < 1:
+            raise ValueError("kind 'joint' evaluates one file of jointly trained members (model.joint_members)")
+        self.net = self.network(lambda: classifier_from(self.saved[0]))
+        self.members = self.net.members
+
+    @classmethod
+    def detect(cls, saved):
+        return len(saved) == 1 and joint_members(saved[0]["model"]) > 0
 
     def member_logits(self, x):
         return self.net(x)
