@@ -1,6 +1,7 @@
 """One FoRDE training step of M members: the joint network against a loop over members.
 
-    python bench/forde_step.py                                   # CPU: small_cnn, 10 members
+    python bench/forde_step.py                   # result_sheets/forde.csv's setting: 10 x small_cnn width 8, 16x16
+    python bench/forde_step.py --width 32 --size 32                                          # 4x the channels, 4x the pixels
     python bench/forde_step.py --model cifar_resnet18 --width 64 --batch 128 --device cuda   # the seed's setting
 
 Both sides compute the same thing (tests/test_forde.py checks the joint members equal separate
@@ -76,10 +77,10 @@ def timed(fn, device) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small_cnn")
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32, help="input height and width")
+    parser.add_argument("--size", type=int, default=16, help="input height and width")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -3,16 +3,20 @@
     python scripts/check_full_scale.py                       # every full-scale sheet
     python scripts/check_full_scale.py --sheets distillation_imagenet --keep /tmp/fullscale
 
-So a GPU user is never the first to run them. In a temporary project (a copy of ``tasks/``,
+So a GPU user is never the first to run them. In a temporary project (a copy of ``tasks/``, ``scripts/``,
 ``default_configs/`` and the sheets) it writes the data the full-scale configs read, in the
 layouts they expect — ImageNet train / val as WordNet-id class folders (with a grayscale, a
 CMYK and a PNG image among the JPEGs, and the hidden folders archives leave), ImageNet-C as
 corruption / severity / class, ImageNet-A and -R as 200-class-style subsets, ImageNet-O,
-iNaturalist and OpenImages as folders of images — and a backbone checkpoint in the original
-DeiT file format. Then it shrinks what only costs time (epochs, batch sizes, workers, one
-device, no fp16 on a CPU, a small network of the same family: ResNet-18 for ResNet-50, a
-ViT-Tiny for the DeiT-III-B; the distillation configs' learning rates, which the seed scales
-with the batch, scaled with it) and runs each sheet with ``sheetrun run``. Every other value is
+iNaturalist and OpenImages as folders of images; CIFAR-10 / -100 as their pickled "python
+version" batches, CIFAR-10-C / -100-C as one ``.npy`` per corruption, TinyImageNet with its
+``wnids.txt`` and ``val_annotations.txt``, TinyImageNet-C as corruption / severity / wnid — and a
+backbone checkpoint in the original DeiT file format. Then it shrinks what only costs time
+(epochs, batch sizes, workers, one device, no fp16 on a CPU, a small network of the same family:
+ResNet-18 for ResNet-50, a ViT-Tiny for the DeiT-III-B, FoRDE's ResNets at width 8 with 3
+members; the distillation configs' learning rates, which the seed scales with the batch, scaled
+with it; TinyImageNet at 32 x 32, so its PCA's eigen-decomposition is 3072², not 12288²) and
+runs each sheet with ``sheetrun run``. Every other value is
 the sheet's and the config's own. The table at the end gives each sheet's rows and time; the
 exit status is 1 if any row did not complete.
 """
@@ -31,7 +35,7 @@ import numpy as np
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHEETS = ["caching", "training", "evaluation", "distillation_imagenet"]     # in the order they depend on
+SHEETS = ["caching", "training", "evaluation", "distillation_imagenet", "forde_full_scale"]  # in dependency order
 CLASSES = 4                      # ImageNet classes in the generated tree
 SED_CORRUPTIONS = 15
 SEVERITIES = [1, 2, 3, 4, 5]
@@ -40,6 +44,11 @@ SEVERITIES = [1, 2, 3, 4, 5]
 SHRINK = {"epochs": 2, "batch_size": 4, "eval_batch_size": 8, "div_batch_size": 4, "num_workers": 0, "devices": 1,
           "epoch_rows": 16, "max_memory_gb": 1}
 NETWORKS = {"resnet50": "resnet18", "deit3_base_patch16_224.fb_in22k_ft_in1k": "vit_tiny_patch16_224"}
+# FoRDE's configs shrink these too: narrower ResNets, fewer members, TinyImageNet at CIFAR's size
+FORDE_SHRINK = {"width": 8, "joint_members": 3, "size": 32}
+FOLDERS = {"default_configs/sed/imagenet": {}, "default_configs/distill/imagenet": {},
+           "default_configs/forde/full_scale": FORDE_SHRINK}
+SMALL_SIDE = 32
 
 
 def imagenet_wnids() -> list:
@@ -93,6 +102,69 @@ def make_data(root: str, seed: int = 0) -> None:
             write_image(os.path.join(data, name, "images", f"{i}.jpg"), rng)
 
 
+def write_pickle(path: str, content: dict) -> None:
+    import pickle
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(content, f)
+
+
+def forde_corruptions(setting: str) -> list:
+    """The corruptions the FoRDE evaluation config of ``setting`` reads."""
+    with open(os.path.join(REPO, "default_configs", "forde", "full_scale", f"{setting}_evaluate.yaml")) as f:
+        return yaml.safe_load(f)["data"]["domains"]["C"]["corruptions"]
+
+
+def make_cifar_data(root: str, seed: int = 1) -> None:
+    """CIFAR-10 / -100 ("python version") and CIFAR-10-C / -100-C (2 images per severity)."""
+    rng = np.random.default_rng(seed)
+    data = os.path.join(root, "data")
+    for classes, folder, names, key in ((10, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]
+                                         + ["test_batch"], b"labels"),
+                                        (100, "cifar-100-python", ["train", "test"], b"fine_labels")):
+        for name in names:
+            n = 2 if classes == 10 and name != "test_batch" else 8          # 8 training images either way
+            write_pickle(os.path.join(data, folder, name), {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                                            key: rng.integers(0, classes, n).tolist()})
+        c_root = os.path.join(data, f"CIFAR-{classes}-C")
+        os.makedirs(c_root, exist_ok=True)
+        np.save(os.path.join(c_root, "labels.npy"), rng.integers(0, classes, 5 * 2))
+        for corruption in forde_corruptions(f"cifar{classes}"):
+            np.save(os.path.join(c_root, f"{corruption}.npy"), rng.integers(0, 256, (5 * 2, 32, 32, 3), dtype=np.uint8))
+
+
+def make_tiny_imagenet(root: str, seed: int = 2) -> None:
+    """TinyImageNet (200 wnids, images for 4 of them) and TinyImageNet-C, at 32 x 32 (see FORDE_SHRINK)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    wnids = imagenet_wnids()[::5]
+    tiny = os.path.join(root, "data", "tiny-imagenet-200")
+
+    def image(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (SMALL_SIDE, SMALL_SIDE, 3), dtype=np.uint8)).save(path)
+
+    os.makedirs(tiny, exist_ok=True)
+    with open(os.path.join(tiny, "wnids.txt"), "w") as f:
+        f.write("\n".join(wnids) + "\n")
+    annotations = []
+    for k, wnid in enumerate(wnids):
+        os.makedirs(os.path.join(tiny, "train", wnid, "images"), exist_ok=True)
+        if k % 50 == 0:
+            for i in range(2):
+                image(os.path.join(tiny, "train", wnid, "images", f"{wnid}_{i}.JPEG"))
+            image(os.path.join(tiny, "val", "images", f"val_{k}.JPEG"))
+            annotations.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t{SMALL_SIDE}\t{SMALL_SIDE}\n")
+    with open(os.path.join(tiny, "val", "val_annotations.txt"), "w") as f:
+        f.writelines(annotations)
+    for corruption in forde_corruptions("tinyimagenet"):
+        for severity in SEVERITIES:
+            image(os.path.join(root, "data", "Tiny-ImageNet-C", corruption, str(severity),
+                               wnids[(7 * severity) % len(wnids)], "a.JPEG"))
+
+
 def make_backbone(root: str) -> None:
     """A ViT-Tiny with random weights, saved as the original DeiT-III file ({"model": state_dict})."""
     import timm
@@ -105,14 +177,17 @@ def make_backbone(root: str) -> None:
     torch.save({"model": model.state_dict()}, path)
 
 
-def shrink(value, key: str = ""):
-    """A config with only its sizes changed (see SHRINK and NETWORKS)."""
+def shrink(value, key: str = "", extra: dict = None):
+    """A config with only its sizes changed (see SHRINK, NETWORKS and, where given, ``extra``)."""
+    sizes = {**SHRINK, **(extra or {})}
     if isinstance(value, dict):
-        return {k: shrink(v, k) for k, v in value.items()}
+        return {k: shrink(v, k, extra) for k, v in value.items()}
+    if key == "input_size" and extra and isinstance(value, list):
+        return value[:1] + [min(int(v), SMALL_SIDE) for v in value[1:]]
     if isinstance(value, list):
-        return [shrink(v) for v in value]
-    if key in SHRINK and isinstance(value, int) and not isinstance(value, bool):
-        return min(value, SHRINK[key]) if key != "devices" else SHRINK[key]
+        return [shrink(v, "", extra) for v in value]
+    if key in sizes and isinstance(value, int) and not isinstance(value, bool):
+        return min(value, sizes[key]) if key != "devices" else sizes[key]
     if key == "amp":
         return "none" if isinstance(value, str) else False
     if key == "name" and value in NETWORKS:
@@ -121,21 +196,23 @@ def shrink(value, key: str = ""):
 
 
 def make_project(root: str) -> None:
-    for part in ("tasks", "default_configs", "result_sheets"):
+    for part in ("tasks", "default_configs", "result_sheets", "scripts"):
         shutil.copytree(os.path.join(REPO, part), os.path.join(root, part),
                         ignore=shutil.ignore_patterns("__pycache__", ".sheetrun"))
-    for folder in ("default_configs/sed/imagenet", "default_configs/distill/imagenet"):
+    for folder, extra in FOLDERS.items():
         for name in os.listdir(os.path.join(root, folder)):
             path = os.path.join(root, folder, name)
             with open(path) as f:
                 cfg = yaml.safe_load(f)
-            small = shrink(cfg)
+            small = shrink(cfg, extra=extra)
             if folder.endswith("distill/imagenet") and "lr" in (cfg.get("optim") or {}):
                 # the seed's lr is 0.1 x (global batch) / 256: it shrinks with the batch
                 small["optim"]["lr"] = cfg["optim"]["lr"] * small["batch_size"] / cfg["batch_size"]
             with open(path, "w") as f:
                 yaml.safe_dump(small, f, sort_keys=False)
     make_data(root)
+    make_cifar_data(root)
+    make_tiny_imagenet(root)
     make_backbone(root)
 
 

@@ -308,12 +308,8 @@ def tiny_backbone_file(path, seed=0):
     return path
 
 
-def sed_config(name, **changes):
-    """A default SED config with nested changes given as 'a/b' keys."""
-    import yaml
-
-    with open(os.path.join(REPO, "default_configs", "sed", f"{name}.yaml")) as f:
-        cfg = yaml.safe_load(f)
+def set_nested(cfg: dict, changes: dict) -> dict:
+    """``cfg`` with ``changes`` set in place: ``{"optim/lr": 0.1}`` sets ``cfg["optim"]["lr"]``."""
     for key, value in changes.items():
         node = cfg
         *parents, last = key.split("/")
@@ -321,6 +317,14 @@ def sed_config(name, **changes):
             node = node[p]
         node[last] = value
     return cfg
+
+
+def sed_config(name, **changes):
+    """A default SED config with nested changes given as 'a/b' keys."""
+    import yaml
+
+    with open(os.path.join(REPO, "default_configs", "sed", f"{name}.yaml")) as f:
+        return set_nested(yaml.safe_load(f), changes)
 
 
 def write_yaml(path, cfg):

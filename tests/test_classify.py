@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, set_nested
 from tasks.classify import schedules
 from tasks.classify.checkpoints import load_classifier
 from tasks.classify.train import param_groups
@@ -24,12 +24,7 @@ def config(tmp, name, **changes):
     with open(os.path.join(REPO, "default_configs", "classify", "train.yaml")) as f:
         cfg = yaml.safe_load(f)
     cfg.update(save_path=str(tmp / f"{name}.pt"), device="cpu")
-    for key, value in changes.items():
-        node = cfg
-        *parents, last = key.split("/")
-        for p in parents:
-            node = node[p]
-        node[last] = value
+    set_nested(cfg, changes)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path), cfg

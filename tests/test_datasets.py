@@ -65,6 +65,26 @@ def test_cifar_c_severities_are_slices(tmp_path):
         assert x[0, 0, 0].item() == pytest.approx((50 * (sev - 1) / 255 - 0.5) / 0.5, abs=1e-6)
 
 
+def test_cifar_c_of_another_size_splits_in_five_and_mismatches_are_refused(tmp_path):
+    root = tmp_path / "CIFAR-100-C"
+    root.mkdir()
+    images = np.zeros((15, 32, 32, 3), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(15)
+    np.save(root / "snow.npy", images)
+    np.save(root / "labels.npy", np.arange(15) % 7)
+    spec = {"dataset": "cifar100_c", "root": str(root), "corruption": "snow", "severity": 4, "transform": PLAIN}
+    ds, _ = build_set(spec, CFG)
+    x, y, i = ds[1]
+    assert len(ds) == 3 and i == 10 and y == 10 % 7
+    assert x[0, 0, 0].item() == pytest.approx((10 / 255 - 0.5) / 0.5, abs=1e-6)
+    np.save(root / "labels.npy", np.arange(16) % 7)                   # one label too many
+    with pytest.raises(ValueError, match="15 images and 16 labels"):
+        build_set(spec, CFG)
+    np.save(root / "snow.npy", np.zeros((16, 32, 32, 3), dtype=np.uint8))  # not five equal severities
+    with pytest.raises(ValueError, match="5 severities of equal size"):
+        build_set(spec, CFG)
+
+
 def write_image(path, value=0):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)

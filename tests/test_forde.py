@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO
+from conftest import REPO, set_nested
 from tasks.forde.compute_pca import load_pca, pca_of, second_moment
 from tasks.forde.repulsion import repulsion, repulsion_reference
 from tasks.models import create_model
@@ -150,12 +150,7 @@ def forde_config(tmp_path, name, **changes):
     cfg["forde"]["pca_path"] = str(tmp_path / "pca.npz")
     cfg["data"]["train"]["id_classes"] = cfg["data"]["val"]["id_classes"] = [0, 1, 2, 3]
     cfg["data"]["num_classes"] = 4
-    for key, value in changes.items():
-        node = cfg
-        *parents, last = key.split("/")
-        for p in parents:
-            node = node[p]
-        node[last] = value
+    set_nested(cfg, changes)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path), cfg

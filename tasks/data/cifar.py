@@ -4,8 +4,9 @@ in their published layouts (never downloaded).
 - ``cifar10`` / ``cifar100``: the "python version" folders (``cifar-10-batches-py``:
   ``data_batch_1..5``, ``test_batch``; ``cifar-100-python``: ``train``, ``test``), pickled dicts of
   uint8 rows [N, 3072] and labels; ``split: train | test``.
-- ``cifar10_c`` / ``cifar100_c``: ``<root>/<corruption>.npy`` [5 x 10000, 32, 32, 3] and
-  ``<root>/labels.npy``; severity s is rows (s - 1) x 10000 .. s x 10000.
+- ``cifar10_c`` / ``cifar100_c``: ``<root>/<corruption>.npy`` [5 x n, 32, 32, 3] and
+  ``<root>/labels.npy`` [5 x n], the five severities one after another (the published files:
+  n = 10000); severity s is rows (s - 1) n .. s n.
 - ``tiny_imagenet``: ``<root>/wnids.txt``, ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG``
   with ``val/val_annotations.txt`` (file, wnid, box); ``split: train | val``.
 - ``tiny_imagenet_c``: ``<root>/<corruption>/<severity>/<wnid>/*.JPEG``, classes from ``wnids``
@@ -29,7 +30,7 @@ CIFAR_FILES = {
     10: {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "labels": b"labels"},
     100: {"train": ["train"], "test": ["test"], "labels": b"fine_labels"},
 }
-C_SEVERITY_ROWS = 10_000
+SEVERITIES = 5
 
 
 class ArrayImages(Dataset):
@@ -74,9 +75,14 @@ def cifar_c(root: str, corruption: str, severity: int, transform) -> ArrayImages
         raise FileNotFoundError(f"CIFAR-C corruption not found: {path}")
     if not 1 <= int(severity) <= 5:
         raise ValueError(f"severity must be 1-5, got {severity!r}")
-    a, b = (int(severity) - 1) * C_SEVERITY_ROWS, int(severity) * C_SEVERITY_ROWS
-    images = np.load(path, mmap_mode="r")[a:b]
-    labels = np.load(os.path.join(root, "labels.npy"))[a:b]
+    images = np.load(path, mmap_mode="r")
+    labels = np.load(os.path.join(root, "labels.npy"), mmap_mode="r")
+    if len(images) != len(labels) or len(labels) % SEVERITIES:
+        raise ValueError(f"{path}: {len(images)} images and {len(labels)} labels; CIFAR-C holds the same number "
+                         f"of each, {SEVERITIES} severities of equal size")
+    n = len(labels) // SEVERITIES
+    a, b = (int(severity) - 1) * n, int(severity) * n
+    images, labels = images[a:b], np.asarray(labels[a:b])
     return ArrayImages(images, labels.astype(np.int64), transform, offset=a)
 
 
