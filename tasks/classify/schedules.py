@@ -9,7 +9,14 @@ which starts from its own step 0):
 - ``step``: gamma ** (number of ``milestones`` (epochs) passed);
 - ``cosine``: (1 + cos(pi t / T)) / 2 over the steps after warm-up, down to ``min_factor``;
 - ``flat_linear_flat``: 1 until ``flat_until`` of the run, then linearly to ``final_factor``
-  at ``linear_until``, then flat (fractions of the post-warm-up steps).
+  at ``linear_until``, then flat (fractions of the post-warm-up steps);
+- ``ignite_warmup``: what the Jacobian-statistics authors' warm-up gives (seed 003's train.py:
+  pytorch-ignite 0.4.9's ``create_lr_scheduler_with_warmup`` over ``duration`` epochs from
+  ``start_factor`` x lr, then ``MultiplicativeLR`` by 1). Set once per epoch, it rises by
+  (1 - start_factor) / (duration - 1) per epoch and stops one rise short of 1, where it stays:
+  start 0.001, lr 0.005, 5 epochs -> 0.001, 0.002, 0.003, 0.004, 0.004, ... (ignite shortens its
+  last milestone so the rate after it is not repeated, and MultiplicativeLR then keeps the rate
+  it finds). Its own warm-up: ``warmup_epochs`` must be 0.
 
 ``per_epoch: true`` holds each epoch's factor for all its steps: the factor of the epoch's first
 step (the FoRDE authors set the rate once per epoch, at t = epoch / epochs).
@@ -63,6 +70,17 @@ def _flat_linear_flat(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
             return final
         return 1.0 + (final - 1.0) * (x - a) / (b - a)
     return factor
+
+
+@schedule("ignite_warmup")
+def _ignite_warmup(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
+    start, duration = float(cfg.get("start_factor", 0.2)), int(cfg.get("duration", 5))
+    if duration < 2 or not 0 < start <= 1:
+        raise ValueError(f"ignite_warmup needs duration >= 2 and 0 < start_factor <= 1, got {duration}, {start}")
+    if float(cfg.get("warmup_epochs", 0)):
+        raise ValueError("ignite_warmup is its own warm-up: leave warmup_epochs at 0")
+    rise = (1.0 - start) / (duration - 1)
+    return lambda t: start + rise * min(t // steps_per_epoch, duration - 2)
 
 
 def make_schedule(cfg: dict, steps_per_epoch: int, epochs: int) -> Factor:

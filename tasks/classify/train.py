@@ -95,8 +95,16 @@ def build_data(cfg: dict, root: Optional[str] = None):
         val = build_set(d["val"], dcfg, root)[0]
     elif float((d.get("holdout") or {}).get("fraction", 0)) > 0:
         hold = d["holdout"]
-        order = np.random.default_rng(int(hold.get("seed", 0))).permutation(len(train))
         n_val = int(round(len(train) * float(hold["fraction"])))
+        if hold.get("order", "numpy") == "torch":
+            # torch.utils.data.random_split(train, [N - n_val, n_val], Generator().manual_seed(seed)),
+            # the Jacobian-statistics authors' split: the permutation's first N - n_val are training
+            perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(int(hold.get("seed", 0))))
+            order = np.concatenate([perm[len(train) - n_val:].numpy(), perm[:len(train) - n_val].numpy()])
+        elif hold.get("order", "numpy") == "numpy":
+            order = np.random.default_rng(int(hold.get("seed", 0))).permutation(len(train))
+        else:
+            raise ValueError(f"data.holdout.order must be numpy or torch, got {hold.get('order')!r}")
         val_spec = dict(train_spec, augment=False)
         if "transform" in hold:
             val_spec["transform"] = hold["transform"]
@@ -278,6 +286,9 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         if validator is not None:
             print("validation: " + ", ".join(f"{k} {v}" for k, v in validator.describe().items()), flush=True)
     started = time.time()
+    kept = kept_epochs(cfg.get("keep_checkpoints"), epochs)
+    if main and 0 in kept and start_epoch == 0 and start_step == 0:
+        save_atomic(dict(model_record(), epoch=0), snapshot_path(cfg["save_path"], 0))   # the initialisation
     for epoch in range(start_epoch, epochs):
         items.epoch = epoch
         order = np.random.default_rng(seed_of(seed_data, epoch)).permutation(len(train_set))
@@ -360,7 +371,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
             print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                   + f"  ({time.time() - started:.1f} s)", flush=True)
             save_checkpoint(epoch + 1, 0)
-            if epoch + 1 in [int(e) for e in cfg.get("keep_checkpoints") or []]:
+            if epoch + 1 in kept:
                 save_atomic(dict(model_record(), epoch=epoch + 1), snapshot_path(cfg["save_path"], epoch + 1))
         if distributed:
             dist.barrier()
@@ -374,6 +385,22 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def kept_epochs(keep, epochs: int) -> set:
+    """The epochs whose model ``keep_checkpoints`` keeps: a list of epochs (0: the initialisation),
+    or ``{every: n}``: 0, n, 2n, ... up to ``epochs``."""
+    if not keep:
+        return set()
+    if isinstance(keep, dict):
+        if set(keep) != {"every"} or int(keep["every"]) < 1:
+            raise ValueError(f"keep_checkpoints takes a list of epochs or {{every: n}} with n >= 1, got {keep!r}")
+        return set(range(0, epochs + 1, int(keep["every"])))
+    found = {int(e) for e in keep}
+    outside = sorted(e for e in found if not 0 <= e <= epochs)
+    if outside:
+        raise ValueError(f"keep_checkpoints: epochs {outside} are outside 0..{epochs}")
+    return found
 
 
 def _free_port() -> int:

@@ -1,5 +1,12 @@
 """ResNet-18 for 32-pixel images (He et al. 2016, as commonly used on CIFAR): a 3x3 stride-1
-stem without max pooling, four stages of two BasicBlocks (64, 128, 256, 512 x ``width`` / 64)."""
+stem without max pooling, four stages of two BasicBlocks of ``width`` x (1, 2, 4, 8) channels
+(``width`` 64: 64 ... 512; other widths are the base-width family ResNet-18-k of Nakkiran et al.).
+
+``norm: batch`` (default) puts batch norm after every convolution, the shortcut's included, and
+drops the convolutions' biases. ``norm: none`` is the Jacobian-statistics authors' ResNet-18-k
+(seed 003, magamba/overparameterization ``models/resnet.py`` without ``batch_norm``): the 3x3
+convolutions keep their biases, the 1x1 shortcut convolution has none, nothing is normalised.
+"""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -7,40 +14,51 @@ from torch import nn
 
 from tasks.models import register
 
+NORMS = ("batch", "none")
+
+
+def _norm(norm: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+        self.bn1 = _norm(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=bias)
+        self.bn2 = _norm(norm, cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(norm, cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def stages(block, blocks, width: int) -> tuple:
+def stages(block, blocks, width: int, **kwargs) -> tuple:
     """ResNet stages: ``blocks[i]`` blocks of ``width * 2^i`` channels, stride 2 at the start of every
     stage but the first. Returns (an ``nn.Sequential`` of the blocks, the output channels)."""
     layers, cin = [], width
     for i, n in enumerate(blocks):
         cout = width * 2 ** i
         for j in range(n):
-            layers.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1))
+            layers.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1, **kwargs))
             cin = cout
     return nn.Sequential(*layers), cin
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks=(2, 2, 2, 2), num_classes: int = 10, in_chans: int = 3, width: int = 64):
+    def __init__(self, blocks=(2, 2, 2, 2), num_classes: int = 10, in_chans: int = 3, width: int = 64,
+                 norm: str = "batch"):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.layers, cin = stages(BasicBlock, blocks, width)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=norm == "none"), _norm(norm, width),
+                                  nn.ReLU())
+        self.layers, cin = stages(BasicBlock, blocks, width, norm=norm)
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
@@ -48,5 +66,5 @@ class CifarResNet(nn.Module):
 
 
 @register("cifar_resnet18")
-def cifar_resnet18(num_classes: int = 10, in_chans: int = 3, width: int = 64) -> nn.Module:
-    return CifarResNet((2, 2, 2, 2), num_classes, in_chans, width)
+def cifar_resnet18(num_classes: int = 10, in_chans: int = 3, width: int = 64, norm: str = "batch") -> nn.Module:
+    return CifarResNet((2, 2, 2, 2), num_classes, in_chans, width, norm)

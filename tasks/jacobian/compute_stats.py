@@ -1,0 +1,186 @@
+"""Jacobian statistics of one checkpoint on one split, one JSON file per batch (seed 003).
+
+    python tasks/jacobian/compute_stats.py --config default_configs/jacobian/compute_stats.yaml
+
+Reads a model saved by tasks/classify/train.py — the final one, or with ``epoch`` the snapshot
+kept at that epoch (``keep_checkpoints``; 0 is the initialisation) — and rebuilds its data from
+the training config stored in the file: ``split: train`` is the training samples with the
+labels the network was trained on (``label_noise`` included; the clean ones kept beside them),
+``val`` the training's ``holdout``, ``test`` the set ``test_data`` names. Images are read
+without augmentation.
+
+The split's samples are put in an order (``sample_seed``: null keeps the dataset's order, an
+integer draws a permutation) and this row takes ``num_samples`` of them after ``skip``, in
+batches of ``batch_size``: rows with the same order and different ``skip`` are disjoint shards
+that together cover the unsharded set, and a sample's numbers never depend on its shard (the
+power iteration starts from a vector drawn from the sample's id).
+
+For each batch and each ``normalizations`` entry (none | softmax | logsoftmax | crossentropy),
+the per-sample Jacobian (tasks/jacobian/jacobian.py; ``mode``: batched | low_memory) and its
+``statistics`` (frobenius | operator) go to
+``<output_dir>/<run>/epoch<E>/<split>/batch<NNNNN>.json`` with the sample ids, the training
+(noisy) and clean labels and the metadata. The row gets, per normalisation and statistic, the
+mean and median over the clean and over the noisy samples (``fro_none_clean_mean``,
+``op_softmax_noisy_median``, ...), the sample counts and the speed.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from tasks.common import load_config, pick_device, progress  # noqa: E402
+from tasks.jacobian.jacobian import MODES, OUTPUTS, jacobian, statistics  # noqa: E402
+
+FORMAT = "sheetrun_jacobian/1"
+SPLITS = ("train", "val", "test")
+SHORT = {"frobenius": "fro", "operator": "op"}
+
+
+def split_set(saved: dict, split: str, test_data: dict | None, root: str | None = None):
+    """(dataset, training labels [N], clean labels [N]) of one split of the model's data, by position."""
+    from tasks.classify.train import build_data, data_config
+    from tasks.data import build_set
+    from tasks.data.label_noise import labels_of
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    cfg = copy.deepcopy(saved["config"])
+    cfg["data"]["train"]["augment"] = False
+    if split == "test":
+        if not test_data:
+            raise ValueError("split: test needs test_data (the data spec of the test set)")
+        dataset, _ = build_set(dict(test_data, augment=False), data_config(cfg), root)
+    else:
+        train, val = build_data(cfg, root)
+        if split == "val" and val is None:
+            raise ValueError("split: val, but the training had no validation set (data.val or data.holdout)")
+        dataset = train if split == "train" else val
+    labels = labels_of(dataset) if not hasattr(dataset, "clean_labels") else np.asarray(dataset.labels)
+    clean = np.asarray(getattr(dataset, "clean_labels", labels))
+    return dataset, labels, clean
+
+
+def shard(length: int, batch_size: int, skip: int, num_samples: int | None, sample_seed) -> list:
+    """This row's batches: lists of positions in the split (see the module docstring)."""
+    if batch_size < 1 or skip < 0 or skip % batch_size:
+        raise ValueError(f"skip ({skip}) must be a multiple of batch_size ({batch_size}) and not negative")
+    order = np.arange(length) if sample_seed is None else np.random.default_rng(int(sample_seed)).permutation(length)
+    if num_samples is None:
+        num_samples = length - skip
+    if num_samples < 1 or skip + num_samples > length:
+        raise ValueError(f"skip {skip} + num_samples {num_samples} is outside the split's {length} samples")
+    if num_samples % batch_size and skip + num_samples != length:
+        raise ValueError(f"num_samples ({num_samples}) must be a multiple of batch_size ({batch_size}), "
+                         "unless the shard ends at the split's end")
+    taken = order[skip:skip + num_samples]
+    return [taken[i:i + batch_size].tolist() for i in range(0, len(taken), batch_size)]
+
+
+def summary(stats: dict, noisy: np.ndarray) -> dict:
+    """Mean and median of every normalisation's statistics over the clean and the noisy samples."""
+    out = {}
+    for norm, values in stats.items():
+        for name, short in SHORT.items():
+            if name not in values:
+                continue
+            v = np.asarray(values[name], dtype=np.float64)
+            for group, mask in (("clean", ~noisy), ("noisy", noisy)):
+                if mask.any():
+                    out[f"{short}_{norm}_{group}_mean"] = float(v[mask].mean())
+                    out[f"{short}_{norm}_{group}_median"] = float(np.median(v[mask]))
+    return out
+
+
+def write_json(obj: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    from runner import report
+    from tasks.classify.checkpoints import classifier_from, read_classifier
+
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    norms = list(cfg.get("normalizations") or ["none"])
+    names = list(cfg.get("statistics") or ["frobenius", "operator"])
+    unknown = [n for n in norms if n not in OUTPUTS]
+    if unknown:
+        raise ValueError(f"normalizations must be among {sorted(OUTPUTS)}, got {unknown}")
+    mode = cfg.get("mode", "batched")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    power = dict(cfg.get("power_iteration") or {})
+    device = pick_device(cfg.get("device", "auto"))
+    torch.set_grad_enabled(False)
+
+    epoch = cfg.get("epoch")
+    saved = read_classifier(cfg["model"], epoch=epoch)
+    model = classifier_from(saved).to(device)
+    epoch = int(saved.get("epoch", epoch if epoch is not None else -1))
+    split = cfg.get("split", "train")
+    dataset, labels, clean = split_set(saved, split, cfg.get("test_data"))
+    batch_size = int(cfg.get("batch_size", 128))
+    batches = shard(len(dataset), batch_size, int(cfg.get("skip") or 0), cfg.get("num_samples"),
+                    cfg.get("sample_seed"))
+    run = os.path.splitext(os.path.basename(cfg["model"]))[0]
+    out_dir = os.path.join(cfg.get("output_dir", "results/jacobian"), run, f"epoch{epoch}", split)
+    first = int(cfg.get("skip") or 0) // batch_size
+    train_data = saved["config"]["data"]["train"]
+    metadata = {"model": cfg["model"], "run": run, "network": saved["model"]["name"],
+                "network_kwargs": saved["model"].get("kwargs") or {}, "epoch": epoch, "split": split,
+                "dataset": (cfg.get("test_data") or {}).get("dataset") if split == "test" else train_data.get("dataset"),
+                "label_noise": train_data.get("label_noise"), "holdout": saved["config"]["data"].get("holdout"),
+                "normalizations": norms, "statistics": names, "mode": mode, "power_iteration": power,
+                "batch_size": batch_size, "sample_seed": cfg.get("sample_seed"), "device": str(device)}
+    print(f"{run} epoch {epoch}, {split}: {sum(map(len, batches))} of {len(dataset)} samples in {len(batches)} "
+          f"batches from batch {first}; {', '.join(norms)}; {mode} on {device}", flush=True)
+
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
+    everything = {n: {} for n in norms}
+    noisy_all = []
+    started = time.time()
+    bar = progress(sum(map(len, batches)), f"{run} e{epoch} {split}")
+    for b, ((x, y, ids), positions) in enumerate(zip(loader, batches)):
+        x, y = x.to(device), y.to(device)
+        pos = np.asarray(positions)
+        stats = {}
+        for norm in norms:
+            jac = jacobian(model, x, norm, y, mode)
+            values = statistics(jac, names, power, ids.tolist())
+            stats[norm] = {k: v.cpu().tolist() for k, v in values.items()}
+            for k, v in stats[norm].items():
+                everything[norm].setdefault(k, []).extend(v)
+        noisy_all.append(labels[pos] != clean[pos])
+        write_json({"format": FORMAT, "metadata": dict(metadata, batch=first + b),
+                    "sample_ids": ids.tolist(), "positions": pos.tolist(), "targets": labels[pos].tolist(),
+                    "ground_truths": clean[pos].tolist(), "stats": stats},
+                   os.path.join(out_dir, f"batch{first + b:05d}.json"))
+        bar.update(len(pos))
+    bar.close()
+    seconds = time.time() - started
+    noisy = np.concatenate(noisy_all) if noisy_all else np.zeros(0, dtype=bool)
+    metrics = {"samples": int(len(noisy)), "noisy_samples": int(noisy.sum()), "epoch": epoch,
+               "batches": len(batches), "samples_per_s": round(len(noisy) / max(seconds, 1e-9), 2),
+               **{k: round(v, 6) for k, v in summary(everything, noisy).items()}}
+    if "operator" in names:          # samples whose power iteration the cap stopped before the tolerance
+        metrics["power_unsettled"] = sum(int(np.sum(~np.asarray(v["operator_settled"], dtype=bool)))
+                                         for v in everything.values() if "operator_settled" in v)
+    report(metrics)
+    print(f"wrote {len(batches)} files to {out_dir} ({seconds:.1f} s)", flush=True)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
