@@ -6,7 +6,11 @@ compute_stats.py and core/cmd.py; core/data.py (normalisation, augmentation, the
 validation split, corrupt_labels); core/metric_helpers.py (the power iteration's tolerance).
 """
 import csv
+import json
 import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -106,3 +110,38 @@ def test_the_split_and_the_noisy_labels_are_the_authors_draws():
     noise = noise[rng.permutation(len(clean))]
     assert np.array_equal(train.labels, (clean + noise) % 10)
     assert int(train.noisy.sum()) == count
+
+
+def test_the_full_scale_configs_run_on_a_cifar_shaped_tree(tmp_path):
+    """cifar10_train.yaml and cifar10_stats.yaml with only sizes changed (epochs, width, batches, workers) on
+    a generated CIFAR-10 folder: the authors' split, noise draw, network and warm-up, then every split's
+    statistics by the low-memory mode."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data" / "cifar-10-batches-py"
+    data.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = 20 if name != "test_batch" else 12
+        with open(data / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"labels": rng.integers(0, 10, n).tolist()}, f)
+    train = load("train")
+    train.update(epochs=2, batch_size=16, num_workers=0, device="cpu", save_path=str(tmp_path / "m.pt"),
+                 keep_checkpoints={"every": 1})
+    train["model"]["kwargs"]["width"] = 4
+    train["data"]["holdout"]["fraction"] = 0.1                  # 100 images: 90 / 10 (the authors': 49,000 / 1,000)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "classify", "train.py"), "--config",
+                           str(tmp_path / "train.yaml")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for split, samples in (("train", 90), ("val", 10), ("test", 12)):
+        stats = load("stats")
+        stats.update(model=str(tmp_path / "m.pt"), epoch=2, split=split, batch_size=7, num_samples=None,
+                     num_workers=0, device="cpu", output_dir=str(tmp_path / "out"))
+        (tmp_path / "stats.yaml").write_text(yaml.safe_dump(stats))
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "jacobian", "compute_stats.py"),
+                               "--config", str(tmp_path / "stats.yaml")], capture_output=True, text=True, timeout=600,
+                              cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        folder = tmp_path / "out" / "m" / "epoch2" / split
+        ids = [i for f in sorted(os.listdir(folder)) for i in json.load(open(folder / f))["sample_ids"]]
+        assert len(ids) == len(set(ids)) == samples

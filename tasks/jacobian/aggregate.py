@@ -103,6 +103,11 @@ def figure(summary: pd.DataFrame, path: str, split: str = "train") -> None:
     for i, stat in enumerate(stats):
         for j, norm in enumerate(norms):
             ax = axes[i][j]
+            if data[(data["normalization"] == norm) & (data["statistic"] == stat)].empty:
+                ax.text(0.5, 0.5, f"{norm}: a gradient,\nits {stat} norm is its 2-norm\n(the frobenius panel)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4")
+                ax.set_axis_off()
+                continue
             for k, run in enumerate(runs):
                 for labels, style in (("clean", "-"), ("noisy", "--")):
                     line = data[(data["run"] == run) & (data["normalization"] == norm) & (data["statistic"] == stat)
@@ -115,7 +120,11 @@ def figure(summary: pd.DataFrame, path: str, split: str = "train") -> None:
             ax.set_ylabel(f"median over {split} samples")
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    found = {}
+    for ax in axes.flat:                                  # every line once, whichever panel has it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    handles, labels = list(found.values()), list(found)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8,
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 1))

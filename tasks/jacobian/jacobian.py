@@ -10,7 +10,8 @@ with the output ``g`` chosen by the normalisation (:data:`OUTPUTS`):
 - ``none``: g = z, J is K x D;
 - ``softmax``: g = softmax(z); ``logsoftmax``: g = log softmax(z);
 - ``crossentropy``: g = CE(z, y) with the sample's training label y, a scalar: J is its input
-  gradient, 1 x D (its Frobenius and operator norms are both the gradient's 2-norm).
+  gradient, 1 x D (its Frobenius and operator norms are both the gradient's 2-norm, reported once,
+  as ``frobenius``).
 
 The network is read in evaluation mode, so a sample's Jacobian never depends on the other samples
 of its batch. Two ways to compute J, equal to float rounding (tests/test_jacobian.py):
@@ -124,20 +125,16 @@ def operator_norm(jac: torch.Tensor, max_iters: int = 10, tol: float = 1e-2,
 
 def statistics(jac: torch.Tensor, names: Sequence[str], power: dict, sample_ids: Sequence[int]) -> dict:
     """{statistic: per-sample values} of one J [N, R, D]: ``frobenius``, ``operator`` (with
-    ``operator_iterations`` and ``operator_settled``). A one-row J's operator norm is its 2-norm
-    (no iteration)."""
-    out = {}
-    if "frobenius" in names:
-        out["frobenius"] = frobenius(jac)
-    if "operator" in names:
-        if jac.shape[1] == 1:
-            out["operator"], out["operator_iterations"] = frobenius(jac), torch.zeros(len(jac), dtype=torch.long)
-            out["operator_settled"] = torch.ones(len(jac), dtype=torch.bool)
-        else:
-            starts = start_vectors(sample_ids, jac.shape[1], int(power.get("seed", 0)))
-            out["operator"], out["operator_iterations"], out["operator_settled"] = operator_norm(
-                jac, int(power.get("max_iters", 10)), float(power.get("tol", 1e-2)), starts)
+    ``operator_iterations`` and ``operator_settled``). A one-row J (the cross-entropy's gradient)
+    has one norm, its 2-norm, reported as ``frobenius`` whichever of the two is asked for."""
     unknown = set(names) - {"frobenius", "operator"}
     if unknown:
         raise ValueError(f"statistics must be frobenius and/or operator, got {sorted(unknown)}")
+    out = {}
+    if "frobenius" in names or jac.shape[1] == 1:
+        out["frobenius"] = frobenius(jac)
+    if "operator" in names and jac.shape[1] > 1:
+        starts = start_vectors(sample_ids, jac.shape[1], int(power.get("seed", 0)))
+        out["operator"], out["operator_iterations"], out["operator_settled"] = operator_norm(
+            jac, int(power.get("max_iters", 10)), float(power.get("tol", 1e-2)), starts)
     return out
