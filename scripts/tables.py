@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Dict, List
@@ -15,34 +14,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from runner.sheet import open_sheet  # noqa: E402
+from tasks.sheets import evaluated_rows  # noqa: E402,F401  (the scripts' shared reader)
 
 
 def default_sheets() -> List[str]:
     """Every sheet in the project's result_sheets/."""
     folder = os.path.join(REPO, "result_sheets")
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".csv"))
-
-
-def evaluated_rows(location: str, filename: str) -> List[dict]:
-    """The Completed rows of a sheet whose run folder holds ``filename``, in sheet order, each as
-    ``{"sheet", "row", "run_id", "name", "results"}`` (``name``: the row's name, else its run
-    folder's). Relative run folders are taken from the sheet's project root."""
-    table = open_sheet(location).read()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(location)))
-    sheet = os.path.splitext(os.path.basename(location))[0]
-    found = []
-    for row in table:
-        folder = row.get("run_folder")
-        if row.get("status") != "Completed" or not folder:
-            continue
-        path = os.path.join(folder if os.path.isabs(folder) else os.path.join(root, folder), filename)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                found.append({"sheet": sheet, "row": row.number, "run_id": row.get("run_id"),
-                              "name": row.get("name") or os.path.basename(folder.rstrip("/")),
-                              "results": json.load(f)})
-    return found
 
 
 def labelled(rows: List[dict]) -> Dict[str, dict]:

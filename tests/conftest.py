@@ -308,6 +308,26 @@ def tiny_backbone_file(path, seed=0):
     return path
 
 
+def copy_project(root, parts=("default_configs", "result_sheets")):
+    """A project to run the shipped sheets in: ``parts`` of the repository and its tasks/ (no caches)."""
+    import shutil
+
+    for part in parts:
+        shutil.copytree(os.path.join(REPO, part), os.path.join(root, part))
+    shutil.copytree(os.path.join(REPO, "tasks"), os.path.join(root, "tasks"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def run_project_sheet(root, sheet, cwd, timeout: int = 900) -> list:
+    """``sheetrun run SHEET --root ROOT`` from ``cwd``; the sheet's rows after it (it must exit 0)."""
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    rows = list(csv.DictReader(open(sheet, encoding="utf-8")))
+    assert proc.returncode == 0, (proc.stdout[-3000:], [(r.get("name"), r.get("error")) for r in rows])
+    return rows
+
+
 def set_nested(cfg: dict, changes: dict) -> dict:
     """``cfg`` with ``changes`` set in place: ``{"optim/lr": 0.1}`` sets ``cfg["optim"]["lr"]``."""
     for key, value in changes.items():

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, copy_project
 from tasks.distill import losses as L
 from tasks.models import create_model
 from tasks.models.ensemble import Ensemble
@@ -79,10 +79,7 @@ def test_distillation_sheet_end_to_end_through_sheetrun(tmp_path):
     """Members, MIMO, two students and every evaluation Complete, and the students are what they say."""
     import yaml
 
-    root = tmp_path / "project"
-    for part in ("default_configs", "result_sheets"):
-        shutil.copytree(os.path.join(REPO, part), root / part)
-    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_project(tmp_path / "project")
     for name in ("member", "mimo", "student"):                 # shorter runs
         path = root / "default_configs" / "distill" / f"{name}.yaml"
         cfg = yaml.safe_load(path.read_text())
@@ -149,10 +146,7 @@ def test_members_that_cannot_be_grouped_run_through_vmap():
 def test_a_copy_of_the_sheet_writes_and_reads_its_own_models(tmp_path, sheet):
     """A copy of the sheet for other seeds must not overwrite the original's models, nor distil
     or evaluate them: every model path of the shipped sheet is under models/<sheet name>/."""
-    root = tmp_path / "project"
-    for part in ("default_configs", "result_sheets"):
-        shutil.copytree(os.path.join(REPO, part), root / part)
-    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_project(tmp_path / "project")
     copy = root / "result_sheets" / f"{sheet}_seed1.csv"
     shutil.copy(root / "result_sheets" / f"{sheet}.csv", copy)
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(copy), "--root", str(root), "--dry-run"],

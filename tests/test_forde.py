@@ -2,11 +2,9 @@
 networks, the PCA, the deep-ensemble baseline against independent training, resume, several
 processes, mixed precision, and the sheet end to end."""
 import copy
-import csv
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, set_nested
+from conftest import REPO, copy_project, run_project_sheet, set_nested
 from tasks.forde.compute_pca import load_pca, pca_of, second_moment
 from tasks.forde.repulsion import repulsion, repulsion_reference
 from tasks.models import create_model
@@ -281,10 +279,7 @@ def test_double_backprop_under_autocast_and_the_gradient_scaler(pca_file):
 def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
     """The PCA, 9 trainings, 9 evaluations and the table; each evaluation equals its training's
     last validation, and the table has the three methods over three seeds."""
-    root = tmp_path / "project"
-    for part in ("default_configs", "result_sheets", "scripts"):
-        shutil.copytree(os.path.join(REPO, part), root / part)
-    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_project(tmp_path / "project", ("default_configs", "result_sheets", "scripts"))
     train_cfg = root / "default_configs" / "forde" / "train.yaml"
     cfg = yaml.safe_load(train_cfg.read_text())
     cfg["epochs"], cfg["model"]["joint_members"] = 2, 4
@@ -294,10 +289,7 @@ def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
     cfg["data"]["domains"]["C"].update(corruptions=["contrast", "gaussian_noise"], severities=[1, 3])
     ev.write_text(yaml.safe_dump(cfg))
     sheet = root / "result_sheets" / "forde.csv"
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root)],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    rows = list(csv.DictReader(open(sheet, encoding="utf-8")))
-    assert proc.returncode == 0, (proc.stdout[-3000:], [(r["name"], r.get("error")) for r in rows])
+    rows = run_project_sheet(root, sheet, tmp_path)
     assert [r["status"] for r in rows] == ["Completed"] * 20
     for r in rows:
         if r["name"].startswith("eval "):

@@ -3,7 +3,6 @@ snapshots by epoch, the authors' warm-up, and the sheet end to end."""
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, set_nested
+from conftest import REPO, copy_project, run_project_sheet, set_nested
 from tasks.jacobian.jacobian import OUTPUTS, frobenius, jacobian, operator_norm, start_vectors
 
 TRAIN = os.path.join(REPO, "tasks", "classify", "train.py")
@@ -256,10 +255,7 @@ def test_val_and_test_splits_and_clear_errors(noisy_run, tmp_path):
 def test_jacobian_sheet_end_to_end_through_sheetrun(tmp_path):
     """result_sheets/jacobian.csv with its width-4 rows and two of its checkpoints (epochs shrunk
     tenfold): trainings, sharded statistics, and the figure of all of them."""
-    root = tmp_path / "project"
-    for part in ("default_configs", "result_sheets"):
-        shutil.copytree(os.path.join(REPO, part), root / part)
-    shutil.copytree(os.path.join(REPO, "tasks"), root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_project(tmp_path / "project")
     train_cfg = root / "default_configs" / "jacobian" / "train.yaml"
     cfg = yaml.safe_load(train_cfg.read_text())
     cfg.update(epochs=4, keep_checkpoints={"every": 1})
@@ -277,10 +273,7 @@ def test_jacobian_sheet_end_to_end_through_sheetrun(tmp_path):
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(keep + [figure])
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root)],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    done = list(csv.DictReader(open(sheet, encoding="utf-8")))
-    assert proc.returncode == 0, (proc.stdout[-3000:], [(r["name"], r.get("error")) for r in done])
+    done = run_project_sheet(root, sheet, tmp_path)
     assert [r["status"] for r in done] == ["Completed"] * 11
     for r in done:
         if r["name"].startswith("stats"):

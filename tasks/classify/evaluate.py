@@ -191,9 +191,11 @@ def main(argv=None) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
     print(f"{predict.name}: {predict.members} member(s); {len(domains)} domains", flush=True)
-    per_domain, results, classes_of = {}, {}, {}
+    per_domain, results, classes_of, shifts = {}, {}, {}, {}
     for name, spec in domains.items():
         ds, subset = build_set(spec, dcfg)
+        if getattr(ds, "record", None):
+            shifts[name] = ds.record                  # a synthetic shift's options (and a tint's colours)
         classes_of[name] = domain_classes(spec, subset)
         per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)), subset, protocol)
         results[name] = summarise(per_domain[name], bins, confidence_one)
@@ -223,7 +225,8 @@ def main(argv=None) -> None:
     out = {**predict.describe(), "models": paths, **({"training": trained} if len(paths) == 1 and trained else {}),
            "in_distribution": d["in_distribution"], "class_subset_protocol": protocol,
            "calibration_confidence_one": confidence_one,
-           "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results}
+           "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results,
+           **({"shifts": shifts} if shifts else {})}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     write_json(path, out)
     r0 = results["in_distribution"]

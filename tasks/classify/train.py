@@ -152,7 +152,7 @@ def build_model(cfg: dict) -> nn.Module:
     torch.manual_seed(int(cfg["seed"]["init"]))
     return create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
                         in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
-                        mimo=mimo_members(m), joint_members=joint_members(m),
+                        weights_exclude=m.get("weights_exclude"), mimo=mimo_members(m), joint_members=joint_members(m),
                         member_seeds=member_seeds(cfg) if joint_members(m) else None, init=m.get("init", "torch"),
                         **(m.get("kwargs") or {}))
 
@@ -439,9 +439,35 @@ def _spawned(rank: int, world: int, cfg: dict, port: int, objective_factory) -> 
     train_process(rank, world, cfg, port, objective_factory)
 
 
+def lr_from(cfg: dict) -> dict:
+    """``cfg`` with ``optim.lr`` set from ``optim.lr_from: {models, metric, mode}``: the learning rate
+    of the run, among the saved models ``models`` (paths or globs), whose last epoch scored best on
+    ``metric`` (a key of their history, default ``val_acc``; ``mode``: max, or min for a loss) —
+    the fine-tuning copies at the best rate of a grid (seed 002). Ties go to the first file."""
+    pick = (cfg.get("optim") or {}).get("lr_from")
+    if not pick or not pick.get("models"):
+        return cfg
+    from tasks.classify.checkpoints import model_paths, read_classifier
+
+    metric, mode = pick.get("metric", "val_acc"), pick.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise ValueError(f"optim.lr_from.mode must be max or min, got {mode!r}")
+    scored = []
+    for path in model_paths(pick["models"]):
+        saved = read_classifier(path)
+        last = (saved.get("history") or [{}])[-1]
+        if metric not in last:
+            raise ValueError(f"optim.lr_from: {path} has no {metric!r} in its last epoch ({sorted(last)})")
+        scored.append((float(last[metric]), float(saved["config"]["optim"]["lr"]), path))
+    best = (max if mode == "max" else min)(scored, key=lambda t: t[0])
+    print(f"optim.lr_from: lr {best[1]:g} of {best[2]} ({metric} {best[0]:.4g}, best of {len(scored)})", flush=True)
+    return {**cfg, "optim": {**cfg["optim"], "lr": best[1], "lr_from": {**pick, "chosen": best[2]}}}
+
+
 def train(cfg: dict, objective_factory=None) -> dict:
     """Run the training: in this process, under torchrun, or in ``devices`` processes started here.
     ``objective_factory`` must be a module-level function (it is sent to the processes)."""
+    cfg = lr_from(cfg)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:        # torchrun
         return train_process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), cfg, None, objective_factory)
     world = int(cfg.get("devices", 1))

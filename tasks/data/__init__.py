@@ -14,7 +14,8 @@ configuration (timm's ``resolve_data_config``: input_size, mean, std,
 interpolation, crop_pct); a spec's ``transform`` picks a recipe
 (:mod:`tasks.data.transforms`) and overrides it. ``class_subset`` is None, or the class indices a set
 covers (ImageNet-A / -R), to which evaluation restricts the logits. Any labelled set takes
-``label_noise: {fraction, seed}`` (:mod:`tasks.data.label_noise`).
+``label_noise: {fraction, seed}`` (:mod:`tasks.data.label_noise`) and ``shift: {kind: tint | vflip,
+...}`` (:mod:`tasks.data.shifts`).
 
 A catalog entry with ``corruptions`` (a list, or ``all``) and ``severities``
 expands into one set per pair, named ``<corruption>_<severity>`` and grouped as
@@ -40,7 +41,8 @@ Builder = Callable[[dict, dict, bool], tuple]
 DATASETS: Dict[str, Builder] = {}
 
 # keys every spec may have, besides its builder's arguments
-COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform", "label_noise"}
+COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform", "label_noise",
+               "shift"}
 
 
 def register(name: str):
@@ -162,6 +164,11 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
         if root and isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
             spec[key] = os.path.join(root, spec[key])
     dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    if spec.get("shift"):                      # on the true labels, before any label noise
+        from tasks.data.shifts import shifted
+
+        t = spec.get("transform") if isinstance(spec.get("transform"), dict) else {}
+        dataset = shifted(dataset, spec["shift"], t.get("mean", data_cfg["mean"]), t.get("std", data_cfg["std"]))
     if spec.get("label_noise"):
         from tasks.data.label_noise import NoisyLabels
 

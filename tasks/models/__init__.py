@@ -76,12 +76,15 @@ def _network(name: str, num_classes: int, in_chans: int, mimo: int, init: str, *
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Optional[str] = None,
                  mimo: int = 0, joint_members: int = 0, member_seeds=None, init: str = "torch",
-                 **kwargs) -> nn.Module:
+                 weights_exclude: Optional[str] = None, **kwargs) -> nn.Module:
     """The network ``name`` with ``num_classes`` outputs (``mimo=M``: M subnetworks, see mimo.py;
     ``joint_members=M``: M networks as one, see joint.py, member m initialised from
     ``member_seeds[m]`` when given).
 
-    ``weights``: a local file with a state dict (or a checkpoint holding one under ``model``)."""
+    ``weights``: a local file with a state dict, a checkpoint holding one under ``model``, or a
+    model saved by tasks/classify/train.py (its ``state_dict``). ``weights_exclude``: a regular
+    expression; the parameters whose names it matches keep their fresh initialisation (a new
+    classifier when fine-tuning: ``"^fc\\."``); every other one must be in the file."""
     if joint_members and int(joint_members) >= 1:
         from tasks.models.joint import JointEnsemble
 
@@ -97,11 +100,32 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Option
     else:
         model = _network(name, num_classes, in_chans, mimo, init, **kwargs)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=False)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        model.load_state_dict(state)
+        load_weights(model, weights, weights_exclude)
     return model
+
+
+def load_weights(model: nn.Module, path: str, exclude: Optional[str] = None) -> None:
+    """Load ``path`` into ``model`` (see :func:`create_model`'s ``weights`` and ``weights_exclude``)."""
+    import re
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict) and "format" in state:
+        state = state["state_dict"]                                   # a tasks/classify model file
+    elif isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not exclude:
+        model.load_state_dict(state)
+        return
+    pattern = re.compile(exclude)
+    kept = {k: v for k, v in state.items() if not pattern.search(k)}
+    try:
+        missing, unexpected = model.load_state_dict(kept, strict=False)
+    except RuntimeError as exc:                 # shapes that differ
+        raise ValueError(f"{path} does not fit the network: {str(exc).splitlines()[-1].strip()}") from None
+    missing = [k for k in missing if not pattern.search(k)]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]} "
+                         f"(weights_exclude {exclude!r} leaves out only what it matches)")
 
 
 from tasks.models import preact_resnet, resnet_cifar, small_cnn  # noqa: E402,F401  (they register)

@@ -1,0 +1,355 @@
+"""Effective robustness (seed 002): the baseline line and its band, the synthetic shifts, splitting a
+shift by support, fine-tuning from a saved classifier."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from tasks.data import build_set
+from tasks.robustness.fit import effective_robustness, fit_line
+
+CFG = {"input_size": [3, 8, 8], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
+DIGITS = {"dataset": "digits", "split": "val", "id_classes": list(range(10))}
+
+
+@pytest.mark.parametrize("scale", ["probit", "logit"])
+def test_the_fit_recovers_a_known_line_and_points_on_it_have_no_effective_robustness(scale):
+    forward, inverse = {"probit": (stats.norm.ppf, stats.norm.cdf),
+                        "logit": (lambda a: np.log(a / (1 - a)), lambda z: 1 / (1 + np.exp(-z)))}[scale]
+    ref = np.linspace(0.3, 0.95, 9)
+    shift = inverse(0.8 * forward(ref) - 0.4)
+    line = fit_line(ref, shift, scale=scale)
+    assert line.slope == pytest.approx(0.8, abs=1e-6) and line.intercept == pytest.approx(-0.4, abs=1e-6)
+    others = np.array([0.5, 0.77, 0.9])
+    on_line = inverse(0.8 * forward(others) - 0.4)
+    np.testing.assert_allclose(effective_robustness(line, others, on_line), 0, atol=1e-6)
+    np.testing.assert_allclose(effective_robustness(line, others, on_line + 0.03), 0.03, atol=1e-6)
+
+
+def test_the_band_contains_the_line_and_is_the_textbook_interval():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.4, 0.9, 20)
+    shift = stats.norm.cdf(0.9 * stats.norm.ppf(ref) - 0.5 + rng.normal(0, 0.05, 20))
+    line = fit_line(ref, shift, alpha=0.05)
+    grid = np.linspace(0.2, 0.99, 50)
+    lower, mid, upper = line.predict(grid)
+    assert (lower < mid).all() and (mid < upper).all()
+    # the textbook confidence interval of the mean, written out with numpy
+    x, y = stats.norm.ppf(ref), stats.norm.ppf(shift)
+    slope, intercept = np.polyfit(x, y, 1)
+    s = np.sqrt(((y - slope * x - intercept) ** 2).sum() / 18)
+    g = stats.norm.ppf(grid)
+    half = stats.t(18).ppf(0.975) * s * np.sqrt(1 / 20 + (g - x.mean()) ** 2 / ((x - x.mean()) ** 2).sum())
+    np.testing.assert_allclose(upper, stats.norm.cdf(slope * g + intercept + half), rtol=1e-9)
+    np.testing.assert_allclose(lower, stats.norm.cdf(slope * g + intercept - half), rtol=1e-9)
+    # narrowest at the baselines' mean, wider away from it; the authors' band is sqrt((n-1)/n) as wide
+    widths = stats.norm.ppf(upper) - stats.norm.ppf(lower)
+    assert np.argmin(widths) == np.argmin(np.abs(g - x.mean()))
+    authors = fit_line(ref, shift, interval="authors")
+    lo_a, _, up_a = authors.predict(grid)
+    np.testing.assert_allclose(stats.norm.ppf(up_a) - stats.norm.ppf(lo_a), widths * np.sqrt(19 / 20), rtol=1e-9)
+
+
+def test_fit_inputs_are_validated():
+    with pytest.raises(ValueError, match="has no probit"):
+        fit_line([0.5, 0.7, 1.0], [0.4, 0.5, 0.6])
+    line = fit_line([0.5, 0.7, 1.0], [0.4, 0.5, 0.6], clip=0.001)
+    assert np.isfinite(line.slope)
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_line([0.5, 0.6], [0.4, 0.5])
+    with pytest.raises(ValueError, match="all equal"):
+        fit_line([0.5, 0.5, 0.5], [0.4, 0.5, 0.6])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_line([50, 60, 70], [40, 50, 60])                   # percentages, not fractions
+
+
+def pixels(x):
+    return x * torch.tensor(CFG["std"]).view(3, 1, 1) + torch.tensor(CFG["mean"]).view(3, 1, 1)
+
+
+def test_tint_is_a_convex_mix_with_the_class_colour_shared_by_reference_and_target():
+    clean, _ = build_set(DIGITS, CFG)
+    ref, _ = build_set(dict(DIGITS, shift={"kind": "tint", "p": 1.0, "seed": 3}), CFG)
+    target, _ = build_set(dict(DIGITS, shift={"kind": "tint", "p": 0.0, "seed": 3}), CFG)
+    from tasks.data.shifts import tint_draws
+
+    colours, random_class, _ = tint_draws(10, len(clean), 0.0, 3)
+    # the colours travel with the results (evaluate.py writes a set's record into eval_metrics.json)
+    assert ref.record["colours"] == target.record["colours"] == np.round(colours, 6).tolist()
+    assert ref.record["p"] == 1.0 and target.record["p"] == 0.0
+    for i in (0, 5, 17):
+        x, y, index = clean[i]
+        xr, yr, ir = ref[i]
+        xt, _, _ = target[i]
+        assert (yr, ir) == (y, index)
+        expected = 0.75 * pixels(x) + 0.25 * torch.tensor(colours[y], dtype=torch.float32).view(3, 1, 1)
+        torch.testing.assert_close(pixels(xr), expected, atol=1e-5, rtol=0)
+        other = 0.75 * pixels(x) + 0.25 * torch.tensor(colours[random_class[i]], dtype=torch.float32).view(3, 1, 1)
+        torch.testing.assert_close(pixels(xt), other, atol=1e-5, rtol=0)
+
+
+def test_at_p_1_the_class_is_predictable_from_colour_alone_and_at_p_0_it_is_not():
+    def colour_accuracy(p):
+        ds, _ = build_set(dict(DIGITS, shift={"kind": "tint", "p": p, "seed": 0}), CFG)
+        from tasks.data.shifts import tint_draws
+
+        colours = torch.tensor(tint_draws(10, len(ds), p, 0)[0], dtype=torch.float32)
+        clean, _ = build_set(DIGITS, CFG)
+        right = 0
+        for i in range(len(ds)):
+            xs, y, _ = ds[i]
+            tint = (pixels(xs) - 0.75 * pixels(clean[i][0])) / 0.25          # the colour added, recovered
+            guess = int(((colours - tint.mean((1, 2))) ** 2).sum(1).argmin())
+            right += guess == y
+        return right / len(ds)
+
+    assert colour_accuracy(1.0) == 1.0
+    assert colour_accuracy(0.0) < 0.25                      # chance (0.1) and the random class's own hits
+    assert 0.4 < colour_accuracy(0.5) < 0.7                 # p + (1 - p) / K = 0.55
+
+
+def test_vflip_turns_the_image_upside_down_and_shifts_are_validated():
+    clean, _ = build_set(DIGITS, CFG)
+    flipped, _ = build_set(dict(DIGITS, shift={"kind": "vflip"}), CFG)
+    torch.testing.assert_close(flipped[4][0], torch.flip(clean[4][0], dims=[-2]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="own seed"):
+        build_set(dict(DIGITS, shift={"kind": "tint", "p": 0.5}), CFG)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_set(dict(DIGITS, shift={"kind": "rotate"}), CFG)
+    with pytest.raises(ValueError, match="does not take"):
+        build_set(dict(DIGITS, shift={"kind": "vflip", "p": 0.5}), CFG)
+
+
+def gaussians(n_ref=400, n_in=200, n_out=200, gap=8.0, seed=0):
+    """Reference N(0, I) in 2-D; the shift: half from the same Gaussian, half from one `gap` away."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(0, 1, (n_ref, 2))
+    shifted = np.concatenate([rng.normal(0, 1, (n_in, 2)), rng.normal(gap, 1, (n_out, 2))])
+    x = np.concatenate([ref, shifted])
+    is_shifted = np.concatenate([np.zeros(n_ref, bool), np.ones(n_in + n_out, bool)])
+    only_shift = np.concatenate([np.zeros(n_ref + n_in, bool), np.ones(n_out, bool)])
+    return x, is_shifted, only_shift
+
+
+def test_cross_fitting_never_scores_an_example_with_a_model_trained_on_it():
+    from tasks.robustness.support import cross_fit, logistic_domain_classifier
+
+    x, is_shifted, _ = gaussians()
+    seen = []
+
+    def spy(train_x, train_y, score_x):
+        seen.append((train_x.copy(), score_x.copy()))
+        return logistic_domain_classifier()(train_x, train_y, score_x)
+
+    fit = cross_fit(x, is_shifted, spy, folds=5, seed=1)
+    assert np.isfinite(fit.logits).all() and set(fit.fold_of) == set(range(5))
+    for k, trained in enumerate(fit.trained_on):
+        scored = np.flatnonzero(fit.fold_of == k)
+        assert len(np.intersect1d(trained, scored)) == 0                   # never scored by its own model
+        assert len(trained) + len(scored) == len(x)
+        train_rows = {tuple(r) for r in seen[k][0]}
+        assert not any(tuple(r) in train_rows for r in seen[k][1])          # and the model got only those rows
+    with pytest.raises(ValueError, match="both reference and shifted"):
+        cross_fit(x, np.ones(len(x), bool), spy, folds=5)
+
+
+def test_the_split_puts_the_shift_only_mass_out_of_support_and_grows_with_epsilon():
+    from tasks.robustness.support import (calibrate, cross_fit, density_ratios, logistic_domain_classifier,
+                                          out_of_support)
+
+    x, is_shifted, only_shift = gaussians()
+    fit = cross_fit(x, is_shifted, logistic_domain_classifier(), folds=10, seed=0)
+    alpha = calibrate(fit.logits, is_shifted)
+    r = density_ratios(fit.logits, alpha, n_ref=400, n_shift=400)
+    split = out_of_support(r[is_shifted], [1e-3, 0.05, 0.1, 0.2, 0.5])
+    far = only_shift[is_shifted]
+    for eps, mask in split.items():
+        if eps < 0.05:        # r >= 1000 asks more than a linear classifier of 800 points gives: fewer, not more
+            assert mask.sum() <= split[0.05].sum()
+            continue
+        # the far cluster, which the reference never produces, is out of support; the shared half is not
+        assert mask[far].mean() > 0.95, (eps, mask[far].mean())
+        assert mask[~far].mean() < 0.2, (eps, mask[~far].mean())
+    sizes = [split[e].sum() for e in sorted(split)]
+    assert sizes == sorted(sizes)                                          # monotone in epsilon
+    assert all((split[a] <= split[b]).all() for a, b in zip(sorted(split), sorted(split)[1:]))
+    # the temperature is the minimiser of the calibrated cross-entropy
+    from scipy.optimize import minimize_scalar
+
+    def bce(a):
+        z = a * fit.logits
+        return np.mean(np.logaddexp(0, z) - is_shifted * z)
+    assert alpha == pytest.approx(minimize_scalar(bce, bounds=(0.01, 10), method="bounded").x, rel=1e-3)
+    np.testing.assert_allclose(density_ratios(np.array([0.0, np.log(3)]), 1.0, 100, 50), [2.0, 6.0])
+
+
+def test_fine_tuning_starts_from_a_saved_classifier_with_a_new_head(tmp_path):
+    """A tasks/classify model file as `weights`; `weights_exclude` leaves the classifier fresh and
+    refuses a file that does not fit the rest."""
+    from tasks.models import create_model
+
+    torch.manual_seed(0)
+    source = create_model("small_cnn", 5, width=4)
+    torch.save({"format": "sheetrun_classifier/1", "model": {"name": "small_cnn"}, "state_dict": source.state_dict()},
+               tmp_path / "pre.pt")
+    torch.manual_seed(1)
+    fresh = create_model("small_cnn", 3, width=4)
+    head = next(n for n, m in fresh.named_modules() if isinstance(m, torch.nn.Linear))
+    torch.manual_seed(1)
+    tuned = create_model("small_cnn", 3, width=4, weights=str(tmp_path / "pre.pt"), weights_exclude=rf"^{head}\.")
+    for name, value in tuned.state_dict().items():
+        expected = fresh.state_dict()[name] if name.startswith(f"{head}.") else source.state_dict()[name]
+        assert torch.equal(value, expected), name
+    with pytest.raises(ValueError, match="does not fit"):
+        create_model("small_cnn", 3, width=4, depth=2, weights=str(tmp_path / "pre.pt"), weights_exclude=rf"^{head}\.")
+    with pytest.raises(RuntimeError):
+        create_model("small_cnn", 3, width=4, weights=str(tmp_path / "pre.pt"))     # a 5-class head, no exclude
+
+
+def test_effective_robustness_of_a_sheet_s_rows_goes_into_those_rows(tmp_path):
+    """A sheet with 6 baseline evaluations on a known probit line and 3 others above or on it: the
+    script writes each row's effective robustness (accuracy points) and draws the plot."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    root = tmp_path / "project"
+    (root / "result_sheets").mkdir(parents=True)
+    rows, truth = [], {}
+    points = [(f"baseline s{i}", r, stats.norm.cdf(0.7 * stats.norm.ppf(r) - 0.3))
+              for i, r in enumerate([0.55, 0.62, 0.7, 0.76, 0.83, 0.9])]
+    points += [("pretrained a", 0.8, stats.norm.cdf(0.7 * stats.norm.ppf(0.8) - 0.3) + 0.05),
+               ("pretrained b", 0.85, stats.norm.cdf(0.7 * stats.norm.ppf(0.85) - 0.3)),
+               ("pretrained c", 0.88, 0.4)]
+    for i, (name, ref, shift) in enumerate(points):
+        folder = root / "runs" / f"r{i}"
+        folder.mkdir(parents=True)
+        (folder / "eval_metrics.json").write_text(json.dumps({"results": {
+            "in_distribution": {"acc1": ref}, "target": {"acc1": shift}}}))
+        rows.append({"name": name, "path_to_main": "tasks/classify/evaluate.py", "status": "Completed",
+                     "run_id": f"rid{i}", "run_folder": f"runs/r{i}", "notes": "kept"})
+        truth[name] = 100 * (shift - stats.norm.cdf(0.7 * stats.norm.ppf(ref) - 0.3))
+    rows.append({"name": "not finished", "path_to_main": "x.py", "status": "Running", "run_id": "rid9",
+                 "run_folder": "", "notes": ""})
+    sheet = root / "result_sheets" / "er.csv"
+    with open(sheet, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "er.yaml").write_text(f"sheets: [{sheet}]\nshifted: target\nbaselines: ['baseline *']\n"
+                                      f"out: {tmp_path / 'out'}\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "robustness", "effective_robustness.py"),
+                           "--config", str(tmp_path / "er.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = {r["name"]: r for r in csv.DictReader(open(sheet))}
+    for name, er in truth.items():
+        assert float(written[name]["effective_robustness"]) == pytest.approx(er, abs=2e-3), name
+        assert float(written[name]["effective_robustness_low"]) <= float(written[name]["effective_robustness"]) <= \
+            float(written[name]["effective_robustness_high"])
+        assert written[name]["notes"] == "kept"
+    assert written["pretrained a"]["effective_robustness"] and float(written["pretrained a"]["effective_robustness"]) > 4.9
+    assert written["not finished"].get("effective_robustness", "") == ""
+    assert (tmp_path / "out" / "effective_robustness.png").stat().st_size > 20_000
+    assert "| pretrained a | evaluated |" in (tmp_path / "out" / "effective_robustness.md").read_text()
+
+
+
+def test_split_shift_finds_the_tint_in_support_and_the_flip_out_of_it(tmp_path):
+    """Digits tinted with p = 0.5 as the reference: the p = 0 tint uses colours the reference also shows
+    (in support); the same tinted digits upside down are partly new (out of support), the more so for
+    digits that do not look like themselves flipped."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    shares, flipped = {}, None
+    reference_tint = {"kind": "tint", "p": 0.5, "seed": 0}
+    for name, target in (("tint", {"kind": "tint", "p": 0.0, "seed": 0}), ("flip", [reference_tint, {"kind": "vflip"}])):
+        cfg = {"data": {"input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3},
+               "reference": {"dataset": "digits", "split": "train", "id_classes": [0, 1, 2, 3, 4],
+                             "shift": {"kind": "tint", "p": 0.5, "seed": 0}},
+               "shifted": {"dataset": "digits", "split": "val", "id_classes": [0, 1, 2, 3, 4], "shift": target},
+               "folds": 3, "epsilons": [0.1, 0.5], "out": str(tmp_path / name)}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "robustness", "split_shift.py"),
+                               "--config", str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        saved = np.load(tmp_path / name / "support.npz")
+        assert list(saved["epsilons"]) == [0.1, 0.5] and saved["out_of_support"].shape == (2, 226)
+        assert (saved["fold"] >= 0).all() and np.isfinite(saved["logits"]).all()
+        shares[name] = saved["out_of_support"].mean(1)
+        assert (saved["out_of_support"][0] <= saved["out_of_support"][1]).all()        # monotone in epsilon
+        flipped = saved["out_of_support"][0] if name == "flip" else flipped
+    assert shares["flip"][0] > 0.3 and shares["tint"][0] < 0.1, shares
+    # upside down, a 0 or a 1 still looks like one (in support); a 2, 3 or 4 does not
+    clean, _ = build_set({"dataset": "digits", "split": "val", "id_classes": [0, 1, 2, 3, 4]}, CFG)
+    labels = np.array([clean[i][1] for i in range(len(clean))])
+    assert flipped[labels >= 2].mean() > flipped[labels <= 1].mean() + 0.15
+
+
+def test_shifts_compose_in_order():
+    clean, _ = build_set(DIGITS, CFG)
+    tint = {"kind": "tint", "p": 1.0, "seed": 2}
+    both, _ = build_set(dict(DIGITS, shift=[tint, {"kind": "vflip"}]), CFG)
+    tinted, _ = build_set(dict(DIGITS, shift=tint), CFG)
+    torch.testing.assert_close(both[7][0], torch.flip(tinted[7][0], dims=[-2]), atol=1e-5, rtol=0)
+    assert [r["kind"] for r in both.record] == ["tint", "vflip"] and "colours" in both.record[0]
+
+
+def test_robustness_sheet_end_to_end_through_sheetrun(tmp_path):
+    """result_sheets/robustness.csv (narrower networks, 3 folds): pre-training, 3 baselines with 4
+    snapshots each, a fine-tuning lr grid and 2 copies at its best lr, 17 evaluations, effective
+    robustness on the tint and the flip, and both splits."""
+    import csv
+    import json
+
+    import yaml
+
+    from conftest import copy_project, run_project_sheet
+
+    root = copy_project(tmp_path / "project")
+    folder = root / "default_configs" / "robustness"
+    for name in ("pretrain", "train"):
+        cfg = yaml.safe_load((folder / f"{name}.yaml").read_text())
+        cfg["model"]["kwargs"]["width"] = 8
+        if name == "pretrain":
+            cfg["epochs"] = 4
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    for name in ("split_tint", "split_flip"):
+        cfg = yaml.safe_load((folder / f"{name}.yaml").read_text())
+        cfg["folds"] = 3
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    sheet = root / "result_sheets" / "robustness.csv"
+    rows = run_project_sheet(root, sheet, tmp_path)
+    assert [r["status"] for r in rows] == ["Completed"] * len(rows) and len(rows) == 30
+    by = {r["name"]: r for r in rows}
+    # the copies took the lr of the grid's best reference accuracy
+    grid = {lr: float(by[f"finetune lr {lr}"]["val_acc"]) for lr in ("0.003", "0.01", "0.03")}
+    best = max(grid, key=lambda lr: (grid[lr], -list(grid).index(lr)))
+    for s in (1, 2):
+        saved = torch.load(root / "models" / "robustness" / f"finetune_best_{s}.pt", weights_only=False)
+        assert saved["config"]["optim"]["lr"] == float(best)
+    # every evaluation row got both effective robustness columns, the baselines' scattered around 0
+    evals = [r for r in rows if r["path_to_main"] == "tasks/classify/evaluate.py"]
+    assert len(evals) == 17 and all(r["er_tint"] and r["er_flip"] for r in evals)
+    baseline = [float(r["er_tint"]) for r in evals if r["name"].startswith("baseline")]
+    assert abs(np.mean(baseline)) < 1.0
+    metrics = json.load(open(root / evals[0]["run_folder"] / "eval_metrics.json"))
+    assert metrics["shifts"]["tint"]["colours"] == metrics["shifts"]["in_distribution"]["colours"]
+    for shift in ("tint", "flip"):
+        out = root / by[f"effective robustness {shift}"]["run_folder"]
+        assert (out / "effective_robustness.png").stat().st_size > 20_000
+        table = list(csv.DictReader(open(out / "effective_robustness.csv")))
+        assert sum(t["group"] == "baseline" for t in table) == 12 and sum(t["group"] == "evaluated" for t in table) == 5
+        split = by[f"split {shift}"]
+        assert float(split["domain_auroc"]) > 0.5
+    # the flip is out of the reference's support, the decorrelated tint is not
+    assert float(by["split flip"]["out_of_support_0.1"]) > 0.3 > 0.1 > float(by["split tint"]["out_of_support_0.1"])
