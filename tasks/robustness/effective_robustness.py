@@ -134,7 +134,8 @@ def main(argv=None) -> pd.DataFrame:
         for r in df.sort_values(["group", "effective_robustness"], ascending=[False, False]).itertuples():
             f.write(f"| {r.name} | {r.group} | {100 * r.ref:.2f} | {100 * r.shift:.2f} | {100 * r.predicted:.2f} | "
                     f"{r.effective_robustness:+.2f} | [{r.er_low:+.2f}, {r.er_high:+.2f}] |\n")
-        f.write(f"\nLine ({line.scale} axes, {line.n} baselines): {line.slope:.4f} x + {line.intercept:.4f}; "
+        f.write(f"\nLine ({line.scale} axes, {line.n} baselines): {line.slope:.4f} x "
+                f"{'+' if line.intercept >= 0 else '-'} {abs(line.intercept):.4f}; "
                 f"{100 * (1 - line.alpha):.0f}% band ({cfg.get('interval', 'exact')}).\n")
     figure(df, line, os.path.join(out, "effective_robustness.png"), reference, shifted)
     if cfg.get("write_rows", True):
