@@ -226,3 +226,16 @@ def test_imagenet_val_as_distributed_is_read_with_its_labels(tmp_path):
     (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ilsvrc_ids[w]}\n" for w in picks))
     ds, _ = build_set(spec, CFG)
     assert [label for _, label in ds.samples] == [3, 999, 3]
+
+
+def test_imagenet_v2_folders_are_class_indices(tmp_path):
+    root = tmp_path / "imagenetv2-matched-frequency-format-val"
+    for k, n in ((0, 2), (7, 1), (999, 1)):
+        for i in range(n):
+            write_image(root / str(k) / f"{i}.jpeg", k % 250)
+    (root / "__MACOSX").mkdir()
+    ds, subset = build_set({"dataset": "imagenet_v2", "root": str(root), "transform": PLAIN}, CFG)
+    assert subset is None and [ds[i][1] for i in range(len(ds))] == [0, 0, 7, 999]
+    (root / "n01440764").mkdir()
+    with pytest.raises(ValueError, match="class indices 0-999"):
+        build_set({"dataset": "imagenet_v2", "root": str(root), "transform": PLAIN}, CFG)

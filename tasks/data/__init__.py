@@ -7,7 +7,7 @@ torch ``Dataset`` of ``(image, label, index)`` items.
 
 ``spec["dataset"]`` picks a builder from :data:`DATASETS` (``digits``,
 ``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``,
-``imagenet_o``, ``cifar10``, ``cifar100``, ``cifar10_c``, ``cifar100_c``,
+``imagenet_o``, ``imagenet_v2``, ``cifar10``, ``cifar100``, ``cifar10_c``, ``cifar100_c``,
 ``tiny_imagenet``, ``tiny_imagenet_c``; see folders.py and cifar.py); the
 other keys are that builder's arguments. ``data_cfg`` is the backbone's input
 configuration (timm's ``resolve_data_config``: input_size, mean, std,
@@ -101,6 +101,13 @@ def _class_subset(spec, data_cfg, augment):
 def _ood_folder(spec, data_cfg, augment):
     args = _args(spec, {"root"})
     return folders.ood_folder(args["root"], _transform(spec, data_cfg))
+
+
+@register("imagenet_v2")
+def _imagenet_v2(spec, data_cfg, augment):
+    """ImageNet-V2: folders named by class index (ImageNet-Sketch is an ``image_folder``: wnid folders)."""
+    args = _args(spec, {"root"})
+    return folders.imagenet_v2(args["root"], _transform(spec, data_cfg))
 
 
 @register("imagenet_o")

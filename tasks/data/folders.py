@@ -185,6 +185,23 @@ def class_subset(root: str, transform, classes=None):
     return ImageFiles(samples, transform), present
 
 
+def imagenet_v2(root: str, transform) -> Tuple[ImageFiles, None]:
+    """ImageNet-V2 as distributed (``imagenetv2-matched-frequency-format-val`` and its siblings):
+    folders ``0`` ... ``999`` named by the ImageNet class index, which is each image's label."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder not found: {root}")
+    samples = []
+    folders = sorted((d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not is_system_folder(d)),
+                     key=lambda d: (not d.isdigit(), int(d) if d.isdigit() else 0, d))
+    for name in folders:
+        if not name.isdigit() or not 0 <= int(name) < 1000:
+            raise ValueError(f"{root}: ImageNet-V2 folders are class indices 0-999, found {name!r}")
+        samples += [(p, int(name)) for p in list_images(os.path.join(root, name))]
+    if not samples:
+        raise ValueError(f"no images under {root}")
+    return ImageFiles(samples, transform), None
+
+
 def folder_classes(root: str) -> List[int]:
     """The ImageNet indices of the WordNet-id folders directly under ``root`` (ImageNet-O's 200
     classes: the in-distribution classes its images were picked against)."""
