@@ -2,12 +2,32 @@
 other rows: tables, effective robustness).
 
     rows = evaluated_rows("result_sheets/robustness.csv", "eval_metrics.json")
+    sheets = config_sheets(cfg)                 # a row's `sheets`, else the sheet it runs in
+    as_list(cfg.get("baselines"), ["baseline*"]); matches("baseline s0", ["baseline*"])
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
-from typing import List
+from typing import List, Sequence
+
+
+def as_list(value, default: Sequence[str] = ()) -> List[str]:
+    """A config value that is one text or a list of them, as a list (``default`` when empty)."""
+    if not value:
+        return list(default)
+    return [value] if isinstance(value, str) else list(value)
+
+
+def config_sheets(cfg: dict) -> List[str]:
+    """The sheets a summarising row reads: its ``sheets``, else the sheet it runs in (SHEETRUN_SHEET)."""
+    return as_list(cfg.get("sheets"), [os.environ["SHEETRUN_SHEET"]] if os.environ.get("SHEETRUN_SHEET") else [])
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether a row name matches any of the shell-style ``patterns`` (``baseline *``)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def evaluated_rows(location: str, filename: str) -> List[dict]:

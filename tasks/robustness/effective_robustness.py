@@ -20,8 +20,6 @@ gets ``effective_robustness.md`` / ``.csv`` and ``effective_robustness.png``: ev
 """
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import os
 import sys
 from typing import List
@@ -36,7 +34,7 @@ from tasks.robustness.fit import SCALES, effective_robustness, fit_line  # noqa:
 
 def collect(sheets: List[str], reference: str, shifted: str, baselines: List[str]) -> pd.DataFrame:
     """One line per evaluated row: sheet, row, run_id, name, group, ref / shift accuracy (fractions)."""
-    from tasks.sheets import evaluated_rows
+    from tasks.sheets import evaluated_rows, matches
 
     lines = []
     for sheet in sheets:
@@ -46,7 +44,7 @@ def collect(sheets: List[str], reference: str, shifted: str, baselines: List[str
                 continue
             if "acc1" not in results[reference] or "acc1" not in results[shifted]:
                 continue
-            group = "baseline" if any(fnmatch.fnmatchcase(r["name"], p) for p in baselines) else "evaluated"
+            group = "baseline" if matches(r["name"], baselines) else "evaluated"
             lines.append({"location": sheet, "sheet": r["sheet"], "row": r["row"], "run_id": r["run_id"],
                           "name": r["name"], "group": group, "ref": float(results[reference]["acc1"]),
                           "shift": float(results[shifted]["acc1"])})
@@ -78,7 +76,7 @@ def figure(df: pd.DataFrame, line, path: str, reference: str, shifted: str) -> N
                        c=colour, marker=marker, s=40 if marker == "o" else 110, label=f"{group} ({len(part)})",
                        edgecolors="k", linewidths=0.4, zorder=3)
     ticks = np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
-    for axis, values in ((ax.xaxis, df["ref"]), (ax.yaxis, df["shift"])):
+    for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(forward(ticks))
         axis.set_ticklabels([f"{100 * t:g}" for t in ticks])
     ax.set_xlim(gx.min(), gx.max())
@@ -95,24 +93,17 @@ def figure(df: pd.DataFrame, line, path: str, reference: str, shifted: str) -> N
 
 def main(argv=None) -> pd.DataFrame:
     from runner import report
-    from tasks.common import run_dir
+    from tasks.common import load_config, run_dir
+    from tasks.sheets import as_list, config_sheets
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args(argv)
-    import yaml
-
-    with open(args.config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f) or {}
-    sheets = cfg.get("sheets") or ([os.environ["SHEETRUN_SHEET"]] if os.environ.get("SHEETRUN_SHEET") else [])
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    sheets = config_sheets(cfg)
     if not sheets:
         raise ValueError("sheets: give the sheets whose evaluations to read (as a sheet's row: its own by default)")
-    sheets = [sheets] if isinstance(sheets, str) else list(sheets)
     reference, shifted = cfg.get("reference", "in_distribution"), cfg.get("shifted")
     if not shifted:
         raise ValueError("shifted: name the evaluation domain of the shifted distribution")
-    baselines = cfg.get("baselines") or ["baseline*"]
-    baselines = [baselines] if isinstance(baselines, str) else list(baselines)
+    baselines = as_list(cfg.get("baselines"), ["baseline*"])
     df = collect(sheets, reference, shifted, baselines)
     base = df[df["group"] == "baseline"] if not df.empty else df
     if len(base) < 3:

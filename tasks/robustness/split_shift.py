@@ -1,7 +1,7 @@
 """Split a shifted set into the part the reference distribution covers and the part it does not, and
 measure every model's effective robustness on each part (seed 002).
 
-    python tasks/robustness/split_shift.py --config default_configs/robustness/split_shift.yaml
+    python tasks/robustness/split_shift.py --config default_configs/robustness/split_tint.yaml
 
 1. A domain classifier tells ``shifted`` examples from ``reference`` ones (set specs of
    tasks/data; ``max_reference`` draws a subset of the reference, as the authors draw 100,000
@@ -26,8 +26,6 @@ the share out of support per epsilon.
 """
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import os
 import sys
 
@@ -53,39 +51,35 @@ def images(dataset, limit: int | None, seed: int) -> np.ndarray:
 
 def model_rows(sheets, rows, baselines, reference_domain):
     """The evaluation rows named by ``rows``: name, group, files, kind options, reference accuracy."""
-    from tasks.sheets import evaluated_rows
+    from tasks.sheets import evaluated_rows, matches
 
     found = []
     for sheet in sheets:
         for r in evaluated_rows(sheet, "eval_metrics.json"):
-            if not any(fnmatch.fnmatchcase(r["name"], p) for p in rows):
+            if not matches(r["name"], rows):
                 continue
             res = r["results"]
             acc = res.get("results", {}).get(reference_domain, {}).get("acc1")
             if acc is None:
                 continue
-            group = "baseline" if any(fnmatch.fnmatchcase(r["name"], p) for p in baselines) else "evaluated"
+            group = "baseline" if matches(r["name"], baselines) else "evaluated"
             found.append({"sheet": r["sheet"], "name": r["name"], "group": group, "models": res["models"],
                           "kind": res.get("kind", "auto"), "options": res, "ref": float(acc)})
     return found
 
 
 def main(argv=None) -> pd.DataFrame:
-    import yaml
     from sklearn.metrics import roc_auc_score
 
     from runner import report
     from tasks.classify.evaluate import evaluate_domain, load_kind
-    from tasks.common import pick_device, run_dir
+    from tasks.classify.train import data_config
+    from tasks.common import load_config, pick_device, run_dir
     from tasks.data import build_set
+    from tasks.sheets import as_list, config_sheets
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    with open(parser.parse_args(argv).config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f) or {}
-    d = cfg["data"]
-    dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
-            "interpolation": d.get("interpolation", "bilinear"), "crop_pct": 1.0}
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    dcfg = data_config(cfg)
     seed, folds = int(cfg.get("seed", 0)), int(cfg.get("folds", 10))
     epsilons = [float(e) for e in cfg.get("epsilons", [0.01, 0.1])]
     classifier = dict(cfg.get("classifier") or {"kind": "logistic"})
@@ -115,14 +109,12 @@ def main(argv=None) -> pd.DataFrame:
 
     metrics = {"domain_auroc": round(auroc, 4), "temperature": round(alpha, 4),
                **{f"out_of_support_{e:g}": round(float(split[e].mean()), 4) for e in epsilons}}
-    sheets = cfg.get("sheets") or ([os.environ["SHEETRUN_SHEET"]] if os.environ.get("SHEETRUN_SHEET") else [])
-    sheets = [sheets] if isinstance(sheets, str) else list(sheets)
-    patterns = cfg.get("rows") or []
+    sheets, patterns = config_sheets(cfg), as_list(cfg.get("rows"))
     lines = []
     if sheets and patterns:
         device = pick_device(cfg.get("device", "auto"))
-        found = model_rows(sheets, [patterns] if isinstance(patterns, str) else list(patterns),
-                           cfg.get("baselines") or ["baseline*"], cfg.get("reference_domain", "in_distribution"))
+        found = model_rows(sheets, patterns, as_list(cfg.get("baselines"), ["baseline*"]),
+                           cfg.get("reference_domain", "in_distribution"))
         for r in found:
             predict = load_kind(r["models"], r["kind"], device, r["options"])
             correct = evaluate_domain(predict, shifted, int(cfg.get("batch_size", 256)), device)["correct"]
