@@ -21,6 +21,7 @@ setup(
         "PyYAML>=6.0",
         "rich>=13.0",
         "scikit-learn>=1.2",
+        "scipy>=1.9",                # tasks/robustness/fit.py (also what scikit-learn installs)
         "matplotlib>=3.5",
         "tqdm>=4.60",
     ],
