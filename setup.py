@@ -25,6 +25,10 @@ setup(
         "matplotlib>=3.5",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"]},
+    extras_require={
+        # CLIP's text tower, for zero-shot heads (tasks/robustness/zero_shot_head.py); the tests use it too
+        "clip": ["open_clip_torch>=2.20"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "open_clip_torch>=2.20"],
+    },
     entry_points={"console_scripts": ["sheetrun=runner.cli:main"]},
 )

@@ -7,16 +7,19 @@ So a GPU user is never the first to run them. In a temporary project (a copy of 
 ``default_configs/`` and the sheets) it writes the data the full-scale configs read, in the
 layouts they expect — ImageNet train / val as WordNet-id class folders (with a grayscale, a
 CMYK and a PNG image among the JPEGs, and the hidden folders archives leave), ImageNet-C as
-corruption / severity / class, ImageNet-A and -R as 200-class-style subsets, ImageNet-O,
+corruption / severity / class, ImageNet-A and -R as 200-class-style subsets, ImageNet-V2 as folders
+named by class index, ImageNet-Sketch as WordNet-id folders, ImageNet-O,
 iNaturalist and OpenImages as folders of images; CIFAR-10 / -100 as their pickled "python
 version" batches, CIFAR-10-C / -100-C as one ``.npy`` per corruption, TinyImageNet with its
-``wnids.txt`` and ``val_annotations.txt``, TinyImageNet-C as corruption / severity / wnid — and a
-backbone checkpoint in the original DeiT file format. Then it shrinks what only costs time
+``wnids.txt`` and ``val_annotations.txt``, TinyImageNet-C as corruption / severity / wnid — a
+backbone checkpoint in the original DeiT file format, and the published weights seed 002's sheets
+read as timm's ``.safetensors`` files. Then it shrinks what only costs time
 (epochs, batch sizes, workers, one device, no fp16 on a CPU, a small network of the same family:
 ResNet-18 for ResNet-50, a ViT-Tiny for the DeiT-III-B, FoRDE's ResNets at width 8 with 3
 members; the distillation configs' learning rates, which the seed scales with the batch, scaled
-with it; TinyImageNet at 32 x 32, so its PCA's eigen-decomposition is 3072², not 12288²) and
-runs each sheet with ``sheetrun run``. Every other value is
+with it; TinyImageNet at 32 x 32, so its PCA's eigen-decomposition is 3072², not 12288²; seed 002's
+ViTs as ViT-Tiny at 32 x 32, its baseline 85 epochs, the last snapshot its sheet evaluates, and 5 of the
+133 published models its split sheet evaluates) and runs each sheet with ``sheetrun run``. Every other value is
 the sheet's and the config's own. The table at the end gives each sheet's rows and time; the
 exit status is 1 if any row did not complete.
 """
@@ -35,7 +38,8 @@ import numpy as np
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHEETS = ["caching", "training", "evaluation", "distillation_imagenet", "forde_full_scale"]  # in dependency order
+SHEETS = ["caching", "training", "evaluation", "distillation_imagenet", "forde_full_scale",
+          "robustness_imagenet_out_of_support", "robustness_imagenet_split"]  # in dependency order
 CLASSES = 4                      # ImageNet classes in the generated tree
 SED_CORRUPTIONS = 15
 SEVERITIES = [1, 2, 3, 4, 5]
@@ -43,11 +47,25 @@ SEVERITIES = [1, 2, 3, 4, 5]
 # value -> what it becomes, by key, wherever the key appears in a full-scale config
 SHRINK = {"epochs": 2, "batch_size": 4, "eval_batch_size": 8, "div_batch_size": 4, "num_workers": 0, "devices": 1,
           "epoch_rows": 16, "max_memory_gb": 1}
-NETWORKS = {"resnet50": "resnet18", "deit3_base_patch16_224.fb_in22k_ft_in1k": "vit_tiny_patch16_224"}
+NETWORKS = {"resnet50": "resnet18", "deit3_base_patch16_224.fb_in22k_ft_in1k": "vit_tiny_patch16_224",
+            "vit_base_patch32_clip_224": "vit_tiny_patch16_224", "vit_base_patch32_clip_quickgelu_224": "vit_tiny_patch16_224",
+            "vit_base_patch32_224": "vit_tiny_patch16_224", "vit_large_patch14_clip_224": "vit_tiny_patch16_224",
+            "ViT-B-32-quickgelu": "sheetrun-tiny-clip"}       # open_clip's, for the zero-shot head's text tower
 # FoRDE's configs shrink these too: narrower ResNets, fewer members, TinyImageNet at CIFAR's size
 FORDE_SHRINK = {"width": 8, "joint_members": 3, "size": 32}
+# seed 002's: ViTs at 32 x 32 (2 x 2 patches); its baseline keeps 85 epochs, the last snapshot its sheet evaluates
+# (and CLIP's text tower as a 1-layer open_clip model of the same embedding size, described by model_config)
+TINY_CLIP = "models/pretrained/sheetrun-tiny-clip.json"
+ROBUSTNESS_SHRINK = {"size": 32, "resize": 36, "img_size": 32, "epochs": 85, "model_config": TINY_CLIP}
 FOLDERS = {"default_configs/sed/imagenet": {}, "default_configs/distill/imagenet": {},
-           "default_configs/forde/full_scale": FORDE_SHRINK}
+           "default_configs/forde/full_scale": FORDE_SHRINK, "default_configs/robustness/full_scale": ROBUSTNESS_SHRINK}
+# the published models of robustness_imagenet_split.csv kept (3 baselines fix a line; 2 pre-trained)
+PUBLISHED_KEPT = ("resnet18.a1_in1k", "resnet34.a1_in1k", "legacy_seresnet18.in1k", "resnet18.fb_swsl_ig1b_ft_in1k",
+                  "resnet50.fb_swsl_ig1b_ft_in1k")
+# the published weights the robustness configs read, as (file, classes of its head), made as ViT-Tiny at 32 x 32
+ROBUSTNESS_WEIGHTS = (("models/pretrained/vit_base_patch32_clip_quickgelu_224.openai.safetensors", 512),
+                      ("models/pretrained/vit_base_patch32_224.augreg_in21k.safetensors", 21843),
+                      ("models/pretrained/vit_large_patch14_clip_224.laion2b.safetensors", 768))
 SMALL_SIDE = 32
 
 
@@ -91,10 +109,17 @@ def make_data(root: str, seed: int = 0) -> None:
         for severity in SEVERITIES:                  # one image per set, of a class that varies
             wnid = classes[(k + severity) % len(classes)]
             write_image(os.path.join(data, "imagenet-c", corruption, str(severity), wnid, "a.JPEG"), rng)
-    for name in ("imagenet-a", "imagenet-r"):
+    for name, count in (("imagenet-a", 2), ("imagenet-r", 6)):
         for wnid in classes[:2]:
-            for i in range(2):
+            for i in range(count):
                 write_image(os.path.join(data, name, wnid, f"{i}.JPEG"), rng)
+    # ImageNet-V2 (folders by class index) and -Sketch; 16 images each, so that the domain classifiers'
+    # 9/10 tuning split (of 16 ImageNet + 16 shifted images) holds out both kinds and its AUROC is defined
+    for c, wnid in enumerate(classes):
+        for i in range(4):
+            write_image(os.path.join(data, "imagenetv2-matched-frequency-format-val", str(wnids.index(wnid)),
+                                     f"{i}.jpeg"), rng)
+            write_image(os.path.join(data, "imagenet-sketch", wnid, f"{i}.JPEG"), rng, kinds[(c + i) % 3])
     for wnid in (wnids[5], wnids[600]):
         write_image(os.path.join(data, "imagenet-o", wnid, "o.JPEG"), rng)
     for name in ("iNaturalist", "openimages"):
@@ -177,6 +202,62 @@ def make_backbone(root: str) -> None:
     torch.save({"model": model.state_dict()}, path)
 
 
+def make_robustness_weights(root: str) -> None:
+    """Seed 002's published weights as timm's .safetensors files, of the shrunk networks: ViT-Tiny at
+    32 x 32 with the published heads' sizes, and the kept published ImageNet models at their size."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    for path, classes in ROBUSTNESS_WEIGHTS:
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=classes,
+                                  img_size=ROBUSTNESS_SHRINK["img_size"])
+        os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(root, path))
+    import json
+
+    import open_clip
+
+    tiny = {"embed_dim": 512, "quick_gelu": True, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64,
+                                                                 "patch_size": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+    with open(os.path.join(root, TINY_CLIP), "w") as f:
+        json.dump(tiny, f)
+    open_clip.add_model_config(os.path.join(root, TINY_CLIP))
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)       # open_clip says that a model without weights has none
+    torch.save(open_clip.create_model("sheetrun-tiny-clip").state_dict(),
+               os.path.join(root, "models", "pretrained", "open_clip_ViT-B-32-quickgelu.openai.bin"))
+    for name in PUBLISHED_KEPT:
+        model = timm.create_model(name.split(".")[0], pretrained=False)
+        os.makedirs(os.path.join(root, "models", "timm"), exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  os.path.join(root, "models", "timm", f"{name}.safetensors"))
+
+
+def keep_published(path: str) -> None:
+    """robustness_imagenet_split.csv with only the rows of the PUBLISHED_KEPT models (and no mention
+    of the others in depends_on): fewer published models, the one size of that sheet that is a row count."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+        columns = list(rows[0])
+    dropped = set()
+    for row in rows:
+        model = row["name"].split(" ", 1)[1] if row["name"].startswith(("import ", "baseline ", "pre-trained ")) else ""
+        if row["path_to_main"] in ("tasks/classify/import_weights.py", "tasks/classify/evaluate.py") \
+                and model not in PUBLISHED_KEPT:
+            dropped.add(row["name"])
+    kept = [r for r in rows if r["name"] not in dropped]
+    for row in kept:
+        row["depends_on"] = ", ".join(t.strip() for t in row["depends_on"].split(",") if t.strip() and t.strip() not in dropped)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+
+
 def shrink(value, key: str = "", extra: dict = None):
     """A config with only its sizes changed (see SHRINK, NETWORKS and, where given, ``extra``)."""
     sizes = {**SHRINK, **(extra or {})}
@@ -190,6 +271,8 @@ def shrink(value, key: str = "", extra: dict = None):
         return min(value, sizes[key]) if key != "devices" else sizes[key]
     if key == "amp":
         return "none" if isinstance(value, str) else False
+    if key == "model_config" and "model_config" in sizes:
+        return sizes["model_config"]
     if key == "name" and value in NETWORKS:
         return NETWORKS[value]
     return value
@@ -210,7 +293,9 @@ def make_project(root: str) -> None:
                 small["optim"]["lr"] = cfg["optim"]["lr"] * small["batch_size"] / cfg["batch_size"]
             with open(path, "w") as f:
                 yaml.safe_dump(small, f, sort_keys=False)
+    keep_published(os.path.join(root, "result_sheets", "robustness_imagenet_split.csv"))
     make_data(root)
+    make_robustness_weights(root)
     make_cifar_data(root)
     make_tiny_imagenet(root)
     make_backbone(root)

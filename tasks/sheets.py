@@ -32,7 +32,7 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
 
 def evaluated_rows(location: str, filename: str) -> List[dict]:
     """The Completed rows of a sheet whose run folder holds ``filename``, in sheet order, each as
-    ``{"sheet", "row", "run_id", "name", "results"}`` (``name``: the row's name, else its run
+    ``{"sheet", "row", "run_id", "name", "results", "path"}`` (``path``: the file; ``name``: the row's name, else its run
     folder's). Relative run folders are taken from the sheet's project root."""
     from runner.sheet import open_sheet
 
@@ -49,5 +49,5 @@ def evaluated_rows(location: str, filename: str) -> List[dict]:
             with open(path, encoding="utf-8") as f:
                 found.append({"sheet": sheet, "row": row.number, "run_id": row.get("run_id"),
                               "name": row.get("name") or os.path.basename(folder.rstrip("/")),
-                              "results": json.load(f)})
+                              "results": json.load(f), "path": path})
     return found

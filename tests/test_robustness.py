@@ -353,3 +353,270 @@ def test_robustness_sheet_end_to_end_through_sheetrun(tmp_path):
         assert float(split["domain_auroc"]) > 0.5
     # the flip is out of the reference's support, the decorrelated tint is not
     assert float(by["split flip"]["out_of_support_0.1"]) > 0.3 > 0.1 > float(by["split tint"]["out_of_support_0.1"])
+
+
+UNION = {"reference": {"dataset": "digits", "split": "train", "id_classes": [0, 1],
+                       "shift": {"kind": "tint", "p": 0.5, "seed": 0}},
+         "shifted": {"dataset": "digits", "split": "val", "id_classes": [0, 1],
+                     "shift": [{"kind": "tint", "p": 0.5, "seed": 0}, {"kind": "vflip"}]},
+         "max_reference": 150, "reference_classes": "all", "seed": 0, "folds": 3}
+
+
+def domain_classifier_config(tmp_path, fold, **model):
+    from conftest import set_nested
+
+    data = {"train": {"dataset": "domains", **UNION, "fold": fold, "part": "train", "augment": True},
+            "val": {"dataset": "domains", **UNION, "fold": fold, "part": "held_out"},
+            "num_classes": 2, "input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3}
+    cfg = {"model": {"name": "small_cnn", "kwargs": {"width": 4}, **model}, "data": data,
+           "optim": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0}, "schedule": {"name": "cosine"},
+           "epochs": 2, "batch_size": 32, "seed": {"init": fold if fold != "tune" else 9, "data": 0}, "device": "cpu",
+           "save_path": str(tmp_path / f"domain_fold{fold}.pt"), "resume": False}
+    return set_nested(cfg, {})
+
+
+def test_fold_networks_score_only_their_own_held_out_fold_and_the_split_reads_them(tmp_path):
+    """Domain classifiers trained by tasks/classify/train.py on `domains` folds (the full-scale way):
+    each fold's network never saw the examples it scores, the split gets every example's score from
+    the right one, reports a held-out AUROC per network, and refuses a missing fold or another union."""
+    import yaml
+
+    from tasks.classify.checkpoints import classifier_from, read_classifier
+    from tasks.classify.train import build_data, train
+    from tasks.data.domains import build_union, fold_parts
+    from tasks.robustness import split_shift
+
+    dcfg = {"input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    union = build_union(UNION, lambda s: build_set(s, dcfg))
+    n = len(union)
+    assert len(union.reference_index) == 150 and union.is_shifted.sum() == n - 150
+    for k in range(3):
+        cfg = domain_classifier_config(tmp_path, k)
+        train_set, val_set = build_data(cfg)
+        train_pos = {int(train_set[i][2]) for i in range(len(train_set))}
+        held_pos = {int(val_set[i][2]) for i in range(len(val_set))}
+        assert not train_pos & held_pos and len(train_pos | held_pos) == n
+        assert held_pos == set(fold_parts(n, 3, k, 0)[1].tolist())
+        train(cfg)
+        saved = read_classifier(cfg["save_path"])
+        assert 0.5 < saved["history"][-1]["val_auroc"] <= 1.0          # two classes: the held-out AUROC
+    split_cfg = {"data": {"input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3}, **UNION,
+                 "classifier": {"kind": "models", "models": [str(tmp_path / "domain_fold*.pt")]},
+                 "epsilons": [0.1, 0.5], "device": "cpu", "out": str(tmp_path / "split")}
+    (tmp_path / "split.yaml").write_text(yaml.safe_dump(split_cfg))
+    split_shift.main(["--config", str(tmp_path / "split.yaml")])
+    saved = np.load(tmp_path / "split" / "support.npz")
+    for k in range(3):
+        held = fold_parts(n, 3, k, 0)[1]
+        assert (saved["fold"][held] == k).all()
+        net = classifier_from(read_classifier(str(tmp_path / f"domain_fold{k}.pt")))
+        x = torch.stack([union[int(i)][0] for i in held[:5]])
+        with torch.no_grad():
+            out = net(x)
+        np.testing.assert_allclose(saved["logits"][held[:5]], (out[:, 1] - out[:, 0]).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(saved["is_shifted"], union.is_shifted)
+    os.rename(tmp_path / "domain_fold2.pt", tmp_path / "kept_aside.pt")
+    with pytest.raises(ValueError, match=r"no fold model for folds \[2\]"):
+        split_shift.main(["--config", str(tmp_path / "split.yaml")])
+    os.rename(tmp_path / "kept_aside.pt", tmp_path / "domain_fold2.pt")
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump({**split_cfg, "max_reference": 140}))
+    with pytest.raises(ValueError, match="trained on another union"):
+        split_shift.main(["--config", str(tmp_path / "other.yaml")])
+
+
+def test_a_linear_probe_trains_the_head_alone(tmp_path):
+    """`model.trainable` (the authors' freeze_features): only the parameters it matches change."""
+    from tasks.classify.checkpoints import read_classifier
+    from tasks.classify.train import build_model, train
+
+    cfg = domain_classifier_config(tmp_path, "tune", trainable=r"^13\.")
+    cfg["epochs"] = 1
+    before = build_model(cfg).state_dict()
+    assert [n for n, p in build_model(cfg).named_parameters() if p.requires_grad] == ["13.weight", "13.bias"]
+    train(cfg)
+    after = read_classifier(cfg["save_path"])["state_dict"]
+    params = {n for n, _ in build_model(cfg).named_parameters()}
+    changed = {k for k in params if not torch.equal(before[k], after[k])}
+    assert changed == {"13.weight", "13.bias"}
+    # batch-norm statistics still follow the data in training mode, as in the authors' freeze_features
+    assert not torch.equal(before["1.running_mean"], after["1.running_mean"])
+    with pytest.raises(ValueError, match="matches no parameter"):
+        build_model(domain_classifier_config(tmp_path, 0, trainable="^head"))
+
+
+def test_published_weights_become_a_model_file_with_their_preprocessing(tmp_path):
+    """tasks/classify/import_weights.py: a timm architecture and a local .safetensors file; the file
+    carries timm's preprocessing, which an evaluation with `preprocessing: model` uses; and the
+    evaluation keeps which samples it got right (split_shift scores parts of a set with them)."""
+    import json
+    import subprocess
+    import sys
+
+    import timm
+    import yaml
+    from safetensors.torch import save_file
+
+    from conftest import REPO
+    from tasks.classify.checkpoints import classifier_from, read_classifier
+    from tasks.classify.evaluate import read_correct
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
+    (tmp_path / "import.yaml").write_text(yaml.safe_dump({
+        "model": {"name": "resnet10t.c3_in1k", "weights": str(tmp_path / "w.safetensors")},
+        "num_classes": 10, "data": {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.25] * 3, "crop_pct": 1.0,
+                                    "interpolation": "bilinear"}, "save_path": str(tmp_path / "m.pt")}))
+    run = [sys.executable, os.path.join(REPO, "tasks", "classify", "import_weights.py"), "--config"]
+    proc = subprocess.run(run + [str(tmp_path / "import.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = read_classifier(str(tmp_path / "m.pt"))
+    assert saved["published"] == "resnet10t.c3_in1k" and saved["data_config"]["std"] == [0.25] * 3
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(classifier_from(saved)(x), net.eval()(x))
+    from tasks.classify.import_weights import published_data_config
+
+    timm_cfg = timm.models.get_pretrained_cfg("resnet10t.c3_in1k")
+    assert published_data_config("resnet10t.c3_in1k")["crop_pct"] == timm_cfg.crop_pct
+    assert published_data_config("resnet10t.c3_in1k")["mean"] == list(timm_cfg.mean)
+    # digits scored with the file's own preprocessing (mean 0.5, std 0.25)
+    digits = {"dataset": "digits", "split": "val", "id_classes": list(range(10))}
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({
+        "models": [str(tmp_path / "m.pt")], "data": {"preprocessing": "model", "in_distribution": digits,
+                                                     "domains": {"flip": {**digits, "shift": {"kind": "vflip"}}}},
+        "device": "cpu", "results_path": str(tmp_path / "ev" / "eval_metrics.json")}))
+    run[1] = os.path.join(REPO, "tasks", "classify", "evaluate.py")
+    proc = subprocess.run(run + [str(tmp_path / "eval.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "std [0.25, 0.25, 0.25]" in proc.stdout
+    results = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
+    for domain in ("in_distribution", "flip"):
+        correct = read_correct(results, str(tmp_path / "ev" / "eval_metrics.json"), domain)
+        assert len(correct) == results["results"][domain]["n"]
+        assert correct.mean() == pytest.approx(results["results"][domain]["acc1"])
+
+
+def test_clip_auto_puts_an_accuracy_of_0_or_1_half_a_sample_inside():
+    from tasks.robustness.fit import resolve_clip
+
+    assert resolve_clip("auto", 200) == 0.0025 and resolve_clip(None, 200) is None and resolve_clip(0.01, 5) == 0.01
+    auto = fit_line([0.5, 0.7, 1.0], [0.4, 0.5, 0.0], clip=resolve_clip("auto", 200))
+    same = fit_line([0.5, 0.7, 0.9975], [0.4, 0.5, 0.0025])
+    assert auto.slope == pytest.approx(same.slope) and auto.intercept == pytest.approx(same.intercept)
+
+
+def write_objectnet(root, rng):
+    """An ObjectNet-shaped tree: images/<folder>/*.png with the mappings files as distributed."""
+    import json
+
+    from PIL import Image
+
+    maps = root / "mappings"
+    maps.mkdir(parents=True)
+    lines = [f"synset {j}, thing {j}" for j in range(1000)]                 # ImageNet 2012 ids' names
+    (maps / "imagenet_to_label_2012_v2").write_text("\n".join(lines) + "\n")
+    line_of = {i: (i * 7) % 1000 for i in range(1000)}                       # torch index -> 2012 id
+    (maps / "pytorch_to_imagenet_2012_id.json").write_text(json.dumps({str(k): v for k, v in line_of.items()}))
+    # two ObjectNet classes match ImageNet: "alarm clock" (torch classes 3 and 5), "banana" (torch class 9)
+    (maps / "objectnet_to_imagenet_1k.json").write_text(json.dumps(
+        {"alarm clock": f"{lines[line_of[3]]}; {lines[line_of[5]]}", "banana": lines[line_of[9]]}))
+    (maps / "folder_to_objectnet_label.json").write_text(json.dumps(
+        {"alarm_clock": "alarm clock", "banana": "banana", "sandal": "sandal"}))
+    for folder, count in (("alarm_clock", 3), ("banana", 2), ("sandal", 2)):
+        (root / "images" / folder).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
+            pixels[0, :] = pixels[-1, :] = pixels[:, 0] = pixels[:, -1] = [255, 0, 0]      # the red border
+            Image.fromarray(pixels).save(root / "images" / folder / f"{i}.png")
+
+
+def test_objectnet_reads_its_mappings_and_scores_a_class_by_its_imagenet_classes_together(tmp_path):
+    """ObjectNet: only the classes matched to ImageNet, labelled by ObjectNet class; the border cut;
+    a prediction counts for its ImageNet class's ObjectNet class, whose probability is the sum of its
+    ImageNet classes' (here 0.3 + 0.3 beats a single class's 0.4)."""
+    from tasks.classify.evaluate import evaluate_domain
+
+    write_objectnet(tmp_path / "objectnet-1.0", np.random.default_rng(0))
+    spec = {"dataset": "objectnet", "root": str(tmp_path / "objectnet-1.0"),
+            "transform": {"recipe": "plain", "mean": [0.0] * 3, "std": [1.0] * 3}}
+    ds, subset = build_set(spec, {"input_size": [3, 10, 8], "mean": [0.0] * 3, "std": [1.0] * 3})
+    assert subset == [3, 5, 9] and ds.class_groups == [0, 0, 1] and ds.group_names == ["alarm clock", "banana"]
+    assert [label for _, label in ds.samples] == [0, 0, 0, 1, 1]                       # no sandals
+    image = ds[0][0]
+    assert image.shape == (3, 10, 8) and not (image[0] == 1).all(-1).any()              # the red rows are gone
+
+    class Known:
+        """Probabilities given outright: 0.3 / 0.3 on the two alarm-clock classes, 0.4 on banana."""
+        def __call__(self, x, classes):
+            assert classes.tolist() == [3, 5, 9]
+            return torch.tensor([[0.3, 0.3, 0.4]]).repeat(len(x), 1), {"total_uncertainty": torch.zeros(len(x))}
+
+    out = evaluate_domain(Known(), ds, 4, "cpu", subset=subset, groups=ds.class_groups)
+    np.testing.assert_array_equal(out["correct"], [True, True, True, False, False])
+    np.testing.assert_allclose(out["nll"], -np.log([0.6, 0.6, 0.6, 0.4, 0.4]), rtol=1e-6)
+    with pytest.raises(ValueError, match="restrict_logits"):
+        evaluate_domain(Known(), ds, 4, "cpu", subset=subset, protocol="argmax_before", groups=ds.class_groups)
+    (tmp_path / "objectnet-1.0" / "mappings" / "pytorch_to_imagenet_2012_id.json").unlink()
+    with pytest.raises(FileNotFoundError, match="pytorch_to_imagenet_2012_id.json"):
+        build_set(spec, {"input_size": [3, 10, 8], "mean": [0.0] * 3, "std": [1.0] * 3})
+
+
+def test_a_zero_shot_head_gives_clip_s_own_zero_shot_logits(tmp_path):
+    """ZS-FT's starting point against open_clip itself: a CLIP model (random weights, saved as a local
+    checkpoint), the head written by tasks/robustness/zero_shot_head.py, the image tower in timm's
+    layout with that head (create_model's zero_shot_head) — its logits are open_clip's zero-shot
+    logits, 100 · normalise(image) · W."""
+    import subprocess
+    import sys
+
+    import open_clip
+    import timm
+    import yaml
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    from conftest import REPO
+    from tasks.models import create_model
+
+    torch.manual_seed(0)
+    clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
+    torch.save(clip.state_dict(), tmp_path / "clip.bin")
+    (tmp_path / "classes.txt").write_text("tench\ngoldfish\ngreat white shark\n")
+    (tmp_path / "templates.txt").write_text("a photo of a {}.\na drawing of the {}.\n")
+    (tmp_path / "zs.yaml").write_text(yaml.safe_dump({
+        "clip": {"name": "ViT-B-32-quickgelu", "weights": str(tmp_path / "clip.bin")},
+        "classes": str(tmp_path / "classes.txt"), "templates": str(tmp_path / "templates.txt"),
+        "device": "cpu", "save_path": str(tmp_path / "head.pt")}))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tasks", "robustness", "zero_shot_head.py"),
+                           "--config", str(tmp_path / "zs.yaml")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    head = torch.load(tmp_path / "head.pt")
+    assert head["weight"].shape == (3, 512) and head["classes"] == ["tench", "goldfish", "great white shark"]
+    scale = float(clip.logit_scale.exp().detach())
+    np.testing.assert_allclose(head["weight"].norm(dim=-1).numpy(), scale, rtol=1e-5)
+
+    tower = timm.create_model("vit_base_patch32_clip_quickgelu_224", pretrained=False, num_classes=512)
+    torch.save(checkpoint_filter_fn(clip.state_dict(), tower), tmp_path / "tower.pt")   # timm's layout, as on the hub
+    net = create_model("vit_base_patch32_clip_quickgelu_224", num_classes=3, weights=str(tmp_path / "tower.pt"),
+                       zero_shot_head=str(tmp_path / "head.pt")).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        image = clip.encode_image(x)
+        text = clip.encode_text(open_clip.get_tokenizer("ViT-B-32-quickgelu")(["a photo of a tench."]))
+        expected = (image / image.norm(dim=-1, keepdim=True)) @ head["weight"].T
+        np.testing.assert_allclose(net(x).numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+    # one template, one class: the row is that prompt's normalised embedding times the logit scale
+    (tmp_path / "templates.txt").write_text("a photo of a {}.\n")
+    (tmp_path / "classes.txt").write_text("tench\n")
+    subprocess.run([sys.executable, os.path.join(REPO, "tasks", "robustness", "zero_shot_head.py"),
+                    "--config", str(tmp_path / "zs.yaml")], capture_output=True, text=True, timeout=600, check=True)
+    row = torch.load(tmp_path / "head.pt")["weight"][0]
+    np.testing.assert_allclose(row.numpy(), (text[0] / text[0].norm() * scale).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_baselines_of_one_reference_accuracy_give_no_line():
+    same = [0.08687617154257521] * 3        # equal accuracies whose probits' mean rounds to another float
+    with pytest.raises(ValueError, match="all equal"):
+        fit_line(same, [0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="all equal"):
+        fit_line(same, [0.2, 0.3, 0.4], interval="authors")

@@ -80,8 +80,10 @@ def read_classifier(path: str, map_location="cpu", epoch: int | None = None) -> 
 
 def classifier_from(saved: dict) -> nn.Module:
     m = saved["model"]
+    zero_shot = saved["state_dict"]["classification_head.weight"].shape[1] if m.get("zero_shot_head") else None
     model = create_model(m["name"], num_classes=saved["num_classes"], in_chans=saved["data_config"]["input_size"][0],
-                         mimo=mimo_members(m), joint_members=joint_members(m), **(m.get("kwargs") or {}))
+                         mimo=mimo_members(m), joint_members=joint_members(m), zero_shot_head=zero_shot,
+                         **(m.get("kwargs") or {}))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

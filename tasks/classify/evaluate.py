@@ -36,6 +36,10 @@ A domain that covers some of the classes only (ImageNet-A / -R: 200 of 1000) is 
   the uncertainty measures are the members' full outputs', as the authors compute them;
 - ``argmax_before``: predictions over all classes; one outside the domain's classes is wrong.
 
+ObjectNet's classes each stand for one or more ImageNet classes: its logits are restricted to
+those, and each ObjectNet class's probability is the sum of its ImageNet classes' (a prediction is
+right when its ImageNet class maps to the image's ObjectNet class).
+
 ECE / MCE: ``calibration_confidence_one`` says where a confidence of exactly 1 goes (the last
 bin, or one of its own as the authors' code puts it: :func:`tasks.metrics.classification.calibration_errors`).
 
@@ -46,7 +50,11 @@ samples of those classes only (the authors' ``_masked`` results).
 A prediction rejection ratio that is not defined (every prediction right, or every one wrong)
 is written as ``null``, with the reason under ``PRR_undefined``.
 Everything streams over batches: only a few scalars per sample are kept. One JSON keyed by
-domain goes to the run folder (the seed's format); headline numbers go into the row.
+domain goes to the run folder (the seed's format), with ``eval_metrics.correct.npz`` beside it
+(which samples of each domain were right, in the set's order: :func:`read_correct`); headline
+numbers go into the row. ``data.crop_pct`` (default 1) is the centre crop of the ``timm`` recipe;
+``data.preprocessing: model`` takes input size, mean, std, interpolation and crop from the model
+file instead (published weights made by tasks/classify/import_weights.py carry timm's).
 """
 from __future__ import annotations
 
@@ -76,19 +84,25 @@ def load_kind(paths: List[str], kind: str, device, options: dict | None = None) 
 
 
 def evaluate_domain(predict: ModelKind, dataset, batch_size: int, device, workers: int = 0,
-                    subset=None, protocol: str = "restrict_logits") -> Dict[str, np.ndarray]:
+                    subset=None, protocol: str = "restrict_logits", groups=None) -> Dict[str, np.ndarray]:
     """Per-sample arrays of one domain: labels, top-1 / top-5 hits, confidence, NLL, Brier, measures.
 
     ``subset``: the domain's classes (indices of the model's outputs) when it covers only some;
     scored by ``protocol`` (see the module's docstring); labels are then positions in ``subset``
-    under ``restrict_logits``.
+    under ``restrict_logits``. ``groups`` (ObjectNet): the group of each class of ``subset``; the
+    labels are groups, and a group's probability is the sum of its classes' (restricted) probabilities.
 
     The arrays are allocated once, at the set's size, and filled batch by batch: memory is the
     model's plus a few scalars per sample (growing lists of small arrays between large transient
     batches fragment the heap, and the process would keep the fragments)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    classes = position = None
+    classes = position = members = None
+    if groups is not None:
+        if protocol != "restrict_logits" or subset is None or len(groups) != len(subset):
+            raise ValueError("a set of class groups (ObjectNet) is scored with class_subset_protocol restrict_logits")
+        members = torch.zeros(len(subset), int(max(groups)) + 1, device=device)
+        members[torch.arange(len(subset)), torch.as_tensor(list(groups))] = 1.0
     if subset is not None and protocol == "restrict_logits":
         classes = torch.as_tensor(list(subset), dtype=torch.long, device=device)
         position = torch.full((int(classes.max()) + 1,), -1, dtype=torch.long, device=device)
@@ -99,7 +113,9 @@ def evaluate_domain(predict: ModelKind, dataset, batch_size: int, device, worker
     for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
         p, measures = predict(x.to(device), classes)
         y = y.to(device)
-        if position is not None:
+        if members is not None:                 # the groups' probabilities; the labels are groups already
+            p = p @ members
+        elif position is not None:
             inside = (y >= 0) & (y < len(position))
             y = torch.where(inside, position[y.clamp(0, len(position) - 1)], torch.full_like(y, -1))
             if bool(((y < 0) & inside).any()):
@@ -158,6 +174,24 @@ def domain_classes(spec: dict, subset) -> list | None:
     return None
 
 
+def save_atomic_npz(path: str, arrays: dict) -> None:
+    """``arrays`` as one compressed .npz, written whole or not at all."""
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def read_correct(results: dict, results_path: str, domain: str) -> np.ndarray:
+    """Which samples of ``domain`` an evaluation (its ``eval_metrics.json`` at ``results_path``) got right."""
+    name = results.get("per_example")
+    if not name:
+        raise ValueError(f"{results_path} has no per-example results (evaluated before they were kept): rerun the row")
+    with np.load(os.path.join(os.path.dirname(results_path), name)) as saved:
+        if domain not in saved.files:
+            raise ValueError(f"{results_path}: no domain {domain!r}; it has {', '.join(saved.files)}")
+        return saved[domain].astype(bool)
+
+
 def _mean(values) -> float | None:
     """The mean of the defined values (None where none is)."""
     defined = [v for v in values if v is not None and np.isfinite(v)]
@@ -173,8 +207,21 @@ def main(argv=None) -> None:
     paths = model_paths(cfg["models"])
     predict = load_kind(paths, kind, device, cfg)
     d = cfg["data"]
-    dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
-            "interpolation": d.get("interpolation", "bilinear"), "crop_pct": 1.0}
+    preprocessing = d.get("preprocessing", "config")
+    if preprocessing == "model":              # each model file's own (published models differ in size and means)
+        import json
+
+        found = {json.dumps(s["data_config"], sort_keys=True) for s in predict.saved}
+        if len(found) > 1:
+            raise ValueError(f"data.preprocessing: model, but the models were made with {len(found)} different "
+                             "data configs; evaluate them in separate rows")
+        dcfg = dict(predict.saved[0]["data_config"])
+        print("preprocessing of the model file: " + ", ".join(f"{k} {v}" for k, v in dcfg.items()), flush=True)
+    elif preprocessing == "config":
+        dcfg = {"input_size": list(d["input_size"]), "mean": list(d["mean"]), "std": list(d["std"]),
+                "interpolation": d.get("interpolation", "bilinear"), "crop_pct": float(d.get("crop_pct", 1.0))}
+    else:
+        raise ValueError(f"data.preprocessing must be config or model, got {preprocessing!r}")
     domains = expand_catalog({"in_distribution": d["in_distribution"], **(d.get("domains") or {})})
     groups = {}
     for name, spec in domains.items():
@@ -197,7 +244,8 @@ def main(argv=None) -> None:
         if getattr(ds, "record", None):
             shifts[name] = ds.record                  # a synthetic shift's options (and a tint's colours)
         classes_of[name] = domain_classes(spec, subset)
-        per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)), subset, protocol)
+        per_domain[name] = evaluate_domain(predict, ds, bs, device, int(cfg.get("num_workers", 0)), subset, protocol,
+                                           getattr(ds, "class_groups", None))
         results[name] = summarise(per_domain[name], bins, confidence_one)
         if subset is not None:
             results[name]["classes"] = len(subset)
@@ -228,6 +276,11 @@ def main(argv=None) -> None:
            "groups": {g: names for g, names in groups.items() if len(names) > 1}, "results": results,
            **({"shifts": shifts} if shifts else {})}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
+    # which samples each domain got right, in the set's order (tasks/robustness/split_shift.py scores parts of a set)
+    out["per_example"] = os.path.splitext(os.path.basename(path))[0] + ".correct.npz"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_atomic_npz(os.path.join(os.path.dirname(os.path.abspath(path)), out["per_example"]),
+                    {name: arrays["correct"] & (arrays["label"] >= 0) for name, arrays in per_domain.items()})
     write_json(path, out)
     r0 = results["in_distribution"]
     prr = r0[f"PRR_{predict.headline_measure}"]

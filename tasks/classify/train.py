@@ -7,6 +7,10 @@ One config covers single models, ensemble members (rows that differ in
 
 - data: ``data.train`` / ``data.val`` are set specs of :mod:`tasks.data`; without ``data.val``,
   ``data.holdout`` carves a validation split from the training set (its own seed);
+- the network: ``model.weights`` (a local file) with ``weights_exclude`` (a fresh head),
+  ``model.zero_shot_head`` (a file of CLIP text embeddings: the head starts as CLIP's zero-shot
+  classifier) and ``model.trainable`` (a regular expression: only the parameters it matches train —
+  a linear probe);
 - optimisation: SGD (Nesterov) or AdamW (:data:`OPTIMIZERS`), weight decay that can spare
   norm and bias parameters, gradient-norm clipping (``optim.clip_grad_norm``), label smoothing, a per-step schedule (:mod:`tasks.classify.schedules`),
   mixed precision on CUDA (``amp: bf16 | fp16``; fp16 with a gradient scaler);
@@ -150,11 +154,35 @@ def member_seeds(cfg: dict) -> list:
 def build_model(cfg: dict) -> nn.Module:
     m = cfg["model"]
     torch.manual_seed(int(cfg["seed"]["init"]))
-    return create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
-                        in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
-                        weights_exclude=m.get("weights_exclude"), mimo=mimo_members(m), joint_members=joint_members(m),
-                        member_seeds=member_seeds(cfg) if joint_members(m) else None, init=m.get("init", "torch"),
-                        **(m.get("kwargs") or {}))
+    model = create_model(m["name"], num_classes=int(cfg["data"]["num_classes"]),
+                         in_chans=int(data_config(cfg)["input_size"][0]), weights=m.get("weights"),
+                         weights_exclude=m.get("weights_exclude"), mimo=mimo_members(m), joint_members=joint_members(m),
+                         member_seeds=member_seeds(cfg) if joint_members(m) else None, init=m.get("init", "torch"),
+                         zero_shot_head=m.get("zero_shot_head"), **(m.get("kwargs") or {}))
+    if m.get("trainable"):
+        freeze_except(model, m["trainable"])
+    return model
+
+
+def freeze_except(model: nn.Module, trainable: str) -> list:
+    """Train only the parameters whose names match the regular expression ``trainable`` (a linear
+    probe: ``"^head\\."``, the seed-002 authors' ``freeze_features``); the others keep their values.
+    Batch-norm running statistics are buffers, not parameters: in training mode they still follow the
+    data, as in the authors' code (whose ViTs have none). Returns the names left trainable; none
+    matching is an error."""
+    import re
+
+    pattern = re.compile(trainable)
+    kept = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(bool(pattern.search(name)))
+        if p.requires_grad:
+            kept.append(name)
+    if not kept:
+        names = [n for n, _ in model.named_parameters()]
+        raise ValueError(f"model.trainable {trainable!r} matches no parameter (they are named like "
+                         f"{', '.join(names[:2] + names[-2:])})")
+    return kept
 
 
 class StopFlag:
@@ -176,11 +204,14 @@ def validation_kind(cfg: dict, record: dict, network: nn.Module, device) -> Mode
 
 
 def evaluate(kind: ModelKind, dataset: Dataset, batch_size: int, device, num_workers: int = 0) -> dict:
-    """Top-1 accuracy and NLL over ``dataset`` of the predictions of ``kind`` (:func:`validation_kind`)."""
+    """Top-1 accuracy and NLL over ``dataset`` of the predictions of ``kind`` (:func:`validation_kind`);
+    for two classes also ``val_auroc``, the AUROC of p(class 1) (a domain classifier's score, by which
+    the seed-002 authors pick its learning rate)."""
     was_training = kind.net.training
     kind.net.eval()
     correct = total = 0
     nll = 0.0
+    scores, labels = [], []
     with torch.no_grad():
         for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
             probs, _ = kind(x.to(device))
@@ -190,8 +221,18 @@ def evaluate(kind: ModelKind, dataset: Dataset, batch_size: int, device, num_wor
             correct += (p.argmax(-1) == y).sum().item()
             nll -= p.gather(-1, y.unsqueeze(-1)).clamp_min(1e-12).log().sum().item()
             total += len(y)
+            if p.shape[-1] == 2:
+                scores.append(p[:, 1].double().cpu())
+                labels.append(y.cpu())
     kind.net.train(was_training)
-    return {"val_acc": correct / max(1, total), "val_nll": nll / max(1, total)}
+    out = {"val_acc": correct / max(1, total), "val_nll": nll / max(1, total)}
+    if labels:
+        y = torch.cat(labels).numpy()
+        if 0 < y.sum() < len(y):
+            from sklearn.metrics import roc_auc_score
+
+            out["val_auroc"] = float(roc_auc_score(y, torch.cat(scores).numpy()))
+    return out
 
 
 def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, objective_factory=None) -> dict:
@@ -332,7 +373,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
             scaler.scale(loss).backward()
             if clip:
                 scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(core.parameters(), clip)
+                nn.utils.clip_grad_norm_([p for p in core.parameters() if p.requires_grad], clip)
             scaler.step(opt)
             scaler.update()
             if not torch.isfinite(loss):

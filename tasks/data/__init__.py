@@ -7,8 +7,9 @@ torch ``Dataset`` of ``(image, label, index)`` items.
 
 ``spec["dataset"]`` picks a builder from :data:`DATASETS` (``digits``,
 ``image_folder``, ``imagenet_c``, ``class_subset``, ``ood_folder``,
-``imagenet_o``, ``imagenet_v2``, ``cifar10``, ``cifar100``, ``cifar10_c``, ``cifar100_c``,
-``tiny_imagenet``, ``tiny_imagenet_c``; see folders.py and cifar.py); the
+``imagenet_o``, ``imagenet_v2``, ``objectnet``, ``cifar10``, ``cifar100``, ``cifar10_c``, ``cifar100_c``,
+``tiny_imagenet``, ``tiny_imagenet_c``; see folders.py and cifar.py; ``domains``: reference
+versus shifted examples by fold, a domain classifier's data, see domains.py); the
 other keys are that builder's arguments. ``data_cfg`` is the backbone's input
 configuration (timm's ``resolve_data_config``: input_size, mean, std,
 interpolation, crop_pct); a spec's ``transform`` picks a recipe
@@ -93,8 +94,10 @@ def _imagenet_c(spec, data_cfg, augment):
 
 @register("class_subset")
 def _class_subset(spec, data_cfg, augment):
-    args = _args(spec, {"root", "classes"})
-    return folders.class_subset(args["root"], _transform(spec, data_cfg), args.get("classes"))
+    """A folder with some of the classes (ImageNet-A / -R); ``classes_of``: another such folder whose
+    classes this one is cut to (ImageNet val on ImageNet-R's 200 classes, the seed-002 authors' reference)."""
+    args = _args(spec, {"root", "classes", "classes_of"})
+    return folders.class_subset(args["root"], _transform(spec, data_cfg), args.get("classes"), args.get("classes_of"))
 
 
 @register("ood_folder")
@@ -110,11 +113,34 @@ def _imagenet_v2(spec, data_cfg, augment):
     return folders.imagenet_v2(args["root"], _transform(spec, data_cfg))
 
 
+@register("objectnet")
+def _objectnet(spec, data_cfg, augment):
+    """ObjectNet: the 113 classes it shares with ImageNet, labelled by ObjectNet class (folders.objectnet)."""
+    args = _args(spec, {"root", "border"})
+    return folders.objectnet(args["root"], _transform(spec, data_cfg), int(args.get("border", 1)))
+
+
 @register("imagenet_o")
 def _imagenet_o(spec, data_cfg, augment):
     """ImageNet-O: 200 wnid folders of natural adversarial OOD images; every label is -1."""
     args = _args(spec, {"root"})
     return folders.ood_folder(args["root"], _transform(spec, data_cfg))
+
+
+@register("domains")
+def _domains(spec, data_cfg, augment, root=None):
+    """Reference (label 0) versus shifted (label 1) examples, by fold: a domain classifier's data
+    (:mod:`tasks.data.domains`). ``augment`` and ``transform`` of this spec apply to both sets."""
+    from tasks.data.domains import domains_set
+
+    _args(spec, {"reference", "shifted", "max_reference", "reference_classes", "seed", "folds", "fold", "part"})
+
+    def build(inner: dict):
+        inner = dict(inner, augment=augment)
+        if spec.get("transform"):
+            inner["transform"] = spec["transform"]
+        return build_set(inner, data_cfg, root)
+    return domains_set(spec, build), None
 
 
 def _cifar_builder(classes: int):
@@ -167,10 +193,13 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {kind!r}; known: {', '.join(sorted(DATASETS))}")
     spec = dict(spec)
-    for key in ("root", "wnids"):
+    for key in ("root", "wnids", "classes_of"):
         if root and isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
             spec[key] = os.path.join(root, spec[key])
-    dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    if kind == "domains":                      # its two sets resolve their own roots
+        dataset, subset = _domains(spec, data_cfg, bool(spec.get("augment", False)), root)
+    else:
+        dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
     if spec.get("shift"):                      # on the true labels, before any label noise
         from tasks.data.shifts import shifted
 

@@ -10,6 +10,9 @@
   records which classes it covers, so evaluation can restrict the logits to them.
 - ``ood_folder``: any folder of images (iNaturalist, OpenImages, ...), searched
   recursively; every label is -1.
+- ``objectnet``: ObjectNet as distributed (``images/<folder>/`` and ``mappings/``): the images of
+  the 113 classes that match ImageNet classes, labelled by ObjectNet class; each of those stands for
+  one or more ImageNet classes (:class:`ObjectNetImages`).
 """
 from __future__ import annotations
 
@@ -180,8 +183,14 @@ def imagenet_c(root: str, corruption: str, severity: int, transform, classes=Non
     return image_folder(os.path.join(root, corruption, str(severity)), transform, classes)
 
 
-def class_subset(root: str, transform, classes=None):
+def class_subset(root: str, transform, classes=None, classes_of: Optional[str] = None):
     samples, present = labelled_images(root, classes)
+    if classes_of:
+        keep = set(labelled_images(classes_of, classes)[1])
+        samples = [(path, label) for path, label in samples if label in keep]
+        present = sorted(keep & set(present))
+        if not samples:
+            raise ValueError(f"{root} has no images of the classes of {classes_of}")
     return ImageFiles(samples, transform), present
 
 
@@ -214,3 +223,75 @@ def ood_folder(root: str, transform):
     if not paths:
         raise ValueError(f"no images under {root}")
     return ImageFiles([(p, -1) for p in paths], transform), None
+
+
+class ObjectNetImages(ImageFiles):
+    """ObjectNet's images of the classes it shares with ImageNet. Labels are ObjectNet classes
+    (0 ... G-1, in ``group_names`` order); ``class_groups[j]`` is the ObjectNet class of ImageNet
+    class ``classes[j]``. Evaluation cuts the logits to ``classes`` and adds up each group's
+    probabilities (the ObjectNet authors' rule: a prediction is right when its ImageNet class maps to
+    the image's ObjectNet class). ``border`` pixels are cut from every side first (the images carry
+    a 1-pixel red border)."""
+
+    def __init__(self, samples, transform, classes, class_groups, group_names, border: int = 1):
+        super().__init__(samples, transform)
+        self.classes, self.class_groups, self.group_names, self.border = classes, class_groups, group_names, border
+
+    def __getitem__(self, i: int):
+        from torchvision.datasets.folder import default_loader
+
+        path, label = self.samples[i]
+        img = default_loader(path)
+        if self.border:
+            w, h = img.size
+            img = img.crop((self.border, self.border, w - self.border, h - self.border))
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, label, i
+
+
+def objectnet(root: str, transform, border: int = 1) -> Tuple[ObjectNetImages, List[int]]:
+    """ObjectNet 1.0 from ``root`` (``images/``, ``mappings/folder_to_objectnet_label.json``,
+    ``mappings/objectnet_to_imagenet_1k.json``, ``mappings/imagenet_to_label_2012_v2``,
+    ``mappings/pytorch_to_imagenet_2012_id.json``): (dataset, the ImageNet classes it covers)."""
+    import json
+
+    maps = os.path.join(root, "mappings")
+    needed = ("folder_to_objectnet_label.json", "objectnet_to_imagenet_1k.json", "imagenet_to_label_2012_v2",
+              "pytorch_to_imagenet_2012_id.json")
+    missing = [n for n in needed if not os.path.isfile(os.path.join(maps, n))]
+    if missing:
+        raise FileNotFoundError(f"ObjectNet at {root}: mappings/{', mappings/'.join(missing)} not found "
+                                "(they ship with the dataset)")
+    with open(os.path.join(maps, "folder_to_objectnet_label.json"), encoding="utf-8") as f:
+        folder_label = json.load(f)
+    with open(os.path.join(maps, "objectnet_to_imagenet_1k.json"), encoding="utf-8") as f:
+        to_imagenet = json.load(f)
+    with open(os.path.join(maps, "imagenet_to_label_2012_v2"), encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    with open(os.path.join(maps, "pytorch_to_imagenet_2012_id.json"), encoding="utf-8") as f:
+        line_of = {int(k): int(v) for k, v in json.load(f).items()}
+    index_of_name = {names[line]: index for index, line in line_of.items()}
+    group_names = sorted(to_imagenet)
+    classes, class_groups = [], []
+    for g, label in enumerate(group_names):
+        for name in (n.strip() for n in to_imagenet[label].split(";")):
+            if name not in index_of_name:
+                raise ValueError(f"ObjectNet class {label!r} maps to {name!r}, which is not in imagenet_to_label_2012_v2")
+            classes.append(index_of_name[name])
+            class_groups.append(g)
+    order = sorted(range(len(classes)), key=lambda j: classes[j])
+    classes, class_groups = [classes[j] for j in order], [class_groups[j] for j in order]
+    if len(set(classes)) != len(classes):
+        raise ValueError("ObjectNet mappings give one ImageNet class to two ObjectNet classes")
+    group_of_label = {label: g for g, label in enumerate(group_names)}
+    samples = []
+    images = os.path.join(root, "images")
+    for folder in sorted(os.listdir(images)):
+        label = folder_label.get(folder)
+        if label in group_of_label and os.path.isdir(os.path.join(images, folder)):
+            samples += [(p, group_of_label[label]) for p in list_images(os.path.join(images, folder))]
+    if not samples:
+        raise ValueError(f"no images of ObjectNet's ImageNet classes under {images}")
+    return ObjectNetImages(samples, transform, classes, class_groups, group_names, border), classes
+

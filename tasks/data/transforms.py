@@ -5,7 +5,8 @@ transform for the backbone is used (``timm``: its eval transform, or its
 training transform when the spec has ``augment: true``). Recipes:
 
 - ``resize_center_crop``: Resize(``resize``, shorter side) -> CenterCrop(``size``);
-  the SED authors' evaluation transform (256 / 224, bilinear);
+  the SED authors' evaluation transform (256 / 224, bilinear); ``flip: true`` adds a random
+  horizontal flip when the set is augmented (the seed-002 authors' domain classifier);
 - ``squash_center_crop``: Resize to ``resize`` x ``resize`` (the aspect ratio is not
   kept) -> CenterCrop(``size``); the distillation authors' ``A.Resize(256, 256)``;
 - ``rrc_flip``: RandomResizedCrop(``size``, ``scale``, ``ratio``) -> RandomHorizontalFlip;
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 RECIPES: Dict[str, Callable] = {}
-KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std", "padding"}
+KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std", "padding", "flip"}
 
 
 def recipe(name: str):
@@ -58,7 +59,10 @@ def _resize_center_crop(t: dict, data_cfg: dict, augment: bool):
 
     interp = _interpolation(t.get("interpolation", "bilinear"))
     size = int(t.get("size", data_cfg["input_size"][-1]))
-    return _finish([T.Resize(int(t.get("resize", size)), interpolation=interp), T.CenterCrop(size)], t, data_cfg)
+    steps = [T.Resize(int(t.get("resize", size)), interpolation=interp), T.CenterCrop(size)]
+    if t.get("flip") and augment:
+        steps.append(T.RandomHorizontalFlip())
+    return _finish(steps, t, data_cfg)
 
 
 @recipe("squash_center_crop")

@@ -76,15 +76,20 @@ def _network(name: str, num_classes: int, in_chans: int, mimo: int, init: str, *
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Optional[str] = None,
                  mimo: int = 0, joint_members: int = 0, member_seeds=None, init: str = "torch",
-                 weights_exclude: Optional[str] = None, **kwargs) -> nn.Module:
+                 weights_exclude: Optional[str] = None, zero_shot_head=None, **kwargs) -> nn.Module:
     """The network ``name`` with ``num_classes`` outputs (``mimo=M``: M subnetworks, see mimo.py;
     ``joint_members=M``: M networks as one, see joint.py, member m initialised from
     ``member_seeds[m]`` when given).
 
-    ``weights``: a local file with a state dict, a checkpoint holding one under ``model``, or a
+    ``weights``: a local file with a state dict (``.safetensors``: timm's hub files), a checkpoint holding one under ``model``, or a
     model saved by tasks/classify/train.py (its ``state_dict``). ``weights_exclude``: a regular
     expression; the parameters whose names it matches keep their fresh initialisation (a new
-    classifier when fine-tuning: ``"^fc\\."``); every other one must be in the file."""
+    classifier when fine-tuning: ``"^fc\\."``); every other one must be in the file.
+
+    ``zero_shot_head``: a file of class text embeddings (tasks/robustness/zero_shot_head.py): the network,
+    built with as many outputs as the embedding has dimensions and given ``weights``, becomes the image
+    tower of a :class:`tasks.models.zero_shot.ZeroShotClassifier` with ``num_classes`` classes (an
+    integer instead of a file: the embedding size, for a structure whose weights come later)."""
     if joint_members and int(joint_members) >= 1:
         from tasks.models.joint import JointEnsemble
 
@@ -97,6 +102,19 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, weights: Option
                 torch.manual_seed(int(seeds[m]))
             members.append(_network(name, num_classes, in_chans, mimo, init, **kwargs))
         model: nn.Module = JointEnsemble(members)
+    elif zero_shot_head is not None:
+        from tasks.models.zero_shot import ZeroShotClassifier, read_head
+
+        if mimo:
+            raise ValueError("a zero-shot head goes on one network, not MIMO")
+        head = read_head(zero_shot_head) if isinstance(zero_shot_head, str) else \
+            torch.zeros(num_classes, int(zero_shot_head))
+        if head.shape[0] != num_classes:
+            raise ValueError(f"{zero_shot_head} has {head.shape[0]} classes, the model {num_classes}")
+        tower = _network(name, head.shape[1], in_chans, 0, init, **kwargs)
+        if weights:
+            load_weights(tower, weights, weights_exclude)
+        return ZeroShotClassifier(tower, head)
     else:
         model = _network(name, num_classes, in_chans, mimo, init, **kwargs)
     if weights:
@@ -108,7 +126,12 @@ def load_weights(model: nn.Module, path: str, exclude: Optional[str] = None) -> 
     """Load ``path`` into ``model`` (see :func:`create_model`'s ``weights`` and ``weights_exclude``)."""
     import re
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    if str(path).endswith(".safetensors"):                          # timm's / Hugging Face's files
+        from safetensors.torch import load_file
+
+        state = load_file(path, device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict) and "format" in state:
         state = state["state_dict"]                                   # a tasks/classify model file
     elif isinstance(state, dict) and isinstance(state.get("model"), dict):

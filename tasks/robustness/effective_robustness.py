@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks.robustness.fit import SCALES, effective_robustness, fit_line  # noqa: E402
+from tasks.robustness.fit import SCALES, effective_robustness, fit_line, resolve_clip  # noqa: E402
 
 
 def collect(sheets: List[str], reference: str, shifted: str, baselines: List[str]) -> pd.DataFrame:
@@ -47,7 +47,9 @@ def collect(sheets: List[str], reference: str, shifted: str, baselines: List[str
             group = "baseline" if matches(r["name"], baselines) else "evaluated"
             lines.append({"location": sheet, "sheet": r["sheet"], "row": r["row"], "run_id": r["run_id"],
                           "name": r["name"], "group": group, "ref": float(results[reference]["acc1"]),
-                          "shift": float(results[shifted]["acc1"])})
+                          "shift": float(results[shifted]["acc1"]),
+                          "samples": min(int(results[d].get("labelled", results[d].get("n", 0)) or 0)
+                                         for d in (reference, shifted))})
     return pd.DataFrame(lines)
 
 
@@ -110,7 +112,8 @@ def main(argv=None) -> pd.DataFrame:
         raise ValueError(f"{len(base)} evaluated rows match baselines {baselines} with both {reference!r} and "
                          f"{shifted!r} accuracies; the line needs at least 3")
     line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"), alpha=float(cfg.get("alpha", 0.05)),
-                    interval=cfg.get("interval", "exact"), clip=cfg.get("clip"))
+                    interval=cfg.get("interval", "exact"),
+                    clip=resolve_clip(cfg.get("clip"), int(df["samples"].max()) if df["samples"].max() > 0 else 1))
     lower, mid, upper = line.predict(df["ref"])
     df["predicted"] = mid
     df["effective_robustness"] = 100 * effective_robustness(line, df["ref"], df["shift"])

@@ -79,7 +79,7 @@ def fit_line(ref, shift, scale: str = "probit", alpha: float = 0.05, interval: s
     if n != len(y) or n < 3:
         raise ValueError(f"the line needs at least 3 baselines with both accuracies, got {n} and {len(y)}")
     sxx = float(((x - x.mean()) ** 2).sum())
-    if sxx == 0:
+    if np.ptp(x) == 0 or sxx == 0:              # (the mean of equal numbers can differ from them by rounding)
         raise ValueError("the baselines' reference accuracies are all equal: no line through them")
     slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
     intercept = float(y.mean() - slope * x.mean())
@@ -99,3 +99,12 @@ def effective_robustness(line: Line, ref, shift) -> np.ndarray:
     if len(shift) != len(predicted):
         raise ValueError(f"{len(predicted)} reference accuracies but {len(shift)} shifted ones")
     return shift - predicted
+
+
+def resolve_clip(clip, samples: int):
+    """A config's ``clip``: None (accuracies of 0 or 1 are refused), a number, or ``auto``: half a
+    sample, 0.5 / ``samples`` (an accuracy of exactly 0 or 1 is then placed half a sample inside)."""
+    if clip == "auto":
+        return 0.5 / max(1, int(samples))
+    return None if clip is None else float(clip)
+

@@ -4,19 +4,26 @@ measure every model's effective robustness on each part (seed 002).
     python tasks/robustness/split_shift.py --config default_configs/robustness/split_tint.yaml
 
 1. A domain classifier tells ``shifted`` examples from ``reference`` ones (set specs of
-   tasks/data; ``max_reference`` draws a subset of the reference, as the authors draw 100,000
-   ImageNet training images). It is cross-fitted over ``folds`` folds, so every example is
-   scored by a classifier trained without it; the out-of-fold logits are calibrated by one
-   temperature and turned into density ratios r (tasks/robustness/support.py). ``classifier``:
-   ``logistic`` (scikit-learn's logistic regression on the standardised pixels, option ``C``).
+   tasks/data, joined as tasks/data/domains.py joins them: ``max_reference`` reference examples
+   drawn with ``seed`` — the authors draw 100,000 ImageNet training images —, only those of the
+   shifted set's classes with ``reference_classes: shifted``). It is cross-fitted over ``folds``
+   folds, so every example is scored by a classifier trained without it; the out-of-fold logits
+   are calibrated by one temperature and turned into density ratios r
+   (tasks/robustness/support.py). ``classifier.kind``:
+
+   - ``logistic``: scikit-learn's logistic regression on the standardised pixels, fitted here
+     (option ``C``; the digits);
+   - ``models``: networks trained by other rows (tasks/classify/train.py on a ``domains`` set,
+     one row per fold: the authors' fine-tuned CLIP, one array job per fold); ``models`` names
+     their files, and each scores its own held-out fold.
 2. For each ``epsilons`` value, the shifted examples with r >= 1 / eps are out of support, the
    others in support.
-3. The models of the evaluation rows named by ``rows`` (shell-style patterns over the rows of
-   ``sheets``, default the sheet this row runs in) are read as their evaluation read them (their
-   ``eval_metrics.json``: files and model kind) and scored on every shifted example; their
-   reference accuracy is their evaluation's ``reference_domain``. Per part and epsilon, the rows
-   matching ``baselines`` fix a line (tasks/robustness/fit.py) and every model gets its effective
-   robustness on that part.
+3. The evaluation rows named by ``rows`` (shell-style patterns over the rows of ``sheets``,
+   default the sheet this row runs in) give each model's reference accuracy (their
+   ``reference_domain``) and which shifted examples it got right (their ``shifted_domain``, the
+   per-example results tasks/classify/evaluate.py keeps: each model seen through its own data
+   config). Per part and epsilon, the rows matching ``baselines`` fix a line
+   (tasks/robustness/fit.py) and every model gets its effective robustness on that part.
 
 Writes ``support.npz`` (logits, folds, density ratios, the split per epsilon),
 ``split_shift.md`` / ``.csv`` (per epsilon: the share out of support, each model's accuracy and
@@ -34,23 +41,81 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks.robustness.fit import effective_robustness, fit_line  # noqa: E402
+from tasks.robustness.fit import effective_robustness, fit_line, resolve_clip  # noqa: E402
 from tasks.robustness.support import (calibrate, cross_fit, density_ratios, logistic_domain_classifier,  # noqa: E402
                                       out_of_support)
+from tasks.sheets import as_list, config_sheets  # noqa: E402
 
-CLASSIFIERS = {"logistic": lambda opts, seed: logistic_domain_classifier(float(opts.get("C", 1.0)), seed)}
-
-
-def images(dataset, limit: int | None, seed: int) -> np.ndarray:
-    """The set's images as one array (``limit``: a random subset of that many, drawn with ``seed``)."""
-    order = np.arange(len(dataset))
-    if limit is not None and limit < len(dataset):
-        order = np.sort(np.random.RandomState(seed).choice(len(dataset), size=int(limit), replace=False))
-    return np.stack([dataset[int(i)][0].numpy() for i in order])
+CLASSIFIERS = ("logistic", "models")
 
 
-def model_rows(sheets, rows, baselines, reference_domain):
-    """The evaluation rows named by ``rows``: name, group, files, kind options, reference accuracy."""
+def union_spec(cfg: dict) -> dict:
+    """The keys of this split's reference-versus-shifted union (tasks/data/domains.py), with defaults."""
+    return {"reference": cfg["reference"], "shifted": cfg["shifted"], "max_reference": cfg.get("max_reference"),
+            "reference_classes": cfg.get("reference_classes", "all"), "seed": int(cfg.get("seed", 0)),
+            "folds": int(cfg.get("folds", 10))}
+
+
+def images(dataset) -> np.ndarray:
+    """A set's images as one array."""
+    return np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+
+
+def logistic_logits(union, spec: dict, options: dict):
+    """Out-of-fold logits of logistic regressions on the pixels, cross-fitted here."""
+    x = images(union)
+    fit = cross_fit(x, union.is_shifted, logistic_domain_classifier(float(options.get("C", 1.0)), spec["seed"]),
+                    spec["folds"], spec["seed"])
+    return fit.logits, fit.fold_of
+
+
+def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int):
+    """Out-of-fold logits l1 - l0 of the fold networks ``options["models"]``: files saved by
+    tasks/classify/train.py whose ``data.val`` is this union's fold k, part held_out (one per fold;
+    their union keys must be this split's). Each scores its held-out fold, as its own evaluation read it."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tasks.classify.checkpoints import classifier_from, model_paths, read_classifier
+    from tasks.data import build_set
+    from tasks.data.domains import UNION_KEYS
+
+    logits = np.full(len(union), np.nan)
+    fold_of = np.full(len(union), -1, dtype=np.int64)
+    for path in model_paths(as_list(options.get("models"))):
+        saved = read_classifier(path)
+        val = (saved["config"].get("data") or {}).get("val") or {}
+        if val.get("dataset") != "domains" or val.get("part") != "held_out" or val.get("fold") in (None, "tune"):
+            raise ValueError(f"{path}: its data.val is not a domains fold (part: held_out, fold: k), so its "
+                             "held-out examples are unknown")
+        defaults = {"max_reference": None, "reference_classes": "all", "seed": 0, "folds": 10}
+        for key in UNION_KEYS:
+            if val.get(key, defaults.get(key)) != spec[key]:
+                raise ValueError(f"{path} was trained on another union than this split's: {key} is "
+                                 f"{val.get(key, defaults.get(key))!r} there, {spec[key]!r} here")
+        k = int(val["fold"])
+        if (fold_of == k).any():
+            raise ValueError(f"{path}: fold {k} is given twice")
+        held, _ = build_set(val, saved["data_config"])
+        net = classifier_from(saved).to(device)
+        print(f"  fold {k}: {path} scores {len(held)} held-out examples", flush=True)
+        with torch.no_grad():
+            for x, y, position in DataLoader(held, batch_size=batch_size):
+                out = net(x.to(device)).float().cpu().numpy()
+                if out.shape[-1] != 2:
+                    raise ValueError(f"{path} has {out.shape[-1]} outputs; a domain classifier has 2")
+                logits[position.numpy()] = out[:, 1] - out[:, 0]
+                fold_of[position.numpy()] = k
+    missing = sorted(set(range(spec["folds"])) - set(fold_of.tolist()))
+    if missing:
+        raise ValueError(f"no fold model for folds {missing} of {spec['folds']}: every example must be scored")
+    return logits, fold_of
+
+
+def model_rows(sheets, rows, baselines, reference_domain, shifted_domain, n_shifted):
+    """The evaluation rows named by ``rows``: name, group, reference accuracy and which shifted
+    examples they got right (their evaluation's per-example results for ``shifted_domain``)."""
+    from tasks.classify.evaluate import read_correct
     from tasks.sheets import evaluated_rows, matches
 
     found = []
@@ -62,9 +127,12 @@ def model_rows(sheets, rows, baselines, reference_domain):
             acc = res.get("results", {}).get(reference_domain, {}).get("acc1")
             if acc is None:
                 continue
-            group = "baseline" if matches(r["name"], baselines) else "evaluated"
-            found.append({"sheet": r["sheet"], "name": r["name"], "group": group, "models": res["models"],
-                          "kind": res.get("kind", "auto"), "options": res, "ref": float(acc)})
+            correct = read_correct(res, r["path"], shifted_domain)
+            if len(correct) != n_shifted:
+                raise ValueError(f"row {r['name']!r}: its {shifted_domain!r} has {len(correct)} examples, the "
+                                 f"shifted set here {n_shifted}: not the same set")
+            found.append({"sheet": r["sheet"], "name": r["name"], "ref": float(acc), "correct": correct,
+                          "group": "baseline" if matches(r["name"], baselines) else "evaluated"})
     return found
 
 
@@ -72,57 +140,55 @@ def main(argv=None) -> pd.DataFrame:
     from sklearn.metrics import roc_auc_score
 
     from runner import report
-    from tasks.classify.evaluate import evaluate_domain, load_kind
     from tasks.classify.train import data_config
     from tasks.common import load_config, pick_device, run_dir
     from tasks.data import build_set
-    from tasks.sheets import as_list, config_sheets
+    from tasks.data.domains import build_union
 
     cfg = load_config(__doc__.splitlines()[0], argv)
     dcfg = data_config(cfg)
-    seed, folds = int(cfg.get("seed", 0)), int(cfg.get("folds", 10))
+    spec = union_spec(cfg)
     epsilons = [float(e) for e in cfg.get("epsilons", [0.01, 0.1])]
     classifier = dict(cfg.get("classifier") or {"kind": "logistic"})
-    if classifier.get("kind", "logistic") not in CLASSIFIERS:
-        raise ValueError(f"classifier.kind must be one of {sorted(CLASSIFIERS)}, got {classifier.get('kind')!r}")
+    kind = classifier.get("kind", "logistic")
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"classifier.kind must be one of {CLASSIFIERS}, got {kind!r}")
 
-    reference, _ = build_set(cfg["reference"], dcfg)
-    shifted, _ = build_set(cfg["shifted"], dcfg)
-    x_ref = images(reference, cfg.get("max_reference"), seed)
-    x_shift = images(shifted, None, seed)
-    x = np.concatenate([x_ref, x_shift])
-    is_shifted = np.concatenate([np.zeros(len(x_ref), bool), np.ones(len(x_shift), bool)])
-    print(f"domain classifier ({classifier.get('kind', 'logistic')}): {len(x_ref)} reference and {len(x_shift)} "
-          f"shifted examples, {folds}-fold cross-fitting", flush=True)
-    fit = cross_fit(x, is_shifted, CLASSIFIERS[classifier.get("kind", "logistic")](classifier, seed), folds, seed)
-    alpha = calibrate(fit.logits, is_shifted)
-    ratios = density_ratios(fit.logits, alpha, len(x_ref), len(x_shift))
-    auroc = float(roc_auc_score(is_shifted, fit.logits))
+    union = build_union(spec, lambda s: build_set(s, dcfg))
+    is_shifted = union.is_shifted
+    n_ref, n_shift = len(union.reference_index), len(union.shifted)
+    print(f"domain classifier ({kind}): {n_ref} reference and {n_shift} shifted examples, "
+          f"{spec['folds']}-fold cross-fitting", flush=True)
+    if kind == "logistic":
+        logits, fold_of = logistic_logits(union, spec, classifier)
+    else:
+        logits, fold_of = fold_model_logits(union, spec, classifier, pick_device(cfg.get("device", "auto")),
+                                            int(cfg.get("batch_size", 256)))
+    alpha = calibrate(logits, is_shifted)
+    ratios = density_ratios(logits, alpha, n_ref, n_shift)
+    auroc = float(roc_auc_score(is_shifted, logits))
     split = out_of_support(ratios[is_shifted], epsilons)
     out = cfg.get("out") or run_dir() or "."
     os.makedirs(out, exist_ok=True)
-    np.savez(os.path.join(out, "support.npz"), logits=fit.logits, fold=fit.fold_of, is_shifted=is_shifted,
-             ratios=ratios, temperature=alpha, epsilons=np.array(epsilons),
+    np.savez(os.path.join(out, "support.npz"), logits=logits, fold=fold_of, is_shifted=is_shifted,
+             reference_index=union.reference_index, ratios=ratios, temperature=alpha, epsilons=np.array(epsilons),
              out_of_support=np.stack([split[e] for e in epsilons]))
     for e in epsilons:
-        print(f"  eps {e:g}: {int(split[e].sum())} of {len(x_shift)} shifted examples out of support", flush=True)
+        print(f"  eps {e:g}: {int(split[e].sum())} of {n_shift} shifted examples out of support", flush=True)
 
     metrics = {"domain_auroc": round(auroc, 4), "temperature": round(alpha, 4),
                **{f"out_of_support_{e:g}": round(float(split[e].mean()), 4) for e in epsilons}}
     sheets, patterns = config_sheets(cfg), as_list(cfg.get("rows"))
     lines = []
     if sheets and patterns:
-        device = pick_device(cfg.get("device", "auto"))
         found = model_rows(sheets, patterns, as_list(cfg.get("baselines"), ["baseline*"]),
-                           cfg.get("reference_domain", "in_distribution"))
+                           cfg.get("reference_domain", "in_distribution"), cfg.get("shifted_domain", "target"), n_shift)
         for r in found:
-            predict = load_kind(r["models"], r["kind"], device, r["options"])
-            correct = evaluate_domain(predict, shifted, int(cfg.get("batch_size", 256)), device)["correct"]
             for e in epsilons:
                 for part, mask in (("in_support", ~split[e]), ("out_of_support", split[e])):
                     lines.append({"sheet": r["sheet"], "name": r["name"], "group": r["group"], "epsilon": e,
                                   "part": part, "examples": int(mask.sum()), "ref": r["ref"],
-                                  "shift": float(correct[mask].mean()) if mask.any() else np.nan})
+                                  "shift": float(r["correct"][mask].mean()) if mask.any() else np.nan})
     df = pd.DataFrame(lines)
     if not df.empty:
         df["effective_robustness"] = np.nan
@@ -130,8 +196,13 @@ def main(argv=None) -> pd.DataFrame:
             base = chunk[chunk["group"] == "baseline"].dropna(subset=["shift"])
             if len(base) < 3 or chunk["examples"].iloc[0] == 0:
                 continue
-            line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"),
-                            interval=cfg.get("interval", "exact"), clip=cfg.get("clip"))
+            try:
+                line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"),
+                                interval=cfg.get("interval", "exact"),
+                                clip=resolve_clip(cfg.get("clip"), int(chunk["examples"].iloc[0])))
+            except ValueError as exc:             # one part without a line must not cost the others theirs
+                print(f"  eps {e:g}, {part}: no line ({exc})", flush=True)
+                continue
             df.loc[chunk.index, "effective_robustness"] = 100 * effective_robustness(line, chunk["ref"], chunk["shift"])
         df.to_csv(os.path.join(out, "split_shift.csv"), index=False)
         evaluated = df[df["group"] == "evaluated"]
@@ -141,8 +212,8 @@ def main(argv=None) -> pd.DataFrame:
             if len(values):
                 metrics[f"mean_er_{part}"] = round(float(values.mean()), 3)
     with open(os.path.join(out, "split_shift.md"), "w", encoding="utf-8") as f:
-        f.write(f"Domain classifier AUROC {auroc:.4f} (out of fold), temperature {alpha:.3f}; "
-                f"{len(x_ref)} reference, {len(x_shift)} shifted examples.\n\n| epsilon | out of support |\n|---|---|\n")
+        f.write(f"Domain classifier ({kind}) AUROC {auroc:.4f} (out of fold), temperature {alpha:.3f}; "
+                f"{n_ref} reference, {n_shift} shifted examples.\n\n| epsilon | out of support |\n|---|---|\n")
         for e in epsilons:
             f.write(f"| {e:g} | {int(split[e].sum())} ({100 * split[e].mean():.1f}%) |\n")
         if not df.empty:
