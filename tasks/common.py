@@ -41,6 +41,17 @@ def save_atomic(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
+def save_npz_atomic(path: str, arrays: dict, compressed: bool = False) -> None:
+    """numpy arrays as one .npz (``compressed``: np.savez_compressed), via a temporary file and a
+    rename: readers never see half a file."""
+    import numpy as np
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def progress(total: int, desc: str, initial: int = 0):
     """A tqdm bar on stdout; in a log file (not a terminal) it prints a line every 10 s."""
     from tqdm import tqdm

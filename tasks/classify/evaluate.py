@@ -69,7 +69,7 @@ from runner import report
 from runner.rundir import write_json
 from tasks.classify.checkpoints import model_paths, read_classifier
 from tasks.classify.kinds import ModelKind, create_kind, known_kinds
-from tasks.common import load_config, pick_device, run_dir
+from tasks.common import load_config, pick_device, run_dir, save_npz_atomic
 from tasks.data import build_set, expand_catalog
 from tasks.metrics import classification as C
 from tasks.metrics.ood import auroc
@@ -174,13 +174,6 @@ def domain_classes(spec: dict, subset) -> list | None:
     return None
 
 
-def save_atomic_npz(path: str, arrays: dict) -> None:
-    """``arrays`` as one compressed .npz, written whole or not at all."""
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 def read_correct(results: dict, results_path: str, domain: str) -> np.ndarray:
     """Which samples of ``domain`` an evaluation (its ``eval_metrics.json`` at ``results_path``) got right."""
     name = results.get("per_example")
@@ -278,9 +271,9 @@ def main(argv=None) -> None:
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_metrics.json")
     # which samples each domain got right, in the set's order (tasks/robustness/split_shift.py scores parts of a set)
     out["per_example"] = os.path.splitext(os.path.basename(path))[0] + ".correct.npz"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_atomic_npz(os.path.join(os.path.dirname(os.path.abspath(path)), out["per_example"]),
-                    {name: arrays["correct"] & (arrays["label"] >= 0) for name, arrays in per_domain.items()})
+    save_npz_atomic(os.path.join(os.path.dirname(os.path.abspath(path)), out["per_example"]),
+                    {name: arrays["correct"] & (arrays["label"] >= 0) for name, arrays in per_domain.items()},
+                    compressed=True)
     write_json(path, out)
     r0 = results["in_distribution"]
     prr = r0[f"PRR_{predict.headline_measure}"]

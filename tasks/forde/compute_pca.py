@@ -16,7 +16,6 @@ eigenvector rows are put in CHW order).
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Sequence, Tuple
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tasks.common import load_config
+from tasks.common import load_config, save_npz_atomic
 
 LAYOUT = "CHW"
 
@@ -87,11 +86,9 @@ def main(argv=None) -> None:
     moment, n = second_moment(loader, dims)
     vectors, scales = pca_of(moment, n)
     path = cfg["save_path"]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, eigenvectors=vectors.astype(np.float32), eigenvalues=scales.astype(np.float32),
-             layout=np.array(LAYOUT), samples=np.array(n), input_size=np.array(cfg["data"]["input_size"]))
-    os.replace(tmp, path)
+    save_npz_atomic(path, {"eigenvectors": vectors.astype(np.float32), "eigenvalues": scales.astype(np.float32),
+                           "layout": np.array(LAYOUT), "samples": np.array(n),
+                           "input_size": np.array(cfg["data"]["input_size"])})
     share = np.cumsum(scales ** 2) / max(float((scales ** 2).sum()), 1e-300)
     top = int(np.searchsorted(share, 0.9) + 1)
     report({"samples": n, "dims": dims, "components_for_90pct": top, "pca_path": path})
