@@ -239,3 +239,18 @@ def test_imagenet_v2_folders_are_class_indices(tmp_path):
     (root / "n01440764").mkdir()
     with pytest.raises(ValueError, match="class indices 0-999"):
         build_set({"dataset": "imagenet_v2", "root": str(root), "transform": PLAIN}, CFG)
+
+
+def test_relative_paths_are_taken_from_the_project_root_in_nested_set_specs_too():
+    from tasks.data import with_root
+
+    spec = {"dataset": "domains", "fold": 0,
+            "reference": {"dataset": "image_folder", "root": "data/train"},
+            "shifted": {"dataset": "class_subset", "root": "/abs/r", "classes_of": "data/val",
+                        "transform": {"recipe": "plain", "size": 8}, "shift": {"kind": "vflip"}}}
+    out = with_root(spec, "/project")
+    assert out["reference"] == {"dataset": "image_folder", "root": "/project/data/train"}
+    assert out["shifted"]["root"] == "/abs/r" and out["shifted"]["classes_of"] == "/project/data/val"
+    assert out["shifted"]["transform"] == spec["shifted"]["transform"] and out["fold"] == 0
+    assert spec["reference"]["root"] == "data/train"                 # the caller's spec is left as it was
+    assert with_root(spec, None) == spec

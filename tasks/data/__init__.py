@@ -128,7 +128,7 @@ def _imagenet_o(spec, data_cfg, augment):
 
 
 @register("domains")
-def _domains(spec, data_cfg, augment, root=None):
+def _domains(spec, data_cfg, augment):
     """Reference (label 0) versus shifted (label 1) examples, by fold: a domain classifier's data
     (:mod:`tasks.data.domains`). ``augment`` and ``transform`` of this spec apply to both sets."""
     from tasks.data.domains import domains_set
@@ -139,7 +139,7 @@ def _domains(spec, data_cfg, augment, root=None):
         inner = dict(inner, augment=augment)
         if spec.get("transform"):
             inner["transform"] = spec["transform"]
-        return build_set(inner, data_cfg, root)
+        return build_set(inner, data_cfg)
     return domains_set(spec, build), None
 
 
@@ -184,6 +184,21 @@ def _tiny_imagenet_c(spec, data_cfg, augment):
                                  args.get("wnids")), None
 
 
+PATH_KEYS = ("root", "wnids", "classes_of")
+
+
+def with_root(spec: dict, root: Optional[str]) -> dict:
+    """``spec`` with its relative paths (and those of the set specs inside it: a ``domains`` set's
+    two) taken relative to ``root``."""
+    spec = dict(spec)
+    for key, value in spec.items():
+        if key in PATH_KEYS and root and isinstance(value, str) and not os.path.isabs(value):
+            spec[key] = os.path.join(root, value)
+        elif isinstance(value, dict) and "dataset" in value:
+            spec[key] = with_root(value, root)
+    return spec
+
+
 def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     """Build the dataset of one (expanded) set spec: ``(dataset, class_subset)``.
 
@@ -192,14 +207,8 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     kind = spec.get("dataset")
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset {kind!r}; known: {', '.join(sorted(DATASETS))}")
-    spec = dict(spec)
-    for key in ("root", "wnids", "classes_of"):
-        if root and isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
-            spec[key] = os.path.join(root, spec[key])
-    if kind == "domains":                      # its two sets resolve their own roots
-        dataset, subset = _domains(spec, data_cfg, bool(spec.get("augment", False)), root)
-    else:
-        dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    spec = with_root(spec, root)
+    dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
     if spec.get("shift"):                      # on the true labels, before any label noise
         from tasks.data.shifts import shifted
 

@@ -33,6 +33,13 @@ UNION_KEYS = ("reference", "shifted", "max_reference", "reference_classes", "see
 PARTS = ("all", "train", "held_out")
 
 
+def union_of(spec: dict) -> dict:
+    """The keys of ``spec`` that fix its union and folds (:data:`UNION_KEYS`), defaults filled in."""
+    return {"reference": spec["reference"], "shifted": spec["shifted"], "max_reference": spec.get("max_reference"),
+            "reference_classes": spec.get("reference_classes", "all"), "seed": int(spec.get("seed", 0)),
+            "folds": int(spec.get("folds", 10))}
+
+
 def reference_draw(labels: np.ndarray, limit, seed: int, classes=None) -> np.ndarray:
     """The reference examples used, as indices into the reference set, in the order drawn."""
     candidates = np.arange(len(labels))
@@ -89,16 +96,17 @@ def build_union(spec: dict, build) -> DomainUnion:
     """The union of a ``domains`` spec; ``build(set_spec)`` -> (dataset, class subset)."""
     from tasks.data.label_noise import labels_of
 
+    spec = union_of(spec)
     reference, _ = build(spec["reference"])
     shifted, subset = build(spec["shifted"])
-    which = spec.get("reference_classes", "all")
+    which = spec["reference_classes"]
     if which not in ("all", "shifted"):
         raise ValueError(f"domains: reference_classes must be all or shifted, got {which!r}")
     classes = None
     if which == "shifted":
         classes = subset if subset is not None else np.unique(labels_of(shifted))
     labels = labels_of(reference) if classes is not None else np.zeros(len(reference), np.int64)
-    index = reference_draw(labels, spec.get("max_reference"), int(spec.get("seed", 0)), classes)
+    index = reference_draw(labels, spec["max_reference"], spec["seed"], classes)
     if len(index) == 0 or len(shifted) == 0:
         raise ValueError(f"domains: {len(index)} reference and {len(shifted)} shifted examples; both must be some")
     return DomainUnion(reference, shifted, index)
@@ -116,5 +124,6 @@ def domains_set(spec: dict, build):
         return union
     if spec.get("fold") is None:
         raise ValueError(f"domains: part {part} needs a fold (0 ... folds - 1, or tune)")
-    train, held = fold_parts(len(union), int(spec.get("folds", 10)), spec["fold"], int(spec.get("seed", 0)))
+    keys = union_of(spec)
+    train, held = fold_parts(len(union), keys["folds"], spec["fold"], keys["seed"])
     return Subset(union, (train if part == "train" else held).tolist())

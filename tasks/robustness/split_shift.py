@@ -49,13 +49,6 @@ from tasks.sheets import as_list, config_sheets  # noqa: E402
 CLASSIFIERS = ("logistic", "models")
 
 
-def union_spec(cfg: dict) -> dict:
-    """The keys of this split's reference-versus-shifted union (tasks/data/domains.py), with defaults."""
-    return {"reference": cfg["reference"], "shifted": cfg["shifted"], "max_reference": cfg.get("max_reference"),
-            "reference_classes": cfg.get("reference_classes", "all"), "seed": int(cfg.get("seed", 0)),
-            "folds": int(cfg.get("folds", 10))}
-
-
 def images(dataset) -> np.ndarray:
     """A set's images as one array."""
     return np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
@@ -78,7 +71,7 @@ def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int)
 
     from tasks.classify.checkpoints import classifier_from, model_paths, read_classifier
     from tasks.data import build_set
-    from tasks.data.domains import UNION_KEYS
+    from tasks.data.domains import UNION_KEYS, union_of
 
     logits = np.full(len(union), np.nan)
     fold_of = np.full(len(union), -1, dtype=np.int64)
@@ -88,11 +81,11 @@ def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int)
         if val.get("dataset") != "domains" or val.get("part") != "held_out" or val.get("fold") in (None, "tune"):
             raise ValueError(f"{path}: its data.val is not a domains fold (part: held_out, fold: k), so its "
                              "held-out examples are unknown")
-        defaults = {"max_reference": None, "reference_classes": "all", "seed": 0, "folds": 10}
+        theirs = union_of(val)
         for key in UNION_KEYS:
-            if val.get(key, defaults.get(key)) != spec[key]:
+            if theirs[key] != spec[key]:
                 raise ValueError(f"{path} was trained on another union than this split's: {key} is "
-                                 f"{val.get(key, defaults.get(key))!r} there, {spec[key]!r} here")
+                                 f"{theirs[key]!r} there, {spec[key]!r} here")
         k = int(val["fold"])
         if (fold_of == k).any():
             raise ValueError(f"{path}: fold {k} is given twice")
@@ -143,11 +136,11 @@ def main(argv=None) -> pd.DataFrame:
     from tasks.classify.train import data_config
     from tasks.common import load_config, pick_device, run_dir
     from tasks.data import build_set
-    from tasks.data.domains import build_union
+    from tasks.data.domains import build_union, union_of
 
     cfg = load_config(__doc__.splitlines()[0], argv)
     dcfg = data_config(cfg)
-    spec = union_spec(cfg)
+    spec = union_of(cfg)
     epsilons = [float(e) for e in cfg.get("epsilons", [0.01, 0.1])]
     classifier = dict(cfg.get("classifier") or {"kind": "logistic"})
     kind = classifier.get("kind", "logistic")
