@@ -66,15 +66,19 @@ def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int)
     """Out-of-fold logits l1 - l0 of the fold networks ``options["models"]``: files saved by
     tasks/classify/train.py whose ``data.val`` is this union's fold k, part held_out (one per fold;
     their union keys must be this split's). Each scores its held-out fold, as its own evaluation read it."""
+    import json
+
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     from tasks.classify.checkpoints import classifier_from, model_paths, read_classifier
     from tasks.data import build_set
-    from tasks.data.domains import UNION_KEYS, union_of
+    from tasks.data.domains import UNION_KEYS, fold_parts, union_of
 
     logits = np.full(len(union), np.nan)
     fold_of = np.full(len(union), -1, dtype=np.int64)
+    seen = {}             # the union as the fold networks see it, built once per preprocessing (listing
+    #                       ImageNet's 1.28M training images takes a while)
     for path in model_paths(as_list(options.get("models"))):
         saved = read_classifier(path)
         val = (saved["config"].get("data") or {}).get("val") or {}
@@ -89,7 +93,11 @@ def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int)
         k = int(val["fold"])
         if (fold_of == k).any():
             raise ValueError(f"{path}: fold {k} is given twice")
-        held, _ = build_set(val, saved["data_config"])
+        as_seen = json.dumps([{key: v for key, v in val.items() if key not in ("fold", "part")}, saved["data_config"]],
+                             sort_keys=True)
+        if as_seen not in seen:
+            seen[as_seen] = build_set(dict(val, part="all"), saved["data_config"])[0]
+        held = Subset(seen[as_seen], fold_parts(len(seen[as_seen]), spec["folds"], k, spec["seed"])[1].tolist())
         net = classifier_from(saved).to(device)
         print(f"  fold {k}: {path} scores {len(held)} held-out examples", flush=True)
         with torch.no_grad():
