@@ -164,11 +164,14 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
+    def load(self, path: str):
         from torchvision.datasets.folder import default_loader
 
+        return default_loader(path)
+
+    def __getitem__(self, i: int):
         path, label = self.samples[i]
-        img = default_loader(path)
+        img = self.load(path)
         if self.transform is not None:
             img = self.transform(img)
         return img, label, i
@@ -237,17 +240,12 @@ class ObjectNetImages(ImageFiles):
         super().__init__(samples, transform)
         self.classes, self.class_groups, self.group_names, self.border = classes, class_groups, group_names, border
 
-    def __getitem__(self, i: int):
-        from torchvision.datasets.folder import default_loader
-
-        path, label = self.samples[i]
-        img = default_loader(path)
+    def load(self, path: str):
+        img = super().load(path)
         if self.border:
             w, h = img.size
             img = img.crop((self.border, self.border, w - self.border, h - self.border))
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, label, i
+        return img
 
 
 def objectnet(root: str, transform, border: int = 1) -> Tuple[ObjectNetImages, List[int]]:
