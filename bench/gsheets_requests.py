@@ -49,7 +49,7 @@ def sheetrun_requests(server: SheetsServer, folder: str, rows: int, jobs: int) -
     server.state.create(KEY, rows=[HEADER] + [["scripts/report.py", "config.yaml", 1, i] for i in range(rows)])
     before = server.state.count()
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", URL, "--root", folder, "--jobs", str(jobs)],
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", URL, "--root", folder, "--jobs", str(jobs), "--yes"],
                           capture_output=True, text=True, env=dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url))
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:

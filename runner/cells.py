@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import re
 
+from runner import credentials
+
 KEEP_DEFAULT = object()          # sentinel: leave the default config's value alone
 EMPTY_STRING = "EMPTY_STRING"
 DEFAULT_WORDS = frozenset({"Default", "default", "DEFAULT"})
@@ -154,7 +156,11 @@ def resolve_path(path: str, root: str) -> str:
     ``!!!path`` is taken as it is; anything relative is under the project root."""
     if path.startswith(NO_NORMALISATION):
         return path[len(NO_NORMALISATION):]
-    missing = [name for name in _PATH_VAR.findall(path) if name not in os.environ]
+    names = _PATH_VAR.findall(path)
+    for name in names:
+        if credentials.is_credential(name):
+            raise CellError(f"{path!r}: <${name}> is sheetrun's own credential and is never given to a row")
+    missing = [name for name in names if name not in os.environ]
     if missing:
         raise CellError(f"{path!r}: the environment variable {missing[0]} is not set")
     path = _PATH_VAR.sub(lambda m: os.environ[m.group(1)], path)

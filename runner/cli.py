@@ -54,14 +54,15 @@ def cmd_run(args) -> int:
         from runner.sweeps import after_expansion
 
         rows = after_expansion(rows, _expand(sheet, rows))
+    approvals = confirm_commands(sheet, rows, args.yes, args.dry_run) if sheet.remote else None
     if args.dry_run:
         return dry_run(sheet, root, rows, args.conda_env or "", args.backend, args.timeout)
     runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
     if args.backend == "slurm":
-        return run_on_slurm(args, sheet, root, runs_dir, rows)
+        return run_on_slurm(args, sheet, root, runs_dir, rows, approvals)
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows,
                       gpus_per_job=args.gpus_per_job, timeout=_timeout(args), retries=args.retries,
-                      conda_env=args.conda_env or "")
+                      conda_env=args.conda_env or "", approvals=approvals)
     try:
         DevicePool(visible_devices(), args.gpus_per_job)
     except ValueError as exc:
@@ -72,7 +73,44 @@ def cmd_run(args) -> int:
                           + (" among the rows given by --rows" if rows else ""))
     if result.interrupted:
         return 130 if result.interrupted == "SIGINT" else 143
-    return 0 if result.ok else 1
+    return 0 if result.ok and not (approvals and approvals.left_out) else 1
+
+
+def confirm_commands(sheet, rows, yes: bool, dry_run: bool):
+    """A shared (Google) sheet: list the rows to run whose command this user has not run from it
+    before, with what changed, and have them confirmed (a prompt, or ``--yes``); unconfirmed rows
+    are left out. Returns the approvals the launch's claim checks again (runner.approvals)."""
+    from runner.approvals import Approvals
+
+    approvals = Approvals.of(sheet.location)
+    table = sheet.read()
+    if rows is not None:
+        rows.check(table)
+    changes = approvals.changes(table, rows)
+    if not changes:
+        return approvals
+    for change in changes:
+        err_console.print(Text(f"sheetrun: {change.describe()}", style="yellow"), highlight=False, soft_wrap=True)
+    if dry_run:
+        err_console.print(f"sheetrun: run would ask to confirm these {len(changes)} row(s) (or take --yes)",
+                          highlight=False, soft_wrap=True)
+    elif yes or _ask(f"Run these {len(changes)} row(s) with the commands shown? [y/N] "):
+        approvals.confirm(changes)
+    else:
+        err_console.print("sheetrun: they are left out; to run them, answer y, or run again with --yes",
+                          highlight=False, soft_wrap=True)
+    return approvals
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question at the terminal; no terminal (a script, cron): no."""
+    if not sys.stdin.isatty():
+        err_console.print("sheetrun: not asked (no terminal to answer at)", highlight=False)
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def _timeout(args) -> str:
@@ -80,7 +118,7 @@ def _timeout(args) -> str:
     return args.timeout or ""
 
 
-def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
+def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) -> int:
     from runner.launch import RunOptions, launch
     from runner.liveness import default_client
     from runner.progress import SubmitProgress
@@ -91,7 +129,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
         raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
                          "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args),
-                      conda_env=args.conda_env or "")
+                      conda_env=args.conda_env or "", approvals=approvals)
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
@@ -108,6 +146,8 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows) -> int:
     err_console.print(f"{len(submitted)} row(s) submitted to SLURM ({client.calls} scheduler calls)"
                       + ("" if args.wait else f"; 'sheetrun sync {args.sheet}' updates their rows"),
                       markup=False, highlight=False, soft_wrap=True)
+    if approvals is not None and approvals.left_out:
+        return 1
     if not args.wait:
         return 0 if len(submitted) == len(result.outcomes) else 1
 
@@ -168,9 +208,8 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
         console.print(f"note: {note}", soft_wrap=True)
     if not planned and not skipped:
         console.print("nothing to run: no row has whether_to_run = 1")
-    for number, holder in skipped:
-        console.print(f"row {number}: still held by an earlier run ({holder}); would not start",
-                      markup=False, highlight=False, soft_wrap=True)
+    for number, why in skipped:
+        console.print(f"row {number}: {why}; would not start", markup=False, highlight=False, soft_wrap=True)
     for p in planned:
         if not p.ok:
             line = Text(f"row {p.number}: error:", style="red")
@@ -631,6 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "__RUNNER__ row's own conda_env wins)")
     run.add_argument("--show", help="the metrics the results table shows, e.g. 'acc,loss' "
                                     "(default: the last four reported)")
+    run.add_argument("-y", "--yes", action="store_true",
+                     help="Google Sheets: run rows whose command you have not run from this sheet before "
+                          "(new, or changed by someone) without asking; they are listed either way")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="summarise the sheet's statuses and errors")

@@ -38,7 +38,7 @@ import time
 import traceback
 
 from runner import columns as C
-from runner import failure, procs, stnd_logging
+from runner import credentials, failure, procs, stnd_logging
 from runner.failure import signal_name
 from runner.columns import Status
 from runner.errors import describe
@@ -336,7 +336,7 @@ class JobRun:
         if rd.cancel_requested():            # 'sheetrun cancel' came first: never start
             self.cancelled.append("sheetrun cancel, before it started")
         else:
-            env = dict(os.environ)
+            env = credentials.job_environment(dict(os.environ))     # never sheetrun's own credentials
             env.update(thread_env(job.get("env", {})))
             env.update(job.get("env", {}))
             env.update(self.extra_env)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 from runner import columns as C
 from runner import procs, provenance, stnd_logging
+from runner.allow import Allowance
+from runner.approvals import Approvals
 from runner.columns import Status
 from runner.config import dump_yaml
 from runner.errors import describe
@@ -59,6 +61,7 @@ class RunOptions:
     timeout: str = ""                  # a time limit for rows without a time_limit cell ("" none)
     retries: int = 0                   # local: runs again a row that failed or was lost, this often
     conda_env: str = ""                # script rows run inside this conda environment (stnd's --conda_env)
+    approvals: Approvals | None = None  # a shared sheet: the commands this user confirmed (runner.approvals)
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Outcome:
 @dataclass
 class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
-    skipped: list[tuple[int, str]] = field(default_factory=list)   # (row, who holds it)
+    skipped: list[tuple[int, str]] = field(default_factory=list)   # (row, why it was left out)
     notes: list[str] = field(default_factory=list)                  # about the sheet as a whole
     interrupted: str = ""
     unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
@@ -119,6 +122,7 @@ class Launch:
         self.sheet_dir = os.path.join(opts.runs_dir, sheet.name)
         self.record_path = os.path.join(self.sheet_dir, ".launches", self.id + ".json")
         self.claim = dict(procs.identity(), launch=self.id, launch_file=self.record_path)
+        self.allowance = Allowance.load(opts.root)      # what the project's rows may run (runner.allow)
         self.writer = RowWriter(sheet, MetricColumns(opts.root))
         self.result = RunResult()
         self.outcomes: dict[str, Outcome] = {}
@@ -180,7 +184,8 @@ class Launch:
             self.result.skipped = []
             self.result.notes = []
             planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
-                           worksheet=self.sheet.name, notes=self.result.notes, conda_env=opts.conda_env)
+                           worksheet=self.sheet.name, notes=self.result.notes, conda_env=opts.conda_env,
+                           allowance=self.allowance, approve=opts.approvals and opts.approvals.check)
             claimed = dict(self.claim, claimed=time.time())
             for p in planned:
                 if p.ok and p.writable:
@@ -247,7 +252,22 @@ class Launch:
             if p.run_folder:
                 self.writer.folders[p.run_id] = p.run_folder
         self.result.outcomes = list(self.outcomes.values())
+        self._remember_commands(planned)
         return planned
+
+    def _remember_commands(self, planned: list[PlannedRow]) -> None:
+        """A shared sheet: the commands this launch claimed are ones this user ran (runner.approvals)."""
+        approvals = self.opts.approvals
+        if approvals is None:
+            return
+        for p in planned:
+            if p.ok:
+                approvals.claimed(p.number, p.run_id)
+        try:
+            approvals.save()
+        except (OSError, TimeoutError) as exc:
+            print(f"sheetrun: could not remember the commands run ({describe(exc)}); they will be asked "
+                  "about again", file=sys.stderr)
 
     # -- 2. prepare ------------------------------------------------------------------------
     def collect_provenance(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from runner import columns as C
 from runner import rowrefs
+from runner.allow import Allowance
 from runner.cells import CellError, parse_whether_to_run
 from runner.config import load_yaml
 from runner.columns import Status
@@ -128,16 +129,19 @@ def new_run_id(taken: set[str]) -> str:
 
 def plan(table: Table, root: str, rows: RowFilter | None = None,
          held=None, skipped: list | None = None, worksheet: str = "",
-         notes: list | None = None, conda_env: str = "") -> list[PlannedRow]:
+         notes: list | None = None, conda_env: str = "", allowance: Allowance | None = None,
+         approve=None) -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
     so the error lands in their row. A row whose previous run is still going
     (``held(row)`` returns who holds it) is not run twice: it is left out, and
-    ``(number, holder)`` is added to ``skipped``. A ragged row (more fields than
+    ``(number, why)`` is added to ``skipped``; so is a row ``approve(row)`` gives a reason
+    to leave out (a shared sheet's command not confirmed: ``runner.approvals``). A ragged row (more fields than
     the header) is returned with an error and ``writable=False``: nothing is
     ever written into it. Things to say about the sheet as a whole go to ``notes``.
     ``conda_env``: script rows run inside this conda environment (``run --conda-env``).
+    ``allowance``: what the project's rows may run (``runner.allow``; read from ``root`` when not given).
     """
     missing = [c for c in C.REQUIRED if c not in table.index]
     if missing:
@@ -152,6 +156,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
     if data and notes is not None:
         notes.append(f"the columns {', '.join(data)} are kept as data: HTCondor is not a backend of sheetrun")
     taken = {r.get(C.RUN_ID) for r in table.rows}
+    allowance = allowance or Allowance.load(root)
     load_config = functools.lru_cache(maxsize=None)(load_yaml)   # rows share configs
 
     planned: list[PlannedRow] = []
@@ -175,12 +180,18 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                 holder = held(row)
                 if holder is not None:
                     if skipped is not None:
-                        skipped.append((row.number, holder))
+                        skipped.append((row.number, f"still held by an earlier run ({holder})"))
                     continue
+            why = approve(row) if approve is not None else None
+            if why:
+                if skipped is not None:
+                    skipped.append((row.number, why))
+                continue
             p = PlannedRow(row.number, new_run_id(taken))
             try:
                 p.spec = build_spec(row.as_dict(), row.number, root, load_config, worksheet,
-                                    decimal_comma=getattr(table, "delimiter", ",") == ";", conda_env=conda_env)
+                                    decimal_comma=getattr(table, "delimiter", ",") == ";", conda_env=conda_env,
+                                    allowance=allowance)
                 p.spec.run_id = p.run_id
             except RowError as exc:
                 p.error = str(exc)

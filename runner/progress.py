@@ -30,16 +30,17 @@ def _fmt(value) -> str:
 
 
 def print_skipped(console: Console, skipped) -> None:
-    """Rows left alone because an earlier run (a sheetrun, a job, its processes) still holds them."""
+    """Rows left alone, and why: an earlier run (a sheetrun, a job, its processes) still holds them,
+    or their command was not confirmed."""
     from runner.rowrefs import ranges
 
-    by_holder: dict[str, list[int]] = {}
-    for number, holder in skipped:
-        by_holder.setdefault(holder, []).append(number)
-    for holder, numbers in by_holder.items():
+    by_reason: dict[str, list[int]] = {}
+    for number, why in skipped:
+        by_reason.setdefault(why, []).append(number)
+    for why, numbers in by_reason.items():
         which = f"row {numbers[0]}" if len(numbers) == 1 else f"rows {ranges(numbers)}"
-        console.print(Text(f"sheetrun: {which} not started: still held by an earlier run ({holder}); "
-                           "not run twice", style="yellow"), highlight=False, soft_wrap=True)
+        console.print(Text(f"sheetrun: {which} not started: {why}", style="yellow"), highlight=False,
+                      soft_wrap=True)
 
 
 def print_warnings(console: Console, planned, notes=()) -> None:

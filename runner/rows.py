@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import cells, columns as C, config as cfg, programs, rowrefs, stnd_logging
+from runner import cells, columns as C, config as cfg, credentials, programs, rowrefs, stnd_logging
+from runner.allow import Allowance
 from runner.slurm import options as slurm_options
 from runner.cells import NO_NORMALISATION, CellError, resolve_path
 
@@ -99,23 +100,40 @@ def _refuse_sweep(column: str, text: str) -> None:
                         "('sheetrun run SHEET --expand', or 'sheetrun expand SHEET')")
 
 
-def expand_env(value: str) -> str:
-    """``$VAR`` / ``${VAR}`` from this environment (unset: empty, as a shell has it); nothing else."""
-    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""), value)
+def expand_env(value: str, column: str = "cmd_env_var") -> str:
+    """``$VAR`` / ``${VAR}`` from this environment (unset: empty, as a shell has it); nothing else.
+    sheetrun's own credentials are never handed out (CellError)."""
+    def value_of(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        try:
+            credentials.refuse_credential(name, column)
+        except credentials.CredentialError as exc:
+            raise CellError(str(exc)) from None
+        return os.environ.get(name, "")
+
+    return _ENV_REF.sub(value_of, value)
+
+
+def _is_runner_program(path: str) -> bool:
+    """Is ``path`` sheetrun's own runner program (``run_cmd.py``: what ``__RUNNER__`` names in a cell)?"""
+    return os.path.realpath(path) == os.path.realpath(cells.RUNNER_PROGRAM)
 
 
 def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load_yaml,
-               worksheet: str = "", decimal_comma: bool = False, conda_env: str = "") -> RowSpec:
+               worksheet: str = "", decimal_comma: bool = False, conda_env: str = "",
+               allowance: Allowance | None = None) -> RowSpec:
     """Validate a row and resolve its config. Raises RowError naming every problem found.
 
     ``load_config`` reads a default config; the planner passes a cached one so a
     thousand rows sharing a config read it once (the result is never mutated).
     ``worksheet`` is what ``__WORKSHEET__`` becomes; ``decimal_comma``: numbers like ``0,01``
     are read as the comma-decimal locale that saved a semicolon-separated sheet wrote them;
-    ``conda_env``: a script row runs inside this conda environment.
+    ``conda_env``: a script row runs inside this conda environment. ``allowance``: what rows of
+    this project may run (``runner.allow``; read from the project when not given).
     """
     problems: list[str] = []
     warnings: list[str] = []
+    allowance = allowance or Allowance.load(root)
 
     def cell(column: str) -> str:
         return cells.fill_placeholders(row.get(column, ""), number, row, worksheet)
@@ -131,9 +149,15 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
         script: str | None = None
         if main != RUNNER_MARKER:
             script = resolve_path(main, root)
-            if not os.path.isfile(script):
+            refused = None if _is_runner_program(script) else allowance.path_problem(C.PATH_TO_MAIN, main, script)
+            if refused:
+                problems.append(refused)
+            elif not os.path.isfile(script):
                 problems.append(_not_found("script", main, script, root))
         config_file = resolve_path(config_path, root)
+        refused = allowance.path_problem(C.PATH_TO_DEFAULT_CONFIG, config_path, config_file)
+        if refused:                         # an outside file is not even read
+            raise RowError("; ".join(problems + [refused]))
     except CellError as exc:
         raise RowError(str(exc)) from None
     try:
@@ -171,12 +195,19 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
                     raise CellError(f"{column}: {name!r} is not a valid environment variable name")
                 value = cell(column)
                 if value != "" and value.strip() not in DEFAULT_WORDS:
-                    env[name] = expand_env(value) if stnd else value
+                    refused = allowance.env_problem(column.strip(), name)
+                    if refused:
+                        raise CellError(refused)
+                    env[name] = expand_env(value, column.strip()) if stnd else value
             elif column.startswith(C.SLURM_PREFIX):
                 value = cell(column)
                 if value.strip() != "" and value.strip() not in DEFAULT_WORDS:
-                    option = column[len(C.SLURM_PREFIX):]
-                    slurm[option.strip()] = slurm_options.validate(option, value)
+                    option = column[len(C.SLURM_PREFIX):].strip()
+                    checked = slurm_options.validate(option, value)
+                    refused = allowance.slurm_problem(option, checked)
+                    if refused:
+                        raise CellError(refused)
+                    slurm[option] = checked
         except (CellError, slurm_options.SlurmOptionError) as exc:
             problems.append(str(exc))
 
@@ -200,10 +231,15 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
             take_last = programs.take_last(config)
             exec_path = resolve_path(exec_typed, root)
             config = dict(config, exec_path=exec_path)
-            if not os.path.isfile(exec_path) and not exec_typed.startswith(NO_NORMALISATION):
+            refused = allowance.program_problem(config, exec_path, exec_typed)
+            if refused:
+                problems.append(refused)
+            elif not os.path.isfile(exec_path) and not exec_typed.startswith(NO_NORMALISATION):
                 problems.append(_not_found("exec_path", exec_typed, exec_path, root))
         except (programs.ProgramError, CellError) as exc:
             problems.append(str(exc))
+    elif script is not None and _is_runner_program(script) and not problems:
+        problems += _runner_config_problems(config, root, allowance)     # run_cmd.py runs what its config says
 
     depends_text = ""
     try:
@@ -236,6 +272,17 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
                    depends_on=depends, depends_text=depends_text, name=row.get(C.NAME, "").strip(), conda=conda,
                    time_limit=time_limit, time_limit_s=time_limit_s,
                    root=root, take_last=take_last, warnings=warnings)
+
+
+def _runner_config_problems(config: dict, root: str, allowance: Allowance) -> list[str]:
+    """What sheetrun's ``run_cmd.py`` would run from this config, checked as a ``__RUNNER__`` row's."""
+    try:
+        programs.argv(config, root)
+        exec_typed = str(config.get("exec_path") or "")
+        refused = allowance.program_problem(config, resolve_path(exec_typed, root), exec_typed)
+    except (programs.ProgramError, CellError) as exc:
+        return [str(exc)]
+    return [refused] if refused else []
 
 
 def _not_found(what: str, typed: str, resolved: str, root: str) -> str:

@@ -21,6 +21,8 @@ if __package__ in (None, ""):                 # run as a file: .../runner/run_cm
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from runner import programs, report  # noqa: E402
+from runner.allow import Allowance, AllowError  # noqa: E402
+from runner.cells import CellError, resolve_path  # noqa: E402
 from runner.config import ConfigError, load_yaml  # noqa: E402
 
 
@@ -33,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         root = os.environ.get("PROJECT_ROOT_PROVIDED_FOR_STUNED") or os.getcwd()
         command = programs.argv(config, root)
         take_last = {c: re.compile(r) for c, r in programs.take_last(config).items()}
-    except (ConfigError, programs.ProgramError) as exc:
+        exec_typed = str(config.get("exec_path") or "")
+        refused = Allowance.load(root).program_problem(config, resolve_path(exec_typed, root), exec_typed)
+    except (ConfigError, programs.ProgramError, CellError, AllowError) as exc:
         print(f"run_cmd: {exc}", file=sys.stderr)
+        return 2
+    if refused:                                # what the machine's owner did not allow (runner.allow)
+        print(f"run_cmd: {refused}", file=sys.stderr)
         return 2
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")
     last: dict = {}

@@ -142,14 +142,14 @@ class Project:
 
     def sheetrun(self, *args, timeout=120, cwd=None, check=None, env=None) -> subprocess.CompletedProcess:
         full_env = dict(os.environ, **(env or {}))
-        proc = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd or "/",
+        proc = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd or "/", stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout, env=full_env)
         if check is not None:
             assert proc.returncode == check, proc.stdout + proc.stderr
         return proc
 
     def popen(self, *args) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "runner", *args], cwd="/",
+        return subprocess.Popen([sys.executable, "-m", "runner", *args], cwd="/", stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -189,6 +189,14 @@ def project(tmp_path) -> Project:
     yield Project(str(tmp_path / "proj"))
     # a test that failed half-way may leave jobs running (they outlive a killed runner by design)
     end_processes(processes_under(str(tmp_path)))
+
+
+@pytest.fixture(autouse=True)
+def user_folders_of_its_own(tmp_path, monkeypatch):
+    """Each test is a user of its own: sheetrun's per-user files (the commands confirmed on shared sheets,
+    the user's allow file) live in the test's folder, never in the machine's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "user-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
 
 
 @pytest.fixture(scope="session", autouse=True)

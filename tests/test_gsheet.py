@@ -91,7 +91,7 @@ def test_sheetrun_run_against_a_google_sheet(server, project):
                                    ["scripts/ok.py", CFG, 1, "a", 2],
                                    ["scripts/crash.py", CFG, 1, "b", 1],
                                    ["scripts/ok.py", CFG, 0, "c", 3]])
-    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "2", env={
+    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "2", "--yes", env={
         "SHEETRUN_SHEETS_API_URL": server.url})
     assert proc.returncode == 1, proc.stderr
     table = open_sheet(URL).read()
@@ -110,7 +110,7 @@ def test_unreachable_sheet_during_a_job_is_synced_afterwards(server, project, tm
     gate = str(tmp_path / "gate")
     server.state.create(KEY, rows=[BASE + ["delta:name", "delta:gate"], ["scripts/wait.py", CFG, 1, "a", gate]])
     env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url)
-    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root],
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root, "--yes"],
                               cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: open_sheet(URL).read().rows[0].get("progress") == "1", what="the job to report")
@@ -136,7 +136,7 @@ def test_unreachable_sheet_during_a_job_is_synced_afterwards(server, project, tm
 def test_twenty_concurrent_jobs_add_columns_and_metrics_without_losing_any(server, project):
     rows = [["scripts/ok.py", CFG, 1, f"n{i}", i] for i in range(20)]
     server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x"]] + rows)
-    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "20", timeout=300,
+    proc = project.sheetrun("run", URL, "--root", project.root, "--jobs", "20", "--yes", timeout=300,
                             env={"SHEETRUN_SHEETS_API_URL": server.url})
     assert proc.returncode == 0, proc.stderr
     table = open_sheet(URL).read()                  # a duplicated header would fail to parse
@@ -152,7 +152,7 @@ def test_a_person_inserting_and_editing_rows_during_the_run_loses_nothing(server
                                         ["scripts/wait.py", CFG, 1, "a", gate, ""],
                                         ["scripts/ok.py", CFG, 0, "b", "", "keep me"]])
     env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url)
-    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root],
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root, "--yes"],
                               cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: open_sheet(URL).read().rows[0].get("progress") == "1", what="the job to report")
@@ -211,7 +211,7 @@ def test_expand_inserts_a_sweeps_rows_into_the_google_sheet(server, project):
     server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x", "notes"],
                                    ["scripts/ok.py", CFG, 1, "sw", "{1 | 2 | 3}", "n"],
                                    ["scripts/ok.py", CFG, 1, "after", 4, "kept"]])
-    proc = project.sheetrun("run", URL, "--root", project.root, "--expand", env={
+    proc = project.sheetrun("run", URL, "--root", project.root, "--expand", "--yes", env={
         "SHEETRUN_SHEETS_API_URL": server.url})
     assert proc.returncode == 0, proc.stderr
     grid = values(server)
@@ -221,3 +221,66 @@ def test_expand_inserts_a_sweeps_rows_into_the_google_sheet(server, project):
     assert rows[0].get("whether_to_run") == "0" and rows[0].get("status") == ""
     assert [r.get("score") for r in rows[1:]] == ["2", "4", "6", "8"]
     assert [r.get("notes") for r in rows] == ["n", "n", "n", "n", "kept"]
+
+
+def _edit(row_number: int, column: str, text: str) -> None:
+    """A collaborator edits a cell of the shared sheet."""
+    open_sheet(URL).transact(lambda table: table.find_row(row_number).set(column, text))
+
+
+def test_a_shared_sheets_rows_run_a_new_or_changed_command_only_once_confirmed(server, project):
+    server.state.create(KEY, rows=[BASE + ["delta:name", "delta:x"],
+                                   ["scripts/ok.py", CFG, 1, "a", 2],
+                                   ["scripts/ok.py", CFG, 1, "b", 3]])
+    env = {"SHEETRUN_SHEETS_API_URL": server.url}
+    proc = project.sheetrun("run", URL, "--root", project.root, env=env, check=1)     # no terminal, no --yes
+    assert proc.stderr.count("a command you have not run from this sheet") == 2
+    assert "path_to_main='scripts/ok.py'" in proc.stderr and "not started: its command is not one you confirmed" \
+        in proc.stderr
+    assert [r.get("status") for r in open_sheet(URL).read().rows] == ["", ""]         # nothing claimed
+
+    project.sheetrun("run", URL, "--root", project.root, "--yes", env=env, check=0)
+    project.sheetrun("reset", URL, "--root", project.root, env=env, check=0)
+    _edit(2, "path_to_main", "scripts/crash.py")                                       # someone changes row 2
+    dry = project.sheetrun("run", URL, "--root", project.root, "--dry-run", env=env, check=0)
+    changed = "row 2 changed since you last ran it: path_to_main: 'scripts/ok.py' -> 'scripts/crash.py'"
+    assert changed in dry.stderr and "would ask to confirm these 1 row(s)" in dry.stderr
+    proc = project.sheetrun("run", URL, "--root", project.root, env=env, check=1)
+    assert changed in proc.stderr and "row 1" not in proc.stderr.split("Run these")[0].split(changed)[0]
+    rows = open_sheet(URL).read().rows
+    assert rows[0].get("status") == Status.COMPLETED and rows[1].get("status") == ""   # the unchanged row ran
+
+    import pty                                                  # at a terminal: asked, and answered
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root], stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                            env=dict(os.environ, **env))
+    os.close(slave)
+    os.write(master, b"y\n")
+    out, err = proc.communicate(timeout=120)
+    os.close(master)
+    assert "Run these 1 row(s) with the commands shown? [y/N]" in out and changed in err
+    assert open_sheet(URL).read().rows[1].get("status") == Status.FAILED        # crash.py ran, as confirmed
+
+
+def test_a_command_changed_after_it_was_confirmed_is_not_claimed(tmp_path):
+    """The claim checks each row again: a cell changed while the person answered is not run."""
+    from runner.approvals import Approvals
+    from runner.sheet import Table
+
+    table = Table("path_to_main,path_to_default_config,whether_to_run,env:X\nscripts/ok.py,c.yaml,1,a\n")
+    approvals = Approvals(URL)
+    changes = approvals.changes(table)
+    assert [c.number for c in changes] == [1]
+    approvals.confirm(changes)
+    assert approvals.check(table.rows[0]) is None
+    table.rows[0].set("env:X", "b")
+    assert "not one you confirmed" in approvals.check(table.rows[0]) and approvals.left_out == {1}
+
+
+def test_a_worksheet_title_never_leads_run_folders_out_of_the_runs_folder(server):
+    for i, (title, name) in enumerate([("..", "gsheet_key0AbCd"), ("../../etc", "etc"), (".hidden", "hidden"),
+                                       ("v1.2 runs", "v1.2_runs")]):
+        key = f"key{i}AbCdEfGhIjKlMnOp"
+        server.state.create(key, title=title, rows=[BASE])
+        assert open_sheet(f"https://docs.google.com/spreadsheets/d/{key}/edit").name == name

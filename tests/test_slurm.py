@@ -276,6 +276,24 @@ def test_shell_injection_cells_are_inert(cluster, project, tmp_path):
     assert not marker.exists()
 
 
+def test_options_that_change_who_or_what_runs_are_submitted_only_once_allowed(cluster, project, tmp_path):
+    """slurm:export (which can set LD_PRELOAD for the job) and a log outside the project are refused in
+    their row until the machine's owner allows them in .sheetrun/allow.yaml; then SLURM honours both."""
+    log = tmp_path / "elsewhere" / "job.out"
+    project.sheet(BASE + ["delta:name", "slurm:export", "slurm:output"],
+                  [["scripts/env.py", CFG, 1, "a", "ALL,MY_VAR=from-slurm", str(log)]])
+    sr(project, "run", "result_sheets/sheet.csv", "--backend", "slurm", check=1)
+    error = rows_by_number(project)[1]["error"]
+    assert "slurm:export changes who or what runs" in error and "slurm:output" in error, error
+    assert "job_id" not in project.read()[0] or not project.read()[0]["job_id"]      # nothing submitted
+    project.write(".sheetrun/allow.yaml", "slurm: [export, output]\n")
+    sr(project, "reset", "result_sheets/sheet.csv", check=0)
+    sr(project, "run", "result_sheets/sheet.csv", "--backend", "slurm", "--wait", "--poll", "0.5", timeout=120,
+       check=0)
+    row = rows_by_number(project)[1]
+    assert row["status"] == Status.COMPLETED and row["custom"] == "from-slurm" and log.exists()
+
+
 def test_sync_after_the_submitter_is_gone_reports_a_killed_wrapper(cluster, project):
     project.write("scripts/sleep.py", SLEEP)
     project.sheet(BASE + ["delta:name"], [["scripts/sleep.py", CFG, 1, "a"], ["scripts/ok.py", CFG, 1, "b"]])
@@ -368,7 +386,7 @@ def test_slurm_jobs_write_a_google_sheet(cluster, project):
         server.state.create(key, rows=[BASE + ["delta:name", "delta:x"]] +
                             [["scripts/ok.py", CFG, 1, f"n{i}", i] for i in range(3)])
         env = {"SHEETRUN_SHEETS_API_URL": server.url}
-        sr(project, "run", url, "--backend", "slurm", "--wait", "--poll", "0.5", timeout=180, env=env, check=0)
+        sr(project, "run", url, "--backend", "slurm", "--wait", "--poll", "0.5", "--yes", timeout=180, env=env, check=0)
         grid = server.state.worksheet(key, "Sheet1").grid()
     header = grid[0]
     for i, row in enumerate(grid[1:]):

@@ -103,6 +103,11 @@ def test_is_bash_runs_the_program_with_bash(project):
     project.write("default_configs/sh.yaml", "exec_path: ./tools/hello.sh\nis_python: false\nis_bash: true\n"
                                              "single_dash_flags: []\n")
     path = project.sheet(BASE + ["delta:two_dash_flags"], [["__RUNNER__", "default_configs/sh.yaml", "1", "[x]"]])
+    project.sheetrun("run", path, check=1)           # bash runs only once the machine's owner allows it
+    row = project.read()[0]
+    assert row["status"] == "Failed" and "add bash under 'programs:'" in row["error"]
+    project.write(".sheetrun/allow.yaml", "programs: [bash]\n")
+    project.sheetrun("reset", path, check=0)
     project.sheetrun("run", path, check=0)
     row = project.read()[0]
     assert open(os.path.join(project.root, row["run_folder"], "stdout.log")).read().strip() == "bash says --x"

@@ -128,7 +128,8 @@ class GoogleSheet(Sheet):
     @property
     def name(self) -> str:
         title = self._props()["title"]
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", title).strip("_") or f"gsheet_{self.key[:8]}"
+        # a folder name under the runs folder: never "..", ".", or hidden (a title is anyone's to type)
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", title).strip("_.") or f"gsheet_{self.key[:8]}"
 
     # -- gspread plumbing ----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from runner.credentials import redact
+
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
 BOM = "\ufeff"
 DELIMITERS = (",", ";", "\t")
@@ -183,7 +185,7 @@ class Row:
         """
         if self.ragged:
             raise RaggedRowError(self.ragged_problem())
-        value = "" if value is None else str(value)
+        value = redact("" if value is None else str(value))     # never a credential into a sheet
         idx = self.table.ensure_column(column)
         rec = self.record
         if idx < len(rec.values) and rec.values[idx] == value:
