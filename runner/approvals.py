@@ -84,7 +84,6 @@ class Approvals:
     commands: dict = field(default_factory=dict)     # fingerprint -> cells
     runs: dict = field(default_factory=dict)         # "run:ID", "name:NAME", "row:N" -> the fingerprint last run there
     confirmed: set = field(default_factory=set)      # fingerprints confirmed now
-    left_out: set = field(default_factory=set)       # row numbers the claim left out, unconfirmed
     _seen: dict = field(default_factory=dict)        # row number -> cells, as the claim saw them
 
     @property
@@ -125,9 +124,7 @@ class Approvals:
         self._seen[row.number] = (cells, _places(row)[1:])
         key = fingerprint(cells)
         if key in self.commands or key in self.confirmed:
-            self.left_out.discard(row.number)
             return None
-        self.left_out.add(row.number)
         return ("its command is not one you confirmed (it changed while you were answering, or was not "
                 "confirmed): review it with 'sheetrun run --dry-run', then run again")
 

@@ -55,9 +55,9 @@ def cmd_run(args) -> int:
 
         rows = after_expansion(rows, _expand(sheet, rows))
     approvals = confirm_commands(sheet, rows, args.yes, args.dry_run) if sheet.remote else None
+    runs_dir = _runs_dir(args, root)
     if args.dry_run:
-        return dry_run(sheet, root, rows, args.conda_env or "", args.backend, args.timeout)
-    runs_dir = os.path.abspath(args.runs_dir or os.path.join(root, "experiments"))
+        return dry_run(sheet, root, rows, args.conda_env or "", args.backend, args.timeout, runs_dir)
     if args.backend == "slurm":
         return run_on_slurm(args, sheet, root, runs_dir, rows, approvals)
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows,
@@ -73,7 +73,7 @@ def cmd_run(args) -> int:
                           + (" among the rows given by --rows" if rows else ""))
     if result.interrupted:
         return 130 if result.interrupted == "SIGINT" else 143
-    return 0 if result.ok and not (approvals and approvals.left_out) else 1
+    return 0 if result.ok else 1
 
 
 def confirm_commands(sheet, rows, yes: bool, dry_run: bool):
@@ -146,7 +146,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     err_console.print(f"{len(submitted)} row(s) submitted to SLURM ({client.calls} scheduler calls)"
                       + ("" if args.wait else f"; 'sheetrun sync {args.sheet}' updates their rows"),
                       markup=False, highlight=False, soft_wrap=True)
-    if approvals is not None and approvals.left_out:
+    if result.left_out:
         return 1
     if not args.wait:
         return 0 if len(submitted) == len(result.outcomes) else 1
@@ -160,7 +160,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show)
+        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir)
     except KeyboardInterrupt as exc:            # Ctrl-C or SIGTERM: cancel what it follows
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -186,9 +186,11 @@ def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: Key
     return 143 if sigterm else 130
 
 
-def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local", timeout: str | None = None) -> int:
+def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local", timeout: str | None = None,
+            runs_dir: str = "") -> int:
     from runner.liveness import verdict
     from runner.rundir import RunDir
+    from runner.runindex import RunIndex, unshown_runs
 
     slurm_defaults = None
     if backend == "slurm":
@@ -202,8 +204,12 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
 
     skipped: list = []
     notes: list = []
-    planned = plan(sheet.read(), root, rows, held=held, skipped=skipped, worksheet=sheet.name, notes=notes,
-                   conda_env=conda_env)
+    table = sheet.read()
+    newer = unshown_runs(table, root, RunIndex(os.path.join(runs_dir or os.path.join(root, "experiments"),
+                                                            sheet.name)), sheet.location)
+    planned = plan(table, root, rows, held=held, skipped=skipped, worksheet=sheet.name, notes=notes,
+                   conda_env=conda_env,
+                   leave_out=lambda row: newer[row.number].reason(root, row.number) if row.number in newer else None)
     for note in notes:
         console.print(f"note: {note}", soft_wrap=True)
     if not planned and not skipped:
@@ -281,7 +287,8 @@ def cmd_status(args) -> int:
 def cmd_sync(args) -> int:
     from runner.sync import sync
 
-    changes = sync(open_sheet(args.sheet), _root(args))
+    root = _root(args)
+    changes = sync(open_sheet(args.sheet), root, runs_dir=_runs_dir(args, root))
     if not changes:
         console.print("no row is Submitted or Running; nothing to reconcile")
         return 0
@@ -576,7 +583,8 @@ def cmd_reset(args) -> int:
     from runner.reset import reset
     from runner.rowrefs import ranges
 
-    done, left, kept = reset(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
+    root = _root(args)
+    done, left, kept = reset(open_sheet(args.sheet), root, RowFilter.parse(args.rows), _runs_dir(args, root))
     for number, why in left:
         err_console.print(f"row {number} not reset: {why}", markup=False, highlight=False, soft_wrap=True)
     if done:
@@ -680,8 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--show", help="also list every row with these columns, e.g. 'acc,loss'")
     status.set_defaults(func=cmd_status)
 
-    sync = sub.add_parser("sync", help="reconcile Submitted/Running rows with their jobs (SLURM or local)")
+    sync = sub.add_parser("sync", help="reconcile Submitted/Running rows with their jobs (SLURM or local), and "
+                                       "put back runs an older copy of the sheet lost")
     common(sync)
+    sync.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
     sync.set_defaults(func=cmd_sync)
 
     export = sub.add_parser("export", help="copy a results sheet (e.g. a Google Sheet) into a new CSV file")
@@ -703,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "cells, set whether_to_run to 1 (run folders are kept)")
     common(reset)
     reset.add_argument("--rows", help="only these rows: numbers, ranges, run ids or names (default: all)")
+    reset.add_argument("--runs-dir", help="where run folders go (default: ROOT/experiments)")
     reset.set_defaults(func=cmd_reset)
 
     exp = sub.add_parser("expand", help="replace each sweep row ({a | b}, {<start end step is_log>}) by one row "

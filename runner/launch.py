@@ -42,7 +42,8 @@ from runner.liveness import holder_text, verdict
 from runner.metric_columns import MetricColumns, clear_previous_metrics, unaccounted_cells
 from runner.plan import PlannedRow, RowFilter, new_run_id, plan
 from runner.rowwriter import RowWriter
-from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, write_json
+from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
+from runner.runindex import IndexedRun, RunIndex, row_key, unshown_runs
 from runner.slurm.options import parse_time
 from runner.sheet import Sheet, SheetError, Table
 
@@ -81,11 +82,14 @@ class RunResult:
     notes: list[str] = field(default_factory=list)                  # about the sheet as a whole
     interrupted: str = ""
     unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
+    left_out: set = field(default_factory=set)   # selected rows not started: a run not in the sheet, a
+                                                  # command not confirmed (not: held by an earlier run)
 
     @property
     def ok(self) -> bool:
         """Every row Completed (the exit code's 0); a sheet left behind is said, not failed."""
-        return not self.interrupted and all(o.status == Status.COMPLETED for o in self.outcomes)
+        return (not self.interrupted and not self.left_out
+                and all(o.status == Status.COMPLETED for o in self.outcomes))
 
 
 def _plan_inputs(table: Table) -> tuple:
@@ -104,11 +108,6 @@ def cpu_budget(jobs: int) -> int:
     return max(1, cores // max(1, jobs))
 
 
-def display_path(path: str, root: str) -> str:
-    rel = os.path.relpath(path, root)
-    return path if rel.startswith("..") else "./" + rel
-
-
 class Launch:
     def __init__(self, sheet: Sheet, opts: RunOptions, backend: str = "local", progress=None):
         self.sheet = sheet
@@ -124,6 +123,7 @@ class Launch:
         self.claim = dict(procs.identity(), launch=self.id, launch_file=self.record_path)
         self.allowance = Allowance.load(opts.root)      # what the project's rows may run (runner.allow)
         self.writer = RowWriter(sheet, MetricColumns(opts.root))
+        self.index = RunIndex(self.sheet_dir)            # every claim, for sync after an older copy is saved
         self.result = RunResult()
         self.outcomes: dict[str, Outcome] = {}
         self.prov_dir: str | None = None
@@ -181,12 +181,13 @@ class Launch:
             for folder in made:             # an earlier attempt of this transaction (the file changed)
                 _remove_claim(folder)
             made.clear()
-            self.result.skipped = []
-            self.result.notes = []
+            self.result.skipped, self.result.notes, self.result.left_out = [], [], set()
+            newer = unshown_runs(table, opts.root, self.index, self.sheet.location)
             planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
                            worksheet=self.sheet.name, notes=self.result.notes, conda_env=opts.conda_env,
-                           allowance=self.allowance, approve=opts.approvals and opts.approvals.check)
+                           allowance=self.allowance, leave_out=lambda row: self._leave_out(row, newer))
             claimed = dict(self.claim, claimed=time.time())
+            last["claimed"] = claimed["claimed"]
             for p in planned:
                 if p.ok and p.writable:
                     folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_{p.run_id}")
@@ -243,6 +244,7 @@ class Launch:
             raise
         for run_id, (row, before, after) in written.items():
             self.writer.ledger.claimed(run_id, row, before, after)
+        self._index([(p, written[p.run_id][0]) for p in planned if p.ok and p.run_id in written], last["claimed"])
         used = {p.run_folder for p in planned if p.ok}
         for folder in made:
             if folder not in used:
@@ -254,6 +256,26 @@ class Launch:
         self.result.outcomes = list(self.outcomes.values())
         self._remember_commands(planned)
         return planned
+
+    def _leave_out(self, row, newer: dict) -> str | None:
+        """Why a selected row is not started: a run of it the sheet does not show (an older copy was
+        saved over it: runner.runindex), or a shared sheet's command not confirmed (runner.approvals)."""
+        why = None
+        if row.number in newer:
+            why = newer[row.number].reason(self.opts.root, row.number)
+        elif self.opts.approvals is not None:
+            why = self.opts.approvals.check(row)
+        if why:
+            self.result.left_out.add(row.number)
+        return why
+
+    def _index(self, claims: list, created: float) -> None:
+        """Add this launch's claims to the sheet's run index (what ``sheetrun sync`` puts back)."""
+        try:
+            self.index.add([IndexedRun(p.run_id, p.run_folder, p.number, row_key(row), created, self.sheet.location)
+                            for p, row in claims])
+        except OSError as exc:
+            print(f"sheetrun: could not add to the run index {self.index.path}: {describe(exc)}", file=sys.stderr)
 
     def _remember_commands(self, planned: list[PlannedRow]) -> None:
         """A shared sheet: the commands this launch claimed are ones this user ran (runner.approvals)."""
@@ -360,6 +382,7 @@ class Launch:
             return None
         self.writer.ledger.forget(p.run_id)
         self.writer.ledger.claimed(again.run_id, *written[0])
+        self._index([(again, written[0][0])], claimed["claimed"])
         previous = self.outcomes.pop(p.run_id)
         self.outcomes[again.run_id] = Outcome(p.number, again.run_id, Status.SUBMITTED)
         self.result.outcomes = [o for o in self.result.outcomes if o is not previous]
@@ -387,7 +410,7 @@ class Launch:
                 break
             time.sleep(0.5 * (attempt + 1))
         if not writer.pending:
-            writer.settle()
+            writer.settle(time.time() - self.started)
         if writer.pending or writer.orphans:
             undeliverable = not writer.pending       # only rows that are gone are left
             lost = writer.spill()
@@ -400,7 +423,7 @@ class Launch:
             if lost:
                 print(f"sheetrun: the updates of {len(lost)} row(s) could not be kept anywhere; their run "
                       "folders' exit.json still tell 'sheetrun sync' how they ended", file=sys.stderr)
-        self._write_record(ended=time.time(), rows=len(self.outcomes),
+        self._write_record(ended=time.time(), rows=len(self.outcomes), cells_restored=writer.restored,
                            sheet_transactions=writer.transactions + 1,
                            sheet_rewrites=getattr(self.sheet, "writes", None))
         return self.result

@@ -21,6 +21,10 @@ again. A cell that holds anything else was changed on purpose (a person typing, 
   while the run is still active. A row that ended and lost its run id may have
   been ``sheetrun reset``, which looks exactly like a revert; its writes are kept
   in the run folder for ``sheetrun sync`` instead.
+- Every runner column gone at once is an older copy saved over the sheet (one
+  from before the runner added its columns), not a person deleting columns:
+  the columns come back, with every row's cells, ended rows' too (``reset``
+  keeps the columns). A person deleting one column is still left alone.
 
 ``restore`` runs inside the runner's own sheet transactions, so restoring costs
 no extra write; it runs only when another program changed the sheet since the
@@ -102,19 +106,23 @@ class Ledger:
         """Write again every cell of ``table`` that an older copy of the sheet reverted; returns how many."""
         if not self.entries:
             return 0
+        older_copy = not any(column in table.index for column in C.OWNED)
+        if older_copy:
+            for column in C.OWNED:              # back in their fixed order
+                table.ensure_column(column)
         by_id: dict[str, list[Row]] = {}
         for row in table.rows:
             by_id.setdefault(row.get(C.RUN_ID), []).append(row)
         fixed = 0
         for run_id, entry in self.entries.items():
             rows = by_id.get(run_id)
-            row = rows[0] if rows else self._unclaimed(entry, by_id)
+            row = rows[0] if rows else self._unclaimed(entry, by_id, ended_too=older_copy)
             if row is None or row.ragged:
                 continue
             status = entry.cells.get(C.STATUS)
             whole_row = status is not None and row.get(C.STATUS) != status.last and row.get(C.STATUS) in status.older
             for column, cell in entry.cells.items():
-                if column not in table.index:          # a person deleted the column: not added back
+                if column not in table.index and not older_copy:   # a person deleted it: not added back
                     continue
                 now = row.get(column)
                 if now == cell.last or now not in cell.older:
@@ -126,9 +134,10 @@ class Ledger:
         return fixed
 
     @staticmethod
-    def _unclaimed(entry: _Entry, by_id: dict[str, list[Row]]) -> Row | None:
-        """The row whose claim an older copy undid: it has its old run id back and the same inputs."""
-        if not entry.active or not entry.inputs:
+    def _unclaimed(entry: _Entry, by_id: dict[str, list[Row]], ended_too: bool = False) -> Row | None:
+        """The row whose claim an older copy undid: it has its old run id back and the same inputs
+        (a run that ended only with ``ended_too``: nothing else explains a claim undone then)."""
+        if not (entry.active or ended_too) or not entry.inputs:
             return None
         found = [r for r in by_id.get(entry.before_run_id, [])
                  if all(r.get(c) == text for c, text in entry.inputs.items())]

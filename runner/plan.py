@@ -130,14 +130,14 @@ def new_run_id(taken: set[str]) -> str:
 def plan(table: Table, root: str, rows: RowFilter | None = None,
          held=None, skipped: list | None = None, worksheet: str = "",
          notes: list | None = None, conda_env: str = "", allowance: Allowance | None = None,
-         approve=None) -> list[PlannedRow]:
+         leave_out=None) -> list[PlannedRow]:
     """The rows to run (whether_to_run = 1), each validated, with run ids and dependencies.
 
     Rows whose whether_to_run is neither 1 nor 0 are returned with an error too,
     so the error lands in their row. A row whose previous run is still going
     (``held(row)`` returns who holds it) is not run twice: it is left out, and
-    ``(number, why)`` is added to ``skipped``; so is a row ``approve(row)`` gives a reason
-    to leave out (a shared sheet's command not confirmed: ``runner.approvals``). A ragged row (more fields than
+    ``(number, why)`` is added to ``skipped``; so is a row ``leave_out(row)`` gives a reason
+    to leave out (a run of it the sheet lost, a shared sheet's command not confirmed). A ragged row (more fields than
     the header) is returned with an error and ``writable=False``: nothing is
     ever written into it. Things to say about the sheet as a whole go to ``notes``.
     ``conda_env``: script rows run inside this conda environment (``run --conda-env``).
@@ -182,7 +182,7 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                     if skipped is not None:
                         skipped.append((row.number, f"still held by an earlier run ({holder})"))
                     continue
-            why = approve(row) if approve is not None else None
+            why = leave_out(row) if leave_out is not None else None
             if why:
                 if skipped is not None:
                     skipped.append((row.number, why))

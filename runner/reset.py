@@ -7,6 +7,11 @@ typed (a note, a value typed over a metric) are kept, and so is every run
 folder. A row whose run is still held (queued, running, or with processes
 alive) is left alone and named: ``sheetrun cancel`` it first.
 
+Each run reset is marked void in its run folder (``reset.json``), and so is a
+newer run of the row that the sheet does not show (an older copy was saved
+over it, or the sheet was replaced by a fresh copy): ``sheetrun sync`` never
+puts a reset run back, and ``sheetrun run`` runs the row afresh.
+
 A row whose run folder is not here (a sheet copied without its run folders)
 cannot tell its run's numbers from a person's cells: they are all kept, and
 named, so the person can empty the old numbers by hand.
@@ -21,20 +26,30 @@ from runner.liveness import verdict
 from runner.metric_columns import clear_previous_metrics, unaccounted_cells
 from runner.plan import RowFilter
 from runner.rundir import RunDir
+from runner.runindex import RunIndex, mark_reset, unshown_runs
 from runner.sheet import Sheet, Table
 
 
-def reset(sheet: Sheet, root: str, rows: RowFilter | None = None
+def reset(sheet: Sheet, root: str, rows: RowFilter | None = None, runs_dir: str | None = None
           ) -> tuple[list[int], list[tuple[int, str]], list[tuple[int, str, list[str]]]]:
     """Reset the selected rows (all by default); returns (rows reset, [(row, why it was left)],
     [(row, its run folder cell, the cells kept because that folder is not here)])."""
+    index = RunIndex(os.path.join(runs_dir or os.path.join(root, "experiments"), sheet.name))
 
     def change(table: Table):
         if rows is not None:
             rows.check(table)
         done, left, kept = [], [], []
+        unshown = unshown_runs(table, root, index, sheet.location)
         for row in table.rows:
-            if (rows is not None and row not in rows) or not (row.get(C.RUN_ID) or row.get(C.STATUS)):
+            if rows is not None and row not in rows:
+                continue
+            if row.number in unshown and unshown[row.number].record is not None:
+                mark_reset(unshown[row.number].run.folder)     # the run the sheet lost: void it too
+                if not (row.get(C.RUN_ID) or row.get(C.STATUS)):
+                    done.append(row.number)
+                    continue
+            if not (row.get(C.RUN_ID) or row.get(C.STATUS)):
                 continue
             if row.ragged:
                 left.append((row.number, row.ragged_problem()))
@@ -44,6 +59,8 @@ def reset(sheet: Sheet, root: str, rows: RowFilter | None = None
                 if seen.active:
                     left.append((row.number, f"its run is still held ({seen.reason}); cancel it first"))
                     continue
+            if row.get(C.RUN_FOLDER):
+                mark_reset(os.path.join(root, row.get(C.RUN_FOLDER)))
             unknown = unaccounted_cells(row, root)
             if unknown:
                 kept.append((row.number, row.get(C.RUN_FOLDER), unknown))

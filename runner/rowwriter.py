@@ -43,9 +43,12 @@ LOCAL_MIN_INTERVAL_S = 0.5
 REMOTE_INTERVAL_S = 2.0
 WRITE_DUTY = 40          # wait at least this many times the last write's duration between writes
 CHECK_INTERVAL_S = 2.0   # with nothing to send, look this often for an older copy saved over ours
-SETTLE_CHECK_S = 0.2     # at the end: the pause between checks ...
-SETTLE_QUIET_CHECKS = 2  # ... how many in a row must find nothing reverted ...
-SETTLE_MAX_S = 5.0       # ... within this long
+SETTLE_CHECK_S = 0.2     # at the end: the pause between checks (a stat, when nobody saved) ...
+SETTLE_SHARE = 0.05      # ... for this share of the launch's duration ...
+SETTLE_MIN_S = 0.3       # ... at least this long ...
+SETTLE_MAX_S = 3.0       # ... and at most this long (a few seconds for real experiments) ...
+SETTLE_QUIET_CHECKS = 2  # ... and until this many checks in a row found nothing reverted ...
+SETTLE_HARD_S = 8.0      # ... within this long, whatever an editor keeps doing
 
 
 def _say(message: str) -> None:
@@ -168,21 +171,31 @@ class RowWriter:
         self.pending = {}
         return True
 
-    def settle(self) -> int:
-        """After the last write: if another program saved the sheet during the launch, check until
-        the sheet holds the runner's cells for a few checks in a row (an editor saving an older copy
-        a moment after the last write is undone). Returns the cells written again."""
-        if self.sheet.remote or not self.sheet.changed_by_others or not self.ledger:
+    def settle(self, launch_s: float = 0.0) -> int:
+        """After the last write, whether or not anyone saved the sheet during the launch: keep
+        checking (5 % of the launch's duration, between 0.3 and 3 s) that the sheet holds the
+        runner's cells — an editor saving an older copy a moment after the last write is undone —
+        and on, while reverts keep coming, until two checks in a row find none. Returns the cells
+        written again; says how to repair what a later save undoes."""
+        if self.sheet.remote or not self.ledger:
             return 0
         fixed, quiet = 0, 0
-        deadline = time.monotonic() + SETTLE_MAX_S
-        while quiet < SETTLE_QUIET_CHECKS and time.monotonic() < deadline:
+        start = time.monotonic()
+        window = min(SETTLE_MAX_S, max(SETTLE_MIN_S, SETTLE_SHARE * launch_s))
+        while time.monotonic() - start < SETTLE_HARD_S:
             time.sleep(SETTLE_CHECK_S)
             before = self.restored
             if not self.flush(force=True):
                 break
             fixed += self.restored - before
             quiet = quiet + 1 if self.restored == before else 0
+            if quiet >= SETTLE_QUIET_CHECKS and time.monotonic() - start >= window:
+                break
+        if fixed:
+            _say(f"an older copy of {self.sheet.location} was saved over {fixed} of this launch's cells after its "
+                 "last write; they are written again. If that editor still holds the copy, close it without "
+                 f"saving, or run 'sheetrun sync {self.sheet.location}' after it saves (it puts back every run the "
+                 "sheet lost)")
         return fixed
 
     def _say_once(self, key: str, message: str) -> None:

@@ -172,6 +172,12 @@ class RunDir:
         return out
 
 
+def display_path(path: str, root: str) -> str:
+    """A run folder as its row shows it: ``./experiments/...`` under the root, else absolute."""
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else "./" + rel
+
+
 def format_walltime(seconds: float) -> str:
     """``H:MM:SS`` with tenths for short runs: 0:00:03.2, 1:02:07."""
     seconds = max(0.0, float(seconds))

@@ -7,7 +7,11 @@ asked about in one ``squeue`` call) — and if not, how it ended: the exit
 record wins; a run nobody holds any more becomes Lost, so no row stays
 Running forever, and no row a live process still has is ever called Lost.
 
-Sheet writes a job could not deliver (``pending_updates.jsonl``) go first.
+A row an older copy of the sheet was saved over (an editor open since before
+the launch) shows an older run than its newest, or none: it gets its newest
+run back first (``runner.runindex``), claim, status and metrics, whatever the
+copy lost — the runner's columns included — unless ``sheetrun reset`` voided
+that run. Sheet writes a job could not deliver (``pending_updates.jsonl``) go next.
 Everything — delivered writes and settled rows — is written in one
 transaction; a value that cannot go into a cell is left out and named, it
 never stops the sync.
@@ -24,9 +28,11 @@ from runner.columns import Status
 from runner.jobwrapper import final_row_values, load_results
 from runner.liveness import (Verdict, default_client, local_verdict, slurm_info, slurm_states,
                              slurm_verdict, stnd_verdict)
-from runner.metric_columns import MetricColumns
-from runner.rundir import RunDir
+from runner.metric_columns import MetricColumns, clear_previous_metrics
+from runner.rundir import RunDir, display_path, read_json_quietly
+from runner.runindex import RunIndex, Unshown, unshown_runs
 from runner.sheet import Sheet
+from runner.sheet.base import apply_batches
 from runner.slurm import SlurmClient, SlurmError
 from runner.slurm.client import lookup
 
@@ -54,9 +60,48 @@ class SyncChange:
     reason: str
 
 
-def sync(sheet: Sheet, root: str, client: SlurmClient | None = None) -> list[SyncChange]:
+def restore_lost_runs(sheet: Sheet, root: str, runs_dir: str | None = None) -> list[SyncChange]:
+    """Give every row an older copy was saved over its newest run back, in one transaction."""
+    index = RunIndex(os.path.join(runs_dir or os.path.join(root, "experiments"), sheet.name))
+    if not os.path.exists(index.path):
+        return []
+    policy = MetricColumns(root)
+
+    def change(table) -> list[SyncChange]:
+        out = []
+        for number, found in unshown_runs(table, root, index, sheet.location).items():
+            row, run_id = table.find_row(number), found.run.run_id
+            was = row.get(C.STATUS)
+            values = _restored_values(found, root)
+            clear_previous_metrics(row, root)            # every number in a row is its run's
+            row.set(C.RUN_ID, run_id)
+            delivery = apply_batches(table, {run_id: [(values, frozenset())]}, policy)
+            for note in delivery.notes:
+                print(f"sheetrun: {note}", file=sys.stderr)
+            out.append(SyncChange(number, run_id, was or "(empty)", values[C.STATUS],
+                                  "put back from its run folder: the sheet had lost it (an older copy saved over it?)"))
+        return out
+
+    return sheet.transact(change)
+
+
+def _restored_values(found: Unshown, root: str) -> dict:
+    rd = found.run.run_dir
+    launched = read_json_quietly(os.path.join(rd.path, "slurm.json"), {}) or read_json_quietly(rd.wrapper, {}) or {}
+    values = {C.RUN_FOLDER: display_path(rd.path, root), C.JOB_ID: str(launched.get("job_id") or "")}
+    if found.record is not None:
+        metrics, _ = load_results(rd)
+        values.update(final_row_values(found.record, metrics))
+    else:                    # still to end: the rest of sync follows it as any active row
+        values.update({C.STATUS: Status.RUNNING if os.path.exists(rd.wrapper) else Status.SUBMITTED,
+                       C.EXIT_CODE: "", C.WALLTIME: "", C.ERROR: ""})
+    return values
+
+
+def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: str | None = None
+         ) -> list[SyncChange]:
     """Reconcile every Submitted / Running row; one ``squeue`` call covers all SLURM rows."""
-    changes: list[SyncChange] = []
+    changes: list[SyncChange] = restore_lost_runs(sheet, root, runs_dir)
     table = sheet.read()
     infos = {}                                # run id -> slurm.json, for the active SLURM rows
     for row in table.rows:
@@ -157,7 +202,8 @@ def _settled_values(rd: RunDir, seen: Verdict) -> dict:
 
 
 def follow(sheet: Sheet, root: str, run_ids: set[str], client: SlurmClient | None = None,
-           poll_s: float = 2.0, on_change=None, timeout_s: float | None = None) -> dict[str, str]:
+           poll_s: float = 2.0, on_change=None, timeout_s: float | None = None,
+           runs_dir: str | None = None) -> dict[str, str]:
     """Sync until every row in ``run_ids`` has ended; returns run id -> final status.
 
     One sheet read and at most one ``squeue`` per poll, however many rows.
@@ -166,7 +212,7 @@ def follow(sheet: Sheet, root: str, run_ids: set[str], client: SlurmClient | Non
     seen: dict[str, str] = {}
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        sync(sheet, root, client)
+        sync(sheet, root, client, runs_dir)
         rows = {r.get(C.RUN_ID): r for r in sheet.read().rows if r.get(C.RUN_ID) in run_ids}
         for rid, row in rows.items():
             status = row.get(C.STATUS)

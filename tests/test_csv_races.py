@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BASE, CFG
+from conftest import BASE, CFG, wait_for
 from runner.sheet import SheetError, open_sheet
 from runner.sheet.csv_sheet import CsvSheet, _exchange
 
@@ -132,10 +132,25 @@ def save_with_note(path: str, text: str, note: str) -> None:
     save(path, "\n".join(lines) + "\n", "rename")
 
 
+def launch_record(project, sheet: str = "sheet") -> dict:
+    import glob
+    import json
+
+    records = sorted(glob.glob(os.path.join(project.root, "experiments", sheet, ".launches", "*.json")))
+    return json.load(open(records[-1]))
+
+
+def all_completed(text: str) -> bool:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return bool(rows) and all(r.get("status") == "Completed" for r in rows)
+
+
 @contextlib.contextmanager
 def editor_saving(path: str, every_s: float, stale_s: float = 0.0):
-    """An editor saving a note into row 1 every ``every_s`` while the block runs, each time from
-    the sheet as it read it ``stale_s`` earlier; yields the notes it saved, in order."""
+    """An editor saving a note into row 1 every ``every_s``, each time from the sheet as it read it
+    ``stale_s`` earlier, until it has saved a copy it read with every row Completed (or the block
+    ends); yields the notes it saved, in order. Its last save is then made from a finished sheet
+    whatever the machine's load, so what the test finds depends on events, not on timing."""
     stop = threading.Event()
     saves = []
 
@@ -150,6 +165,8 @@ def editor_saving(path: str, every_s: float, stale_s: float = 0.0):
             save_with_note(path, text, f"note {k}")
             saves.append(f"note {k}")
             k += 1
+            if all_completed(text):              # the runner's work was in the copy it saved: done
+                return
             time.sleep(every_s)
 
     thread = threading.Thread(target=editor, daemon=True)
@@ -168,7 +185,7 @@ def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_n
     path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/ok.py", CFG, "1", str(i), ""] for i in range(n)])
     with editor_saving(path, every_s=0.02) as saves:
         proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
-        time.sleep(0.3)
+    project.sheetrun("sync", path, check=0)          # a save landing after the runner ended: sync's job
     rows = project.read()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in rows] == ["Completed"] * n
@@ -187,6 +204,8 @@ def test_an_editor_saving_older_copies_over_the_runs_writes_is_undone(project):
     path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/slow_ok.py", CFG, "1", str(i), ""] for i in range(n)])
     with editor_saving(path, every_s=0.3, stale_s=0.1) as saves:
         proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
+    assert launch_record(project)["cells_restored"] > 0            # the runner itself wrote them again
+    project.sheetrun("sync", path, check=0)          # a save landing after the runner ended: sync's job
     rows = project.read()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["status"] for r in rows] == ["Completed"] * n
@@ -285,3 +304,114 @@ def test_a_wait_for_the_lock_says_who_holds_it_and_since_when(project, tmp_path)
     assert len(said) == 1, proc.stderr
     assert f"held by pid {holder.pid}" in said[0] and " since " in said[0]
     assert project.read()[0]["status"] == "Completed"
+
+
+def _run_saving_a_pre_run_copy(project, moment: str, gate: str) -> str:
+    """``sheetrun run`` on the sheet while an editor that opened it before the run saves that copy
+    at ``moment``: once the rows are claimed, while they run, or once the run has ended. Returns
+    the copy."""
+    path = os.path.join(project.sheets, "sheet.csv")
+    pre = open(path, encoding="utf-8").read()
+    proc = project.popen("run", path, "--jobs", "3")
+    try:
+        if moment == "claimed":
+            wait_for(lambda: "Submitted" in open(path).read() or "Running" in open(path).read(), what="a claim")
+            save(path, pre, "rename")
+        elif moment == "running":
+            wait_for(lambda: [r.get("progress") for r in project.read()] == ["1"] * 3, timeout=60,
+                     what="every row to report")
+            save(path, pre, "rename")
+        open(gate, "w").close()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    finally:
+        open(gate, "w").close()
+        proc.kill()
+    if moment == "ended":
+        save(path, pre, "rename")
+    return pre
+
+
+@pytest.mark.parametrize("before", ["new sheet", "rerun"])
+@pytest.mark.parametrize("moment", ["claimed", "running", "ended"])
+def test_a_copy_from_before_the_run_saved_at_any_moment_loses_no_result(project, tmp_path, moment, before):
+    """An editor opened the sheet before ``sheetrun run`` and saves it at some moment of the run or
+    after it: whatever the copy lost — the runner's columns, claims, statuses, metrics — ``run`` does
+    not run those rows again behind the person's back, and after ``sync`` every row shows its run."""
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate", "notes"],
+                         [["scripts/wait.py", CFG, "1", f"r{i}", gate, ""] for i in range(3)])
+    if before == "rerun":                       # the rows have run before and are set to run again
+        open(gate, "w").close()
+        project.sheetrun("run", path, check=0)
+        os.unlink(gate)
+        text = open(path).read().replace(",0,", ",1,")
+        save(path, text, "rename")
+        assert [r["whether_to_run"] for r in project.read()] == ["1"] * 3
+    _run_saving_a_pre_run_copy(project, moment, gate)
+    newest = {r.run_id: r for r in _index(project)}
+    folders_before = set(os.listdir(os.path.join(project.root, "experiments", "sheet")))
+    again = project.sheetrun("run", path)                  # the copy says "run them": not behind the back
+    lost = [r for r in project.read() if r.get("run_id") not in newest or r.get("status") != "Completed"]
+    if moment != "ended":                  # saved while the runner was there: the runner itself put it right
+        assert not lost, lost
+    if lost:
+        assert again.returncode == 1 and "has a finished run not in the sheet" in again.stderr, again.stderr
+    assert set(os.listdir(os.path.join(project.root, "experiments", "sheet"))) == folders_before
+    project.sheetrun("sync", path, check=0)
+    rows = project.read()
+    assert [r["status"] for r in rows] == ["Completed"] * 3 and [r["progress"] for r in rows] == ["2"] * 3
+    assert [r["whether_to_run"] for r in rows] == ["0"] * 3
+    latest = {}
+    for run in _index(project):                   # each row shows the newest of its runs
+        latest[run.row] = run.run_id
+    assert [r["run_id"] for r in rows] == [latest[n] for n in (1, 2, 3)]
+    assert project.sheetrun("sync", path, check=0).stdout.strip().startswith("no row")   # settled for good
+
+
+def _index(project):
+    from runner.runindex import RunIndex
+
+    return RunIndex(os.path.join(project.root, "experiments", "sheet")).runs(
+        os.path.realpath(os.path.join(project.sheets, "sheet.csv")))
+
+
+def test_reset_voids_a_run_the_sheet_lost_and_run_starts_afresh(project, tmp_path):
+    gate = str(tmp_path / "gate")
+    path = project.sheet(BASE + ["delta:name", "delta:gate"], [["scripts/wait.py", CFG, "1", "a", gate]])
+    _run_saving_a_pre_run_copy(project, "ended", gate)
+    assert project.read()[0].get("status", "") == ""
+    dry = project.sheetrun("run", path, "--dry-run")
+    assert "has a finished run not in the sheet (Completed): sync first" in dry.stdout
+    project.sheetrun("reset", path, "--rows", "1", check=0)
+    project.sheetrun("run", path, check=0)                        # afresh: a second run folder
+    assert len(_index(project)) == 2 and project.read()[0]["run_id"] == _index(project)[-1].run_id
+    project.sheetrun("reset", path, check=0)
+    project.sheetrun("sync", path, check=0)                       # a reset run is never put back
+    assert project.read()[0]["run_id"] == "" and project.read()[0]["whether_to_run"] == "1"
+
+
+def test_the_runner_keeps_checking_after_its_last_write_even_when_nobody_saved_during_the_run(project):
+    """Nobody touches the sheet during the run; an editor opened before it saves its copy the moment
+    the rows show Completed (the runner's last write). The runner, still checking, writes its cells
+    again and says how to repair a later save."""
+    path = project.sheet(BASE + ["delta:x"], [["scripts/ok.py", CFG, "1", str(i)] for i in range(3)])
+    pre = open(path, encoding="utf-8").read()
+    saved = {}
+
+    def editor():
+        deadline = time.time() + 120
+        while time.time() < deadline and not all_completed(open(path, encoding="utf-8").read()):
+            time.sleep(0.001)
+        save(path, pre, "rename")
+        saved["at"] = time.time()
+
+    thread = threading.Thread(target=editor, daemon=True)
+    thread.start()
+    proc = project.sheetrun("run", path, check=0)
+    thread.join(130)
+    ended = launch_record(project)["ended"]
+    if saved["at"] < ended - 0.05:             # saved while the runner was still checking (nearly always)
+        assert [r["status"] for r in project.read()] == ["Completed"] * 3
+        assert "was saved over" in proc.stderr and "sheetrun sync" in proc.stderr
+    project.sheetrun("sync", path, check=0)
+    assert [r["status"] for r in project.read()] == ["Completed"] * 3

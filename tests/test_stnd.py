@@ -195,7 +195,8 @@ def test_stnd_paths_and_project_root(project, tmp_path):
     outside = sheets / "s.csv"
     outside.write_text(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,x\n")
     project.sheetrun("run", str(outside), env={"PROJECT_ROOT_PROVIDED_FOR_STUNED": project.root}, check=0)
-    outside.write_text(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,x\n")
+    # another row (the same row, written afresh, has a finished run the sheet does not show: not run again)
+    outside.write_text(f"path_to_main,path_to_default_config,whether_to_run,delta:name\nscripts/ok.py,{CFG},1,y\n")
     subprocess.run(["git", "init", "-q", project.root], check=True)
     project.sheetrun("run", str(outside), check=0)
     assert "Completed" in outside.read_text()
