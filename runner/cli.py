@@ -781,6 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RowError, UsageError) as exc:
         err_console.print(f"sheetrun: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:            # before any job started (a claim waiting on the sheet): nothing to stop
+        err_console.print("sheetrun: interrupted", highlight=False)
+        return 130
 
 
 if __name__ == "__main__":

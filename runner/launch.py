@@ -84,11 +84,13 @@ class RunResult:
     unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
     left_out: set = field(default_factory=set)   # selected rows not started: a run not in the sheet, a
                                                   # command not confirmed (not: held by an earlier run)
+    rows_gone: int = 0               # rows whose results could not reach the sheet: no row has them
 
     @property
     def ok(self) -> bool:
-        """Every row Completed (the exit code's 0); a sheet left behind is said, not failed."""
-        return (not self.interrupted and not self.left_out
+        """Every row Completed, and its results in its row (the exit code's 0); a sheet that could
+        not be written for a while is said, not failed (its rows are there: sync delivers)."""
+        return (not self.interrupted and not self.left_out and not self.rows_gone
                 and all(o.status == Status.COMPLETED for o in self.outcomes))
 
 
@@ -348,10 +350,16 @@ class Launch:
     # -- running a row again ---------------------------------------------------------------------
     def retry(self, p: PlannedRow, attempt: int) -> PlannedRow | None:
         """Claim a row that failed for another try: a new run id and run folder, Submitted again.
+        :meth:`claim_again` (the sheet's part), then :meth:`tried_again` (the launch's)."""
+        again = self.claim_again(p, attempt)
+        if again is not None:
+            self.tried_again(p, again)
+        return again
 
-        Its last try's final cells are written first. None if the row cannot be claimed
-        (it is gone, or the sheet cannot be written).
-        """
+    def claim_again(self, p: PlannedRow, attempt: int) -> PlannedRow | None:
+        """The sheet's part of a retry, for the sheet's own thread: its last try's final cells are
+        written first, then the new claim. None if the row cannot be claimed (it is gone, or the
+        sheet cannot be written)."""
         if not self.writer.flush(force=True):
             return None
         again = PlannedRow(p.number, new_run_id(set()), spec=p.spec, deps=p.deps)
@@ -383,12 +391,16 @@ class Launch:
         self.writer.ledger.forget(p.run_id)
         self.writer.ledger.claimed(again.run_id, *written[0])
         self._index([(again, written[0][0])], claimed["claimed"])
+        return again
+
+    def tried_again(self, p: PlannedRow, again: PlannedRow) -> None:
+        """The launch's part of a retry (in the loop that follows the jobs): the row's new run."""
+        folder = again.run_folder
         previous = self.outcomes.pop(p.run_id)
         self.outcomes[again.run_id] = Outcome(p.number, again.run_id, Status.SUBMITTED)
         self.result.outcomes = [o for o in self.result.outcomes if o is not previous]
         self.result.outcomes.append(self.outcomes[again.run_id])
         self.writer.folders[again.run_id] = folder
-        return again
 
     # -- rows that end without running ------------------------------------------------------
     def settle(self, p: PlannedRow | str, status: str, error: str) -> None:
@@ -403,23 +415,36 @@ class Launch:
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self) -> RunResult:
-        """Deliver what is left; keep what cannot be delivered in the run folders."""
+        """Deliver what is left; keep what cannot be delivered in the run folders. A Ctrl-C here
+        stops waiting on the sheet: what was not written is kept the same way."""
         writer = self.writer
-        for attempt in range(FINAL_FLUSH_TRIES):
-            if writer.flush(force=True):
-                break
-            time.sleep(0.5 * (attempt + 1))
-        if not writer.pending:
-            writer.settle(time.time() - self.started)
-        if writer.pending or writer.orphans:
-            undeliverable = not writer.pending       # only rows that are gone are left
+        try:
+            writer.wait_idle()
+            for attempt in range(FINAL_FLUSH_TRIES):
+                if writer.flush(force=True):
+                    break
+                time.sleep(0.5 * (attempt + 1))
+            if not writer.pending:
+                writer.settle(time.time() - self.started)
+        except KeyboardInterrupt:
+            self.result.interrupted = self.result.interrupted or "SIGINT"
+            writer.problem = writer.problem or "interrupted while writing it"
+        leftovers = writer.undelivered()
+        if leftovers:
+            gone = set(leftovers) <= set(writer.orphans)     # only rows that are gone are left
             lost = writer.spill()
-            if not undeliverable:
+            sync = f"'sheetrun sync {self.sheet.location}'"
+            if not gone:
                 self.result.unwritten = True
                 print("sheetrun: the sheet could not be written"
                       + (f" ({writer.problem})" if writer.problem else "")
-                      + "; the rows' updates are kept in their run folders: run 'sheetrun sync "
-                      + f"{self.sheet.location}' once it can be written", file=sys.stderr)
+                      + f"; the rows' updates are kept in their run folders: run {sync} once it can be written",
+                      file=sys.stderr)
+            else:
+                self.result.rows_gone = len(leftovers)
+                print(f"sheetrun: {len(leftovers)} row(s) of this launch are no longer in the sheet (deleted, or "
+                      "the sheet cut short by another program); their results wait in their run folders: "
+                      f"{sync} puts them back once the rows are there again", file=sys.stderr)
             if lost:
                 print(f"sheetrun: the updates of {len(lost)} row(s) could not be kept anywhere; their run "
                       "folders' exit.json still tell 'sheetrun sync' how they ended", file=sys.stderr)

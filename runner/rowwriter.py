@@ -19,6 +19,11 @@ file is checked every couple of seconds (one ``stat`` when nobody touched it),
 and at the end the writer waits until the sheet holds its cells for two checks
 in a row.
 
+The sheet is written from a thread of its own (:class:`SheetWorker`) while
+jobs run: the loop that starts and follows jobs only collects updates, so a
+Google Sheet that hangs (every request has a timeout), answers 503 for minutes
+or throttles never keeps a job from starting or a Ctrl-C from being heard.
+
 Updates that cannot be delivered wait for the next tick: the sheet is away or
 unwritable (a full disk, a lost network), said once on the console and tried
 again. Updates for a row that is gone (deleted, or an editor saved over it)
@@ -29,8 +34,11 @@ when the runner ends goes to the run folders' ``pending_updates.jsonl`` for
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 import time
+from concurrent.futures import Future
 
 from runner.errors import describe
 from runner.ledger import Ledger
@@ -55,6 +63,36 @@ def _say(message: str) -> None:
     print(f"sheetrun: {message}", file=sys.stderr, flush=True)
 
 
+class SheetWorker:
+    """One daemon thread doing a launch's sheet I/O, in order. A daemon: a request that hangs past
+    Ctrl-C never keeps the process from ending (what it was sending is kept in the run folders)."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="sheetrun-sheet", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:         # handed to whoever waits on it
+                    future.set_exception(exc)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+
 class RowWriter:
     def __init__(self, sheet: Sheet, policy: ColumnPolicy | None = None, interval_s: float | None = None):
         self.sheet = sheet
@@ -65,7 +103,11 @@ class RowWriter:
         self.last_flush = 0.0
         self.last_check = time.monotonic()             # the last look for a stale save (with or without a write)
         self.pending: dict[str, list[tuple[dict, frozenset]]] = {}   # run id -> ordered batches
+        self.sending: dict[str, list[tuple[dict, frozenset]]] = {}   # taken by the write under way
         self.orphans: dict[str, list[tuple[dict, frozenset]]] = {}   # rows not found: retried later
+        self._lock = threading.Lock()                  # pending / sending / orphans: the loop and the worker
+        self.worker: SheetWorker | None = None         # while jobs run: the sheet's own thread
+        self._inflight: Future | None = None
         self.run_dirs: dict[str, RunDir] = {}          # jobs whose metrics are followed
         self.folders: dict[str, str] = {}              # run id -> run folder, for the spill
         self._offsets: dict[str, int] = {}
@@ -79,12 +121,55 @@ class RowWriter:
 
     # -- collecting ------------------------------------------------------------------------
     def add(self, run_id: str, values: dict, skip=frozenset()) -> None:
-        batches = self.pending.setdefault(run_id, [])
         skip = frozenset(skip)
-        if batches and batches[-1][1] == skip:
-            batches[-1][0].update(values)          # merge into the latest batch of the same kind
-        else:
-            batches.append((dict(values), skip))
+        with self._lock:
+            batches = self.pending.setdefault(run_id, [])
+            if batches and batches[-1][1] == skip:
+                batches[-1][0].update(values)          # merge into the latest batch of the same kind
+            else:
+                batches.append((dict(values), skip))
+
+    # -- the sheet's own thread ----------------------------------------------------------------
+    def background(self) -> None:
+        """From now on :meth:`tick` writes from a thread of its own (the loop never waits on the sheet)."""
+        if self.worker is None:
+            self.worker = SheetWorker()
+
+    def submit(self, fn, *args) -> Future:
+        """Run other sheet I/O (a retry's claim) on the sheet's thread, after the writes before it."""
+        if self.worker is None:
+            future: Future = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        return self.worker.submit(fn, *args)
+
+    def tick(self) -> None:
+        """Write what is due — on the sheet's thread when there is one, never waiting for it."""
+        if self.worker is None:
+            self.flush()
+        elif (self._inflight is None or self._inflight.done()) and self.due():
+            self._inflight = self.worker.submit(self.flush)
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight is not None and not self._inflight.done()
+
+    def wait_idle(self) -> None:
+        """Wait for the write under way, if any (a Ctrl-C interrupts the wait, not the write)."""
+        if self._inflight is not None:
+            try:
+                self._inflight.result()
+            except Exception:
+                pass                 # a flush reports its own failures
+
+    def stop_background(self) -> None:
+        """No more ticks; the thread ends after what it has (call once :attr:`busy` is False)."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def watch(self, run_id: str, rd: RunDir) -> None:
         """Follow a running job's metrics log."""
@@ -117,6 +202,15 @@ class RowWriter:
         return ((bool(self.pending) and now - self.last_flush >= self.interval_s)
                 or (bool(self.ledger) and not self.sheet.remote and now - self.last_check >= CHECK_INTERVAL_S))
 
+    def undelivered(self) -> dict:
+        """Every update not yet in the sheet, oldest first: rows not found, being sent, pending."""
+        with self._lock:
+            out = {rid: list(b) for rid, b in self.orphans.items()}
+            for source in (self.sending, self.pending):
+                for rid, batches in source.items():
+                    out.setdefault(rid, []).extend(batches)
+        return out
+
     def _change(self, prepared: dict):
         def change(table: Table) -> Delivery:
             restored = 0
@@ -132,11 +226,13 @@ class RowWriter:
 
         True when nothing is left to send (rows that are gone aside).
         """
-        if not (force or self.due()) or not (self.pending or self.orphans or self.ledger):
-            return not self.pending
-        batch = {rid: list(b) for rid, b in self.orphans.items()}
-        for rid, batches in self.pending.items():
-            batch.setdefault(rid, []).extend(batches)
+        with self._lock:
+            if not (force or self.due()) or not (self.pending or self.orphans or self.ledger):
+                return not self.pending
+            batch = {rid: list(b) for rid, b in self.orphans.items()}
+            for rid, batches in self.pending.items():
+                batch.setdefault(rid, []).extend(batches)
+            self.sending, self.pending, self.orphans = batch, {}, {}
         started = time.monotonic()
         self.last_check = started
         if batch:
@@ -144,6 +240,10 @@ class RowWriter:
         try:
             delivery = self.sheet.transact(self._change(prepare_batches(batch)))
         except SheetError as exc:
+            with self._lock:                      # back in front of what came meanwhile
+                for rid, batches in self.pending.items():
+                    batch.setdefault(rid, []).extend(batches)
+                self.pending, self.sending = batch, {}
             self.failures += 1
             if str(exc) != self.problem:
                 _say(f"the sheet cannot be written now ({exc}); its updates are kept and tried again")
@@ -163,12 +263,12 @@ class RowWriter:
             self.interval_s = max(LOCAL_MIN_INTERVAL_S, WRITE_DUTY * (time.monotonic() - started))
         for note in delivery.notes:
             self._say_once(note, note)
-        self.orphans = {}
+        with self._lock:
+            self.sending = {}
+            self.orphans = {rid: batch[rid] for rid in delivery.undelivered}
         for rid in delivery.undelivered:
-            self.orphans[rid] = batch[rid]
             why = delivery.refused.get(rid) or f"no row has run_id {rid} any more (deleted, or saved over)"
             self._say_once(rid, f"{why}; its updates are kept")
-        self.pending = {}
         return True
 
     def settle(self, launch_s: float = 0.0) -> int:
@@ -209,9 +309,7 @@ class RowWriter:
         Returns the run ids whose updates could not be kept anywhere.
         """
         lost = []
-        leftovers = {rid: list(b) for rid, b in self.orphans.items()}
-        for rid, batches in self.pending.items():
-            leftovers.setdefault(rid, []).extend(batches)
+        leftovers = self.undelivered()
         for run_id, batches in leftovers.items():
             folder = self.folders.get(run_id)
             if not folder or not os.path.isdir(folder):
@@ -223,5 +321,6 @@ class RowWriter:
             except OSError as exc:
                 _say(f"cannot keep run {run_id}'s updates in {rd.pending}: {describe(exc)}")
                 lost.append(run_id)
-        self.pending, self.orphans = {}, {}
+        with self._lock:
+            self.pending, self.sending, self.orphans = {}, {}, {}
         return lost

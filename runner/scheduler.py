@@ -13,12 +13,15 @@ metrics the scripts report, into one sheet transaction per tick for all rows.
 - SIGINT/SIGTERM: jobs are asked to stop, then killed after a grace period;
   their rows, and the rows not started yet, become Cancelled. A second
   Ctrl-C kills at once.
+- The sheet is written from its own thread (``RowWriter.background``), a
+  retry's claim too: nothing in this loop waits on the sheet.
 """
 from __future__ import annotations
 
 import os
 import select
 import signal
+import sys
 import time
 
 from runner import columns as C
@@ -47,6 +50,7 @@ class Scheduler:
         self.device_of: dict[str, str | None] = {}       # run id -> its CUDA_VISIBLE_DEVICES
         self.planned: dict[str, PlannedRow] = {}          # run id -> its row, while it runs
         self.attempt: dict[str, int] = {}                 # run id -> which try this is
+        self.retrying: dict = {}                          # a retry's claim under way -> (row, outcome, try)
 
     # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
@@ -60,9 +64,12 @@ class Scheduler:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(wake_w, False)
         old_fd = signal.set_wakeup_fd(wake_w)
+        self.writer.background()
         try:
             self._loop({p.run_id: p for p in rows})
+            self._let_the_sheet_catch_up()
         finally:
+            self.writer.stop_background()
             signal.set_wakeup_fd(old_fd)
             os.close(self._wake_r)
             os.close(wake_w)
@@ -84,22 +91,27 @@ class Scheduler:
                 pass
 
     # -- the loop -------------------------------------------------------------------------
+    def _let_the_sheet_catch_up(self) -> None:
+        """Wait for the write under way (what it sends is kept for the end) — not past a Ctrl-C."""
+        while self.writer.busy and not self.stop_reason:
+            self._wait(POLL_S)
+
     def _loop(self, pending: dict[str, PlannedRow]) -> None:
         outcomes = self.launch.outcomes
         running: dict = {}
         cancel_deadline = killed_at = None
-        while pending or running:
+        while pending or running or self.retrying:
+            for previous, again in self._claimed_again():
+                pending[again.run_id] = again
+                for p in pending.values():
+                    p.deps = [again.run_id if d == previous else d for d in p.deps]
             for rid, message in self.executor.poll():
                 if message.get("event") == "started" and rid in running:
                     self.writer.add(rid, message.get("values") or {}, Status.TERMINAL)
             for rid, job in list(running.items()):
                 if job.done():
                     del running[rid]
-                    again = self._ended(rid, job)
-                    if again is not None:             # --retries: the row runs again
-                        pending[again.run_id] = again
-                        for p in pending.values():
-                            p.deps = [again.run_id if d == rid else d for d in p.deps]
+                    self._ended(rid, job)
             if not self.stop_reason:
                 for rid, p in list(pending.items()):
                     if len(running) >= self.launch.opts.jobs:
@@ -131,11 +143,11 @@ class Scheduler:
                 if killed_at is not None and time.time() > killed_at + KILL_WAIT_S:
                     self.executor.kill_host()            # the host itself does not answer
             self.writer.poll()
-            self.writer.flush()
+            self.writer.tick()
             self.launch.heartbeat()
             if self.progress:
                 self.progress.tick()
-            if pending or running:
+            if pending or running or self.retrying:
                 self._wait(POLL_S)
 
     def _start(self, p: PlannedRow):
@@ -162,8 +174,8 @@ class Scheduler:
             self.progress.started(outcome)
         return job
 
-    def _ended(self, rid: str, job) -> PlannedRow | None:
-        """Settle a job that ended; the row's next try when ``--retries`` says it runs again."""
+    def _ended(self, rid: str, job) -> None:
+        """Settle a job that ended; claim its next try when ``--retries`` says it runs again."""
         self.devices.give(self.device_of.pop(rid, None))
         outcome = self.launch.outcomes[rid]
         previous = outcome.status
@@ -191,22 +203,39 @@ class Scheduler:
             self.writer.add(rid, {C.STATUS: status, C.ERROR: error})
         if self.progress:
             self.progress.finished(outcome, previous)
-        return self._retry(rid, outcome, exit_message)
+        self._retry(rid, outcome, exit_message)
 
-    def _retry(self, rid: str, outcome, exit_message) -> PlannedRow | None:
+    def _retry(self, rid: str, outcome, exit_message) -> None:
+        """``--retries``: claim the row's next try, on the sheet's thread (picked up by the loop)."""
         p = self.planned.pop(rid, None)
         attempt = self.attempt.pop(rid, 1)
         failed = (outcome.status == Status.LOST or (outcome.status == Status.FAILED and exit_message is not None
                                                     and exit_message["record"].get("exit_code") not in (0, None)))
         if p is None or not failed or self.stop_reason or attempt > self.launch.opts.retries:
-            return None
-        again = self.launch.retry(p, attempt + 1)
-        if again is None:
-            return None
-        self.attempt[again.run_id] = attempt + 1
-        if self.progress:
-            self.progress.retrying(outcome, attempt + 1, self.launch.opts.retries + 1)
-        return again
+            return
+        self.retrying[self.writer.submit(self.launch.claim_again, p, attempt + 1)] = (p, outcome, attempt + 1)
+
+    def _claimed_again(self) -> list[tuple[str, PlannedRow]]:
+        """The retries whose claim is done: (the try before's run id, the row to start again)."""
+        out = []
+        for future in [f for f in self.retrying if f.done()]:
+            p, outcome, attempt = self.retrying.pop(future)
+            try:
+                again = future.result()
+            except Exception as exc:                  # the sheet's thread never stops the loop
+                print(f"sheetrun: row {p.number} not tried again: {exc}", file=sys.stderr)
+                again = None
+            if again is None:
+                continue
+            self.launch.tried_again(p, again)
+            if self.stop_reason:
+                self.launch.settle(again, Status.CANCELLED, "cancelled before it started")
+                continue
+            self.attempt[again.run_id] = attempt
+            if self.progress:
+                self.progress.retrying(outcome, attempt, self.launch.opts.retries + 1)
+            out.append((p.run_id, again))
+        return out
 
 
 def _metrics_of(job) -> dict:

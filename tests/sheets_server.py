@@ -17,6 +17,10 @@ with ``=`` becomes a formula (evaluated to the text ``#FORMULA``), so a test
 can tell the two apart. Writes outside the grid fail as in the real API.
 ``fail_next(status, n)`` makes the next n requests answer ``status``;
 ``down = True`` drops every connection unanswered (the server is unreachable);
+``hang = True`` holds every request unanswered until it is set back (a server that never
+answers); ``quota_per_minute = N`` answers 429 to reads (GET) or writes past N of that kind in
+the last 60 s, as Google's per-user quota does, counting them in ``throttled``; a grid wider
+than ``MAX_COLUMNS`` (Google's 18,278) is refused with a 400, as Google refuses it;
 ``token`` (when set) must come as ``Authorization: Bearer <token>``;
 ``requests`` logs (method, path) of every request.
 """
@@ -46,6 +50,7 @@ def col_letters(index: int) -> str:
 
 
 _CELL = re.compile(r"([A-Za-z]*)(\d*)")
+MAX_COLUMNS = 18278            # Google Sheets' widest grid (column ZZZ)
 
 
 def _title(text: str) -> str:
@@ -100,6 +105,12 @@ class SheetsState:
         self.token: str | None = None
         self.failures: list[int] = []
         self.down = False          # True: drop every connection unanswered (an unreachable server)
+        self.hang = False          # True: hold every request unanswered until set back
+        self.failing_until = 0.0   # time.monotonic() until which every request answers failing_status
+        self.failing_status = 503
+        self.quota_per_minute: int | None = None
+        self.throttled = 0         # requests answered 429 because of the quota
+        self._recent: dict[str, list[float]] = {"read": [], "write": []}
         self.requests: list[tuple[str, str]] = []
 
     def create(self, key: str, title: str = "Sheet1", rows: list[list] | None = None, gid: int = 0,
@@ -120,6 +131,27 @@ class SheetsState:
             if ws.title == title:
                 return ws
         raise KeyError(title)
+
+    def over_quota(self, method: str) -> bool:
+        """Count a request against the per-minute quota; True when it is past it."""
+        if self.quota_per_minute is None:
+            return False
+        import time
+
+        now = time.monotonic()
+        recent = self._recent["read" if method == "GET" else "write"]
+        recent[:] = [t for t in recent if now - t < 60.0]
+        if len(recent) >= self.quota_per_minute:
+            self.throttled += 1
+            return True
+        recent.append(now)
+        return False
+
+    def fail_for(self, seconds: float, status: int = 503) -> None:
+        """Answer every request ``status`` for the next ``seconds`` (a Google outage)."""
+        import time
+
+        self.failing_status, self.failing_until = status, time.monotonic() + seconds
 
     def fail_next(self, status: int, n: int = 1) -> None:
         with self.lock:
@@ -169,11 +201,22 @@ def make_handler(state: SheetsState):
             if state.down:
                 self.close_connection = True
                 return
+            while state.hang and not state.down:
+                import time
+
+                time.sleep(0.01)
             with state.lock:
                 state.requests.append((method, path))
                 if state.failures:
                     status = state.failures.pop(0)
                     return self._error(status, "injected failure")
+                import time
+
+                if time.monotonic() < state.failing_until:
+                    return self._error(state.failing_status, "injected outage")
+                if state.over_quota(method):
+                    return self._error(429, "Quota exceeded for quota metric 'Read requests' and limit "
+                                            "'Read requests per minute per user'")
             if state.token and self.headers.get("Authorization") != f"Bearer {state.token}":
                 return self._error(401, "Request had invalid authentication credentials.")
             m = re.fullmatch(r"/v4/spreadsheets/([^/:]+)(.*)", path)
@@ -267,6 +310,9 @@ def make_handler(state: SheetsState):
                 spec = request["appendDimension"]
                 ws = next(s for s in state.spreadsheets[key] if s.sheet_id == spec["sheetId"])
                 if spec["dimension"] == "COLUMNS":
+                    if ws.cols + spec["length"] > MAX_COLUMNS:
+                        raise ValueError(f"This action would increase the number of columns in the sheet above the "
+                                         f"limit of {MAX_COLUMNS}.")
                     ws.cols += spec["length"]
                 else:
                     ws.rows += spec["length"]

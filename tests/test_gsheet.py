@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 
@@ -284,3 +285,66 @@ def test_a_worksheet_title_never_leads_run_folders_out_of_the_runs_folder(server
         key = f"key{i}AbCdEfGhIjKlMnOp"
         server.state.create(key, title=title, rows=[BASE])
         assert open_sheet(f"https://docs.google.com/spreadsheets/d/{key}/edit").name == name
+
+
+def _exits(project) -> list:
+    import glob
+
+    return glob.glob(os.path.join(project.root, "experiments", "*", "*", "exit.json"))
+
+
+def test_a_sheet_that_stops_answering_stops_no_job_and_ctrl_c_is_heard(server, project):
+    """Once the rows are claimed the sheet stops answering at all: every job still starts and ends,
+    a Ctrl-C is heard at once (the second stops waiting on the sheet), and nothing is lost: the
+    results wait in the run folders, and sync delivers them when the sheet answers again."""
+    import signal
+
+    n = 6
+    server.state.create(KEY, rows=[BASE + ["delta:x"]] + [["scripts/ok.py", CFG, 1, i] for i in range(n)])
+    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url)         # requests time out after 30 s
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root, "--jobs", "2",
+                               "--yes"], cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "Submitted" in str(values(server)), what="the claim")
+        server.state.hang = True                               # no answer, ever
+        wait_for(lambda: len(_exits(project)) == n, timeout=20, what="every job to end while the sheet hangs")
+        runner.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        runner.send_signal(signal.SIGINT)                      # stop waiting on the sheet
+        t0 = time.monotonic()
+        _, err = runner.communicate(timeout=30)
+        assert time.monotonic() - t0 < 10, err
+    finally:
+        server.state.hang = False
+        runner.kill()
+    assert runner.returncode == 130, err
+    assert "kept in their run folders" in err and "Traceback" not in err
+    project.sheetrun("sync", URL, "--root", project.root, env={"SHEETRUN_SHEETS_API_URL": server.url}, check=0)
+    rows = open_sheet(URL).read().rows
+    assert [r.get("status") for r in rows] == [Status.COMPLETED] * n
+    assert [r.get("score") for r in rows] == [str(2 * i) for i in range(n)]
+
+
+def test_minutes_of_503s_keep_no_job_waiting(server, project):
+    """Google answers 503 to everything for a while after the claim: the jobs run at their own pace
+    meanwhile, and the writer catches up when the sheet is back."""
+    n = 8
+    server.state.create(KEY, rows=[BASE + ["delta:x"]] + [["scripts/ok.py", CFG, 1, i] for i in range(n)])
+    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url, SHEETRUN_SHEETS_RETRY_BASE_S="0.5")
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root, "--jobs", "2",
+                               "--yes"], cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "Submitted" in str(values(server)), what="the claim")
+        server.state.fail_for(20.0)
+        storm_ends = time.monotonic() + 20.0
+        wait_for(lambda: len(_exits(project)) == n, timeout=60, what="every job to end during the outage")
+        assert time.monotonic() < storm_ends, "the jobs waited for the sheet"
+        _, err = runner.communicate(timeout=240)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, err
+    rows = open_sheet(URL).read().rows
+    assert [r.get("status") for r in rows] == [Status.COMPLETED] * n
+    assert [r.get("score") for r in rows] == [str(2 * i) for i in range(n)]

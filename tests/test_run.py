@@ -443,14 +443,15 @@ def test_deleting_a_running_rows_line_loses_no_other_row(project, tmp_path):
         from runner.sheet import open_sheet
         open_sheet(path).transact(lambda t: t.delete_row(t.rows[0]))    # a person deletes the row
         open(gate, "w").close()
-        assert runner.wait(60) == 0
+        assert runner.wait(60) == 1          # a row's results could not reach the sheet: not a clean run
         err = runner.stderr.read()
     finally:
         runner.kill()
     rows = project.read()
     assert len(rows) == 1 and rows[0]["notes"] == "kept, as typed" and rows[0]["status"] == ""
     assert json.load(open(os.path.join(folder, "exit.json")))["status"] == "Completed"
-    assert "no row has run_id" in err
+    assert "no row has run_id" in err and "1 row(s) of this launch are no longer in the sheet" in err
+    assert "their results wait in their run folders" in err
     # the row's writes are kept (a row an editor saved over may come back: sync delivers them then)
     from runner.rundir import RunDir
     assert RunDir(folder).read_pending()[-1]["values"]["status"] == "Completed"

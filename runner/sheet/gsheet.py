@@ -19,8 +19,10 @@ from where they are; they are not printed, logged or copied.
 
 Quotas: 429 and 5xx answers are retried with exponential backoff and jitter
 (``RETRIES`` times), then reported; 400/401/403/404 fail at once with the
-sheet named. An unreachable server is a :class:`SheetError` after a few quick
-tries, so a job without internet keeps its updates for ``sheetrun sync``.
+sheet named. Every request has a timeout (``SHEETRUN_SHEETS_TIMEOUT_S``, 30 s
+by default): a server that never answers is, like an unreachable one, a
+:class:`SheetError` after a few tries, so a job without internet keeps its
+updates for ``sheetrun sync``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ _KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _GID = re.compile(r"[#&?]gid=(\d+)")
 RETRIES = 6
 CONNECT_RETRIES = 2
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 30.0          # no answer this long: the request failed (gspread waits for ever by default)
 HEADER_RETRIES = 5
 
 
@@ -340,7 +344,10 @@ def make_client():
         session = AuthorizedSession(_service_account())
     if base:
         session.mount(GOOGLE_API, RebaseAdapter(base))
-    return gspread.Client(auth=None, session=session, http_client=_retrying_http_client())
+    client = gspread.Client(auth=None, session=session, http_client=_retrying_http_client())
+    read_timeout = float(os.environ.get("SHEETRUN_SHEETS_TIMEOUT_S") or READ_TIMEOUT_S)
+    client.set_timeout((min(CONNECT_TIMEOUT_S, read_timeout), read_timeout))
+    return client
 
 
 def _credentials_file() -> str | None:
