@@ -129,7 +129,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
         raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
                          "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args),
-                      conda_env=args.conda_env or "", approvals=approvals)
+                      conda_env=args.conda_env or "", approvals=approvals, follow=args.wait)
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
@@ -160,7 +160,8 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir)
+        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir,
+                       folders=result.folders, record=result.record)
     except KeyboardInterrupt as exc:            # Ctrl-C or SIGTERM: cancel what it follows
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

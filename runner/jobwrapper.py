@@ -47,6 +47,7 @@ from runner.rundir import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, for
                            read_json, write_json)
 
 KILL_GRACE_S = 5.0
+FOLLOWER_STALE_S = 60.0         # a ``--wait`` follower whose launch record is older than this is gone
 MAX_PENDING_LINE = 65536        # take_last_dict: how much of an unfinished stdout line is kept
 REMOTE_FORWARD_INTERVAL_S = 10.0
 # the thread-count variables sheetrun sets for a job (local: cores / jobs; SLURM: --cpus-per-task)
@@ -223,20 +224,52 @@ def disk_full(path: str) -> bool:
         return False
 
 
-class RowChannel:
-    """Where one job's row updates go: to the local runner (``send``), or straight to the sheet."""
+def follower_alive(job: dict) -> bool:
+    """Does a ``sheetrun run --backend slurm --wait`` still follow this job's launch? It then writes
+    the rows of all its jobs, batched, from their run folders (one Google Sheets quota for all), and
+    the job leaves its row alone; its launch record says ``follows`` and is touched every poll."""
+    path = (job.get("launcher") or {}).get("launch_file")
+    if not path or job.get("sheet_writes") != "job":
+        return False
+    try:
+        age = time.time() - os.stat(path).st_mtime
+        record = read_json(path, {}) or {}
+    except (OSError, ValueError):
+        return False
+    return age < FOLLOWER_STALE_S and bool(record.get("follows")) and not record.get("follow_ended")
 
-    def __init__(self, rd: RunDir, job: dict, send=None, requeued: bool = False):
+
+class RowChannel:
+    """Where one job's row updates go: to the local runner (``send``), or straight to the sheet —
+    unless a ``--wait`` follower writes it (``followed()``: then the run folder is all it needs)."""
+
+    def __init__(self, rd: RunDir, job: dict, send=None, requeued: bool = False, followed=None):
         self.rd, self.job = rd, job
         self.send = send                        # message -> bool (False: the runner is gone)
         self.direct = send is None
         self.requeued = requeued
+        self.followed = followed or (lambda: False)
+        self.deferred = False                   # left to the follower so far: it must catch up if it goes
         self.lock = threading.Lock()
         self.running: dict | None = None        # the Running update, replayed on a switch
         self.offset = 0                         # metrics.jsonl forwarded so far (direct mode)
 
     def _push(self, values: dict, skip=()) -> None:
         push_to_sheet(self.rd, self.job["sheet"], self.job["run_id"], values, skip, self.job.get("cwd"))
+
+    def _left_to_follower(self) -> bool:
+        """Direct mode: True while a follower writes the row; when it goes, what it may have missed
+        (Running, every metric so far) is written here first."""
+        if self.followed():
+            self.deferred = True
+            return True
+        if self.deferred:
+            self.deferred = False
+            _say(f"sheetrun: run {self.job['run_id']}: the sheetrun following it is gone; it writes its own row")
+            if self.running is not None:
+                self._push(self.running, () if self.requeued else Status.TERMINAL)
+            self.offset = 0
+        return False
 
     def switch(self, why: str) -> None:
         """The runner is gone: write our own row from now on, starting with what it may have missed."""
@@ -257,7 +290,8 @@ class RowChannel:
         with self.lock:
             self.running = values
             if self.direct:
-                self._push(values, () if self.requeued else Status.TERMINAL)
+                if not self._left_to_follower():
+                    self._push(values, () if self.requeued else Status.TERMINAL)
                 return
             if self._message({"event": "started", "values": values}):
                 return
@@ -265,7 +299,7 @@ class RowChannel:
 
     def forward_metrics(self) -> None:
         with self.lock:
-            if self.direct:
+            if self.direct and not self._left_to_follower():
                 self._forward()
 
     def _forward(self) -> None:
@@ -280,7 +314,8 @@ class RowChannel:
                 return
         self.switch("the runner's pipe is closed")
         with self.lock:
-            self._push(final_row_values(record, metrics))
+            if not self._left_to_follower():     # else the follower reads exit.json
+                self._push(final_row_values(record, metrics))
 
 
 class JobRun:
@@ -489,6 +524,7 @@ def run_job(run_dir: str) -> int:
     procs.become_subreaper()            # orphans of the command come to us, not to init
     run = JobRun(run_dir, requeued=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0)
     run.in_slurm = slurm_job_id() is not None
+    run.channel.followed = lambda: follower_alive(run.job)
 
     def on_signal(signum, _frame):
         run.stop(signal_name(signum))
@@ -500,13 +536,16 @@ def run_job(run_dir: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop = threading.Event()
-    # a remote sheet has a per-minute request quota shared by every job: forward less often
-    interval = REMOTE_FORWARD_INTERVAL_S if "://" in run.job["sheet"] else FORWARD_INTERVAL_S
+    # a remote sheet has a per-minute request quota shared by every job of the launch: each forwards
+    # at the pace its launch set for it (job.json's sheet_interval_s: slower the more jobs it has)
+    remote = "://" in run.job["sheet"]
+    forward_s = run.job.get("sheet_interval_s") or (REMOTE_FORWARD_INTERVAL_S if remote else FORWARD_INTERVAL_S)
+    tick_s = min(forward_s, 1.0 if remote else FORWARD_INTERVAL_S)
 
     def watch() -> None:
-        """Heartbeat, and forward the metrics the script reports."""
-        last_beat = run.started
-        while not stop.wait(interval):
+        """Heartbeat, time limit, and forward the metrics the script reports."""
+        last_beat = last_forward = run.started
+        while not stop.wait(tick_s):
             now = time.time()
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 run.heartbeat(now)
@@ -515,7 +554,9 @@ def run_job(run_dir: str) -> int:
                 run.check_time_limit(now)
                 run.escalate()
             run.collect()
-            run.channel.forward_metrics()
+            if now - last_forward >= forward_s:
+                last_forward = now
+                run.channel.forward_metrics()
             run.processes.add(procs.tree(os.getpid())[1:])     # all of ours are the job's
 
     code = None

@@ -37,7 +37,7 @@ from runner.approvals import Approvals
 from runner.columns import Status
 from runner.config import dump_yaml
 from runner.errors import describe
-from runner.jobwrapper import THREAD_VARS
+from runner.jobwrapper import REMOTE_FORWARD_INTERVAL_S, THREAD_VARS
 from runner.liveness import holder_text, verdict
 from runner.metric_columns import MetricColumns, clear_previous_metrics, unaccounted_cells
 from runner.plan import PlannedRow, RowFilter, new_run_id, plan
@@ -48,6 +48,8 @@ from runner.slurm.options import parse_time
 from runner.sheet import Sheet, SheetError, Table
 
 FINAL_FLUSH_TRIES = 3
+JOB_SHEET_WRITES_PER_MIN = 20    # SLURM jobs writing a Google Sheet themselves: all of a launch's, together
+                                 # (a read and a write each; Google allows 60 of each per minute and user)
 PROJECT_ROOT_ENV = "PROJECT_ROOT_PROVIDED_FOR_STUNED"     # stnd's name for the project root
 
 
@@ -63,6 +65,7 @@ class RunOptions:
     retries: int = 0                   # local: runs again a row that failed or was lost, this often
     conda_env: str = ""                # script rows run inside this conda environment (stnd's --conda_env)
     approvals: Approvals | None = None  # a shared sheet: the commands this user confirmed (runner.approvals)
+    follow: bool = False               # SLURM --wait: this sheetrun writes the jobs' rows while it follows
 
 
 @dataclass
@@ -85,6 +88,8 @@ class RunResult:
     left_out: set = field(default_factory=set)   # selected rows not started: a run not in the sheet, a
                                                   # command not confirmed (not: held by an earlier run)
     rows_gone: int = 0               # rows whose results could not reach the sheet: no row has them
+    folders: dict = field(default_factory=dict)   # run id -> run folder, of the rows claimed
+    record: str = ""                 # the launch record (its heartbeat tells jobs a follower writes for them)
 
     @property
     def ok(self) -> bool:
@@ -134,6 +139,7 @@ class Launch:
         self.root_env = {PROJECT_ROOT_ENV: opts.root}
         # who writes the rows: this launch ("runner"), or each job (on SLURM, where no runner stays)
         self.sheet_writes = "runner" if backend == "local" else "job"
+        self.jobs_in_launch = 0          # rows claimed: how often each SLURM job may write a Google Sheet
         self._beat = 0.0
 
     # -- the launch record -------------------------------------------------------------------
@@ -141,7 +147,7 @@ class Launch:
         try:
             os.makedirs(os.path.dirname(self.record_path), exist_ok=True)
             write_json(self.record_path, dict(self.claim, backend=self.backend, sheet=self.sheet.location,
-                                              started=self.started, **extra))
+                                              started=self.started, follows=self.opts.follow, **extra))
         except OSError as exc:
             print(f"sheetrun: cannot write the launch record {self.record_path}: {describe(exc)}",
                   file=sys.stderr)
@@ -190,6 +196,7 @@ class Launch:
                            allowance=self.allowance, leave_out=lambda row: self._leave_out(row, newer))
             claimed = dict(self.claim, claimed=time.time())
             last["claimed"] = claimed["claimed"]
+            self.jobs_in_launch = sum(p.ok and p.writable for p in planned)
             for p in planned:
                 if p.ok and p.writable:
                     folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_{p.run_id}")
@@ -256,6 +263,8 @@ class Launch:
             if p.run_folder:
                 self.writer.folders[p.run_id] = p.run_folder
         self.result.outcomes = list(self.outcomes.values())
+        self.result.folders = {p.run_id: p.run_folder for p in planned if p.ok and p.run_folder}
+        self.result.record = self.record_path
         self._remember_commands(planned)
         return planned
 
@@ -321,8 +330,16 @@ class Launch:
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],
                 "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
                 "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix(),
+                "sheet_interval_s": self.sheet_interval_s(),
                 "take_last": p.spec.take_last,
                 "stnd_row_csv": os.path.join(p.run_folder, stnd_logging.ROW_FILE) if p.spec.stnd_logging else ""}
+
+    def sheet_interval_s(self) -> float | None:
+        """How often each job of a launch that writes its own rows (SLURM) may write a Google Sheet:
+        all of them together stay within JOB_SHEET_WRITES_PER_MIN. None: the default pace."""
+        if not self.sheet.remote or self.sheet_writes != "job":
+            return None
+        return max(REMOTE_FORWARD_INTERVAL_S, 60.0 * self.jobs_in_launch / JOB_SHEET_WRITES_PER_MIN)
 
     def prepare(self, p: PlannedRow, extra_env: dict | None = None) -> RunDir:
         """Write a claimed row's run folder; OSError / ValueError if it cannot be written.

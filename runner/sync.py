@@ -29,9 +29,10 @@ from runner.jobwrapper import final_row_values, load_results
 from runner.liveness import (Verdict, default_client, local_verdict, slurm_info, slurm_states,
                              slurm_verdict, stnd_verdict)
 from runner.metric_columns import MetricColumns, clear_previous_metrics
-from runner.rundir import RunDir, display_path, read_json_quietly
+from runner.report import clean_metrics, read_metrics_log
+from runner.rundir import RunDir, display_path, read_json_quietly, write_json
 from runner.runindex import RunIndex, Unshown, unshown_runs
-from runner.sheet import Sheet
+from runner.sheet import Sheet, SheetError
 from runner.sheet.base import apply_batches
 from runner.slurm import SlurmClient, SlurmError
 from runner.slurm.client import lookup
@@ -60,10 +61,13 @@ class SyncChange:
     reason: str
 
 
-def restore_lost_runs(sheet: Sheet, root: str, runs_dir: str | None = None) -> list[SyncChange]:
-    """Give every row an older copy was saved over its newest run back, in one transaction."""
+def restore_lost_runs(sheet: Sheet, root: str, runs_dir: str | None = None, table=None) -> list[SyncChange]:
+    """Give every row an older copy was saved over its newest run back, in one transaction (none when
+    ``table``, the sheet as just read, shows no such row)."""
     index = RunIndex(os.path.join(runs_dir or os.path.join(root, "experiments"), sheet.name))
     if not os.path.exists(index.path):
+        return []
+    if table is not None and not unshown_runs(table, root, index, sheet.location):
         return []
     policy = MetricColumns(root)
 
@@ -98,11 +102,27 @@ def _restored_values(found: Unshown, root: str) -> dict:
     return values
 
 
+@dataclass
+class Reconciled:
+    changes: list[SyncChange]
+    rows: dict            # run id -> (row number, status, error), as the sheet holds them after it
+    undelivered: set      # run ids whose writes did not land (no row has them)
+
+
 def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: str | None = None
          ) -> list[SyncChange]:
     """Reconcile every Submitted / Running row; one ``squeue`` call covers all SLURM rows."""
-    changes: list[SyncChange] = restore_lost_runs(sheet, root, runs_dir)
+    return reconcile(sheet, root, client, runs_dir).changes
+
+
+def reconcile(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: str | None = None,
+              extra: dict | None = None) -> Reconciled:
+    """:func:`sync`, with ``extra`` batches (run id -> [(values, skip statuses)]: what a follower
+    read in the run folders) in its one write; one sheet read when nothing is to be written."""
     table = sheet.read()
+    changes: list[SyncChange] = restore_lost_runs(sheet, root, runs_dir, table)
+    if changes:
+        table = sheet.read()
     infos = {}                                # run id -> slurm.json, for the active SLURM rows
     for row in table.rows:
         if row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_ID) and row.get(C.RUN_FOLDER):
@@ -115,7 +135,7 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: s
             states = slurm_states([i["job_id"] for i in infos.values()], client or default_client())
         except SlurmError as exc:
             slurm_problem = f"SLURM cannot be asked ({exc}); row left as it is"
-    batches: dict[str, list] = {}             # run id -> writes, in order, for one transaction
+    batches: dict[str, list] = {rid: list(b) for rid, b in (extra or {}).items()}   # run id -> writes, in order
     held_back: dict[str, RunDir] = {}         # run folders whose pending writes go out now
     to_cancel: list[str] = []
     stnd_rows: dict[int, tuple] = {}         # row number -> (run folder cell, cells), rows stnd left active
@@ -132,7 +152,7 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: s
         rd = RunDir(os.path.join(root, folder))
         pending = rd.pending_batches() if os.path.isdir(rd.path) else []
         if pending:
-            batches[run_id] = list(pending)
+            batches[run_id] = list(pending) + batches.get(run_id, [])
             held_back[run_id] = rd
         if status not in Status.ACTIVE:
             if pending:
@@ -176,8 +196,10 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: s
                         row.set(column, value)
 
         sheet.transact(settle)
+    undelivered: set = set()
     if batches:
         delivery = sheet.update_rows_in_order(batches, MetricColumns(root))
+        undelivered = delivery.undelivered
         for note in delivery.notes:
             print(f"sheetrun: {note}", file=sys.stderr)
         for run_id, rd in held_back.items():
@@ -188,7 +210,22 @@ def sync(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_dir: s
                     pass
         for run_id, why in delivery.refused.items():
             print(f"sheetrun: run {run_id}: {why}", file=sys.stderr)
-    return changes
+    return Reconciled(changes, _rows_after(table, batches, undelivered), undelivered)
+
+
+def _rows_after(table, batches: dict, undelivered: set) -> dict:
+    """Each run's row as the sheet holds it once ``batches`` were written (skip statuses honoured)."""
+    out = {}
+    for row in table.rows:
+        run_id = row.get(C.RUN_ID)
+        if not run_id:
+            continue
+        status, error = row.get(C.STATUS), row.get(C.ERROR)
+        for values, skip in ([] if run_id in undelivered else batches.get(run_id, [])):
+            if status not in skip:
+                status, error = str(values.get(C.STATUS, status)), str(values.get(C.ERROR, error))
+        out[run_id] = (row.number, status, error)
+    return out
 
 
 def _settled_values(rd: RunDir, seen: Verdict) -> dict:
@@ -201,29 +238,108 @@ def _settled_values(rd: RunDir, seen: Verdict) -> dict:
     return {C.STATUS: seen.status, C.ERROR: seen.reason}
 
 
+class LiveRows:
+    """What a follower writes for the jobs it follows (they leave their rows to it): Running when a
+    job's wrapper starts it, and its metrics as they are reported, read from the run folders."""
+
+    def __init__(self, folders: dict[str, str]):
+        self.folders = {rid: RunDir(f) for rid, f in folders.items()}
+        self.started: set[str] = set()
+        self.offsets: dict[str, int] = {}
+        self.unsent: dict[str, dict] = {}
+        self._offered: dict = {}
+
+    def updates(self, ended: set[str]) -> dict[str, list]:
+        """Batches for the runs not yet ended; :meth:`delivered` once they are in the sheet."""
+        out: dict[str, list] = {}
+        self._offered = {}
+        for rid, rd in self.folders.items():
+            if rid in ended:
+                continue
+            batches = []
+            if rid not in self.started and os.path.exists(rd.wrapper):
+                info = read_json_quietly(rd.wrapper, {}) or {}
+                batches.append(({C.STATUS: Status.RUNNING, C.ERROR: "", C.JOB_ID: str(info.get("job_id") or "")},
+                                Status.TERMINAL))
+            new, offset = read_metrics_log(rd.metrics_log, self.offsets.get(rid, 0))
+            new, _ = clean_metrics(new)
+            self.offsets[rid] = offset
+            self.unsent.setdefault(rid, {}).update(new)
+            if self.unsent[rid]:
+                batches.append((dict(self.unsent[rid]), ()))
+            if batches:
+                out[rid] = batches
+                self._offered[rid] = batches
+        return out
+
+    def delivered(self, undelivered: set) -> None:
+        for rid in self._offered:
+            if rid not in undelivered:
+                self.started.add(rid)
+                self.unsent.pop(rid, None)
+
+
 def follow(sheet: Sheet, root: str, run_ids: set[str], client: SlurmClient | None = None,
            poll_s: float = 2.0, on_change=None, timeout_s: float | None = None,
-           runs_dir: str | None = None) -> dict[str, str]:
+           runs_dir: str | None = None, folders: dict | None = None, record: str = "") -> dict[str, str]:
     """Sync until every row in ``run_ids`` has ended; returns run id -> final status.
 
-    One sheet read and at most one ``squeue`` per poll, however many rows.
+    While it follows, it writes those rows itself — Running, the metrics as reported, how each
+    ended — from the run folders (``folders``: run id -> run folder), and keeps the launch
+    ``record`` touched so that the jobs leave their rows to it (``jobwrapper.follower_alive``): one
+    sheet read and at most one write per poll however many jobs, and at most one ``squeue``. A
+    sheet that cannot be read or written for a while (Google's 429 quota answers, an outage) is
+    said once and tried again: never a reason to stop following.
     ``on_change(number, status, error)`` is called when a row's status changes.
     """
+    live = LiveRows(folders or {})
     seen: dict[str, str] = {}
+    problem = ""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        sync(sheet, root, client, runs_dir)
-        rows = {r.get(C.RUN_ID): r for r in sheet.read().rows if r.get(C.RUN_ID) in run_ids}
-        for rid, row in rows.items():
-            status = row.get(C.STATUS)
+        _touch(record)
+        ended = {rid for rid, status in seen.items() if status and status not in Status.ACTIVE}
+        extra = live.updates(ended)
+        try:
+            result = reconcile(sheet, root, client, runs_dir, extra)
+        except SheetError as exc:
+            if str(exc) != problem:
+                print(f"sheetrun: the sheet cannot be read or written now ({exc}); following on, and trying "
+                      "again", file=sys.stderr)
+            problem = str(exc)
+            time.sleep(poll_s)
+            continue
+        if problem:
+            print("sheetrun: the sheet answers again", file=sys.stderr)
+            problem = ""
+        live.delivered(result.undelivered)
+        for rid in run_ids:
+            number, status, error = result.rows.get(rid, (0, "", ""))
             if seen.get(rid) != status:
                 seen[rid] = status
-                if on_change:
-                    on_change(row.number, status, row.get(C.ERROR))
-        for rid in run_ids - set(rows):          # a person deleted the row meanwhile
-            seen.setdefault(rid, "")
+                if on_change and number:
+                    on_change(number, status, error)
         if all(seen.get(rid) not in Status.ACTIVE for rid in run_ids):
+            _end_following(record)
             return seen
         if deadline is not None and time.monotonic() > deadline:
+            _end_following(record)
             return seen
         time.sleep(poll_s)
+
+
+def _touch(path: str) -> None:
+    if path:
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+
+
+def _end_following(path: str) -> None:
+    """The jobs still running (if any) write their own rows from now on."""
+    if path:
+        try:
+            write_json(path, dict(read_json_quietly(path, {}) or {}, follow_ended=time.time()))
+        except OSError:
+            pass

@@ -393,3 +393,37 @@ def test_slurm_jobs_write_a_google_sheet(cluster, project):
         cells = dict(zip(header, row))
         assert cells["status"] == Status.COMPLETED and cells["score"] == 2 * i and cells["label"] == f"n{i}"
         assert cells["job_id"].count("_") == 1
+
+
+def test_many_jobs_following_a_google_sheet_stay_under_its_quota(cluster, project):
+    """Google allows 60 reads and 60 writes a minute per user, shared by every process. Eight jobs
+    reporting metrics for a while, followed by --wait polling twice a second: the follower writes every
+    row, batched, the jobs leave theirs to it, and no request is refused."""
+    from sheets_server import SheetsServer
+
+    project.write("scripts/chatty.py", "import sys, time, yaml\nfrom runner import report\n"
+                                       "cfg = yaml.safe_load(open(sys.argv[2]))\n"
+                                       "for step in range(6):\n    report(step=step, score=cfg['x'] * step)\n"
+                                       "    time.sleep(1)\n")
+    key = "quotaSheet0123456789abcdefghijklmnopqrst"
+    url = f"https://docs.google.com/spreadsheets/d/{key}/edit#gid=0"
+    n = 8
+    with SheetsServer() as server:
+        server.state.create(key, rows=[BASE + ["delta:x"]] + [["scripts/chatty.py", CFG, 1, i] for i in range(n)])
+        server.state.quota_per_minute = 60
+        env = {"SHEETRUN_SHEETS_API_URL": server.url}
+        proc = sr(project, "run", url, "--backend", "slurm", "--wait", "--poll", "0.5", "--yes", timeout=240,
+                  env=env)
+        grid = server.state.worksheet(key, "Sheet1").grid()
+        throttled = server.state.throttled
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert throttled == 0
+    import glob
+
+    jobs = [json.load(open(p)) for p in glob.glob(os.path.join(project.root, "experiments", "*", "*", "job.json"))]
+    # were it not followed, each job would write at most every 60 s x 8 jobs / 20 writes a minute = 24 s
+    assert len(jobs) == n and {j["sheet_interval_s"] for j in jobs} == {24.0}
+    header = grid[0]
+    for i, row in enumerate(grid[1:]):
+        cells = dict(zip(header, row))
+        assert cells["status"] == Status.COMPLETED and cells["step"] == 5 and cells["score"] == 5 * i

@@ -46,6 +46,7 @@ _KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _GID = re.compile(r"[#&?]gid=(\d+)")
 RETRIES = 6
 CONNECT_RETRIES = 2
+REQUESTS_PER_MIN = 50.0        # of each kind, per process: under Google's 60 reads and 60 writes per minute
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0          # no answer this long: the request failed (gspread waits for ever by default)
 HEADER_RETRIES = 5
@@ -102,6 +103,39 @@ def _table_text(values: list[list]) -> str:
     return buf.getvalue()
 
 
+class _Pace:
+    """A token bucket per kind of request (read, write) for this process: a burst of a few requests
+    at once, and on average no more than ``per_min`` a minute, waiting (not failing) when past it."""
+
+    def __init__(self, per_min: float, burst: int = 10):
+        self.rate, self.burst = per_min / 60.0, float(burst)
+        self.tokens = {"read": self.burst, "write": self.burst}
+        self.at = {"read": time.monotonic(), "write": time.monotonic()}
+        self.lock = threading.Lock()
+
+    def take(self, kind: str) -> None:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens[kind] = min(self.burst, self.tokens[kind] + (now - self.at[kind]) * self.rate)
+                self.at[kind] = now
+                if self.tokens[kind] >= 1.0:
+                    self.tokens[kind] -= 1.0
+                    return
+                wait = (1.0 - self.tokens[kind]) / self.rate
+            time.sleep(wait)
+
+
+_PACE: dict = {}
+
+
+def _pace() -> _Pace:
+    per_min = float(os.environ.get("SHEETRUN_SHEETS_REQUESTS_PER_MIN") or REQUESTS_PER_MIN)
+    if per_min not in _PACE:
+        _PACE[per_min] = _Pace(per_min)
+    return _PACE[per_min]
+
+
 class GoogleSheet(Sheet):
     remote = True
 
@@ -141,6 +175,7 @@ class GoogleSheet(Sheet):
         import requests
         from gspread.exceptions import APIError
 
+        _pace().take("read" if what.startswith("read") or what == "open" else "write")
         try:
             return fn()
         except APIError as exc:
