@@ -116,8 +116,9 @@ class Scheduler:
                 for rid, p in list(pending.items()):
                     if len(running) >= self.launch.opts.jobs:
                         break
-                    failed = [outcomes[d] for d in p.deps
-                              if outcomes[d].status in Status.TERMINAL and outcomes[d].status != Status.COMPLETED]
+                    trying_again = {prev.run_id for prev, _, _ in self.retrying.values()}   # its next try decides
+                    failed = [outcomes[d] for d in p.deps if d not in trying_again
+                              and outcomes[d].status in Status.TERMINAL and outcomes[d].status != Status.COMPLETED]
                     if failed:
                         del pending[rid]
                         self.launch.settle(p, Status.SKIPPED, f"not run: dependency row {failed[0].number} "
