@@ -87,7 +87,7 @@ class RunResult:
     unwritten: bool = False          # some updates could not reach the sheet (kept for sync)
     left_out: set = field(default_factory=set)   # selected rows not started: a run not in the sheet, a
                                                   # command not confirmed (not: held by an earlier run)
-    rows_gone: int = 0               # rows whose results could not reach the sheet: no row has them
+    rows_gone: int = 0               # rows whose results could not reach their row: gone, or refused
     folders: dict = field(default_factory=dict)   # run id -> run folder, of the rows claimed
     record: str = ""                 # the launch record (its heartbeat tells jobs a follower writes for them)
 
@@ -446,22 +446,25 @@ class Launch:
         except KeyboardInterrupt:
             self.result.interrupted = self.result.interrupted or "SIGINT"
             writer.problem = writer.problem or "interrupted while writing it"
-        leftovers = writer.undelivered()
+        leftovers = set(writer.undelivered())
         if leftovers:
-            gone = set(leftovers) <= set(writer.orphans)     # only rows that are gone are left
+            refused, gone = set(writer.rejected), set(writer.orphans)
             lost = writer.spill()
             sync = f"'sheetrun sync {self.sheet.location}'"
-            if not gone:
+            if leftovers - refused - gone:
                 self.result.unwritten = True
                 print("sheetrun: the sheet could not be written"
                       + (f" ({writer.problem})" if writer.problem else "")
                       + f"; the rows' updates are kept in their run folders: run {sync} once it can be written",
                       file=sys.stderr)
-            else:
-                self.result.rows_gone = len(leftovers)
-                print(f"sheetrun: {len(leftovers)} row(s) of this launch are no longer in the sheet (deleted, or "
+            if gone:
+                print(f"sheetrun: {len(gone)} row(s) of this launch are no longer in the sheet (deleted, or "
                       "the sheet cut short by another program); their results wait in their run folders: "
                       f"{sync} puts them back once the rows are there again", file=sys.stderr)
+            if refused:
+                print(f"sheetrun: the sheet refused the values of {len(refused)} row(s) (their error cells say why); "
+                      "they wait in their run folders", file=sys.stderr)
+            self.result.rows_gone = len(gone | refused)
             if lost:
                 print(f"sheetrun: the updates of {len(lost)} row(s) could not be kept anywhere; their run "
                       "folders' exit.json still tell 'sheetrun sync' how they ended", file=sys.stderr)

@@ -13,6 +13,11 @@ and ``results.json``). From that one fact:
   a hand-typed ``acc`` — and the metric goes to ``acc (metric)`` instead, with
   a note on the console: the person's cells are never touched. The decision is
   made once per column and process.
+- **How many.** One launch (or one SLURM job writing its own row) adds at most
+  ``metric_columns`` new columns (``sheetrun.yaml``; 1,000 by default), and no
+  sheet grows past 16,384 columns (what Excel opens; Google stops at 18,278):
+  a row reporting 20,000 names gets the first ones, and its error cell says
+  how many were left out — all of them stay in its run folder.
 - **What a claim clears.** When a row is claimed for a new run, the cells its
   previous run filled (and that still hold that run's values) are emptied, so
   every number in a row belongs to its ``run_id``; the values stay in the
@@ -26,7 +31,7 @@ import os
 from runner import columns as C
 from runner.columns import TEXT_MAX_CHARS, cap
 from runner.rundir import RunDir, read_json_quietly
-from runner.sheet.base import ColumnPolicy, format_cell
+from runner.sheet.base import DEFAULT_NEW_COLUMNS, ColumnPolicy, format_cell
 from runner.sheet.table import Row, Table
 
 
@@ -89,8 +94,24 @@ def unaccounted_cells(row: Row, root: str) -> list[str]:
             and c not in C.OWNED and not C.is_input_column(c)]
 
 
+PROJECT_CONFIG = "sheetrun.yaml"
+
+
+def configured_new_columns(root: str) -> int:
+    """``metric_columns`` in the project's ``sheetrun.yaml``: how many columns a launch may add."""
+    import yaml
+
+    try:
+        with open(os.path.join(root, PROJECT_CONFIG), encoding="utf-8") as f:
+            value = (yaml.safe_load(f) or {}).get("metric_columns")
+    except (OSError, yaml.YAMLError, AttributeError):
+        value = None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_NEW_COLUMNS
+
+
 class MetricColumns(ColumnPolicy):
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_new: int | None = None):
+        super().__init__(configured_new_columns(root) if max_new is None else max_new)
         self.root = root
         self._column: dict[str, str] = {}                     # metric name -> its column, decided
         self._folders: dict[str, dict[str, set[str]]] = {}    # run folder cell -> what it reported

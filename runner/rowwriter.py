@@ -105,6 +105,7 @@ class RowWriter:
         self.pending: dict[str, list[tuple[dict, frozenset]]] = {}   # run id -> ordered batches
         self.sending: dict[str, list[tuple[dict, frozenset]]] = {}   # taken by the write under way
         self.orphans: dict[str, list[tuple[dict, frozenset]]] = {}   # rows not found: retried later
+        self.rejected: dict[str, list[tuple[dict, frozenset]]] = {}  # refused by the sheet: kept for sync
         self._lock = threading.Lock()                  # pending / sending / orphans: the loop and the worker
         self.worker: SheetWorker | None = None         # while jobs run: the sheet's own thread
         self._inflight: Future | None = None
@@ -206,7 +207,7 @@ class RowWriter:
         """Every update not yet in the sheet, oldest first: rows not found, being sent, pending."""
         with self._lock:
             out = {rid: list(b) for rid, b in self.orphans.items()}
-            for source in (self.sending, self.pending):
+            for source in (self.rejected, self.sending, self.pending):
                 for rid, batches in source.items():
                     out.setdefault(rid, []).extend(batches)
         return out
@@ -238,7 +239,7 @@ class RowWriter:
         if batch:
             self.last_flush = started
         try:
-            delivery = self.sheet.transact(self._change(prepare_batches(batch)))
+            delivery = self._deliver(batch)
         except SheetError as exc:
             with self._lock:                      # back in front of what came meanwhile
                 for rid, batches in self.pending.items():
@@ -265,11 +266,24 @@ class RowWriter:
             self._say_once(note, note)
         with self._lock:
             self.sending = {}
-            self.orphans = {rid: batch[rid] for rid in delivery.undelivered}
+            self.orphans = {rid: batch[rid] for rid in delivery.undelivered - delivery.rejected}
+            self.rejected.update({rid: batch[rid] for rid in delivery.rejected})
         for rid in delivery.undelivered:
             why = delivery.refused.get(rid) or f"no row has run_id {rid} any more (deleted, or saved over)"
             self._say_once(rid, f"{why}; its updates are kept")
         return True
+
+    def _deliver(self, batch: dict) -> Delivery:
+        """One transaction for every row; if the sheet refuses it (a 400), one per row, so that a
+        row the sheet will not take (kept for sync, its error cell saying why) blocks no other."""
+        prepared = prepare_batches(batch)
+        try:
+            return self.sheet.transact(self._change(prepared))
+        except SheetError as exc:
+            if not exc.bad_request or len(prepared) < 2:
+                raise
+            _say(f"the sheet refused a write ({exc}); writing row by row")
+            return self.sheet.deliver_each(prepared, self.policy)
 
     def settle(self, launch_s: float = 0.0) -> int:
         """After the last write, whether or not anyone saved the sheet during the launch: keep
@@ -322,5 +336,5 @@ class RowWriter:
                 _say(f"cannot keep run {run_id}'s updates in {rd.pending}: {describe(exc)}")
                 lost.append(run_id)
         with self._lock:
-            self.pending, self.sending, self.orphans = {}, {}, {}
+            self.pending, self.sending, self.orphans, self.rejected = {}, {}, {}, {}
         return lost

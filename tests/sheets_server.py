@@ -108,6 +108,7 @@ class SheetsState:
         self.hang = False          # True: hold every request unanswered until set back
         self.failing_until = 0.0   # time.monotonic() until which every request answers failing_status
         self.failing_status = 503
+        self.refuse_text: str | None = None   # a write holding this text answers 400 (a value Google refuses)
         self.quota_per_minute: int | None = None
         self.throttled = 0         # requests answered 429 because of the quota
         self._recent: dict[str, list[float]] = {"read": [], "write": []}
@@ -243,7 +244,9 @@ def make_handler(state: SheetsState):
                 return self._send(200, self._get(key, rest[len("/values/"):]))
             if method == "PUT" and rest.startswith("/values/"):
                 return self._send(200, self._write(key, rest[len("/values/"):], body["values"], option))
-            if method == "POST" and rest == "/values:batchUpdate":
+            if method == "POST" and rest == "/values:batchUpdate":      # all or nothing, as Google's
+                for d in body.get("data", []):
+                    self._refused(d["values"])
                 results = [self._write(key, d["range"], d["values"], option) for d in body.get("data", [])]
                 return self._send(200, {"spreadsheetId": key, "responses": results,
                                         "totalUpdatedCells": sum(r["updatedCells"] for r in results)})
@@ -279,9 +282,14 @@ def make_handler(state: SheetsState):
                 rows.pop()
             return {"range": a1, "majorDimension": "ROWS", "values": rows}
 
+        def _refused(self, values) -> None:
+            if state.refuse_text and any(state.refuse_text in str(v) for row in values for v in row):
+                raise ValueError("Invalid values[0][0]: a value this server refuses")
+
         def _write(self, key, a1, values, option):
             title, r0, c0, _, _ = parse_range(a1, self._titles(key))
             ws = state.worksheet(key, title)
+            self._refused(values)
             cells = 0
             for i, row in enumerate(values):
                 for j, value in enumerate(row):

@@ -348,3 +348,44 @@ def test_minutes_of_503s_keep_no_job_waiting(server, project):
     rows = open_sheet(URL).read().rows
     assert [r.get("status") for r in rows] == [Status.COMPLETED] * n
     assert [r.get("score") for r in rows] == [str(2 * i) for i in range(n)]
+
+
+def test_a_row_reporting_thousands_of_metric_names_blocks_no_row(server, project):
+    """A row reporting 30,000 metric names (Google stops at 18,278 columns) gets the first ones, up to
+    the columns a launch may add (metric_columns in sheetrun.yaml), its error cell says how many were
+    left out, and every other row — and sync — goes on."""
+    project.write("sheetrun.yaml", "metric_columns: 40\n")
+    project.write("scripts/flood.py", "from runner import report\nreport({f'm{i}': i for i in range(30000)})\n")
+    server.state.create(KEY, rows=[BASE + ["delta:x"], ["scripts/flood.py", CFG, 1, 0]]
+                        + [["scripts/ok.py", CFG, 1, i] for i in range(1, 4)])
+    env = {"SHEETRUN_SHEETS_API_URL": server.url}
+    proc = project.sheetrun("run", URL, "--root", project.root, "--yes", "--jobs", "2", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = open_sheet(URL).read()
+    flood, *others = table.rows
+    assert flood.get("status") == Status.COMPLETED
+    import re
+
+    left_out = int(re.search(r"(\d+) metric\(s\) not written: a launch adds at most 40 columns",
+                             flood.get("error")).group(1))
+    written = [c for c in table.columns if re.fullmatch(r"m\d+", c)]
+    assert left_out + len(written) == 30000 and len(written) <= 20                  # a row: half of them
+    assert [r.get("score") for r in others] == ["2", "4", "6"]
+    assert len(table.columns) <= len(BASE) + 1 + 7 + 40
+    assert project.sheetrun("sync", URL, "--root", project.root, env=env).returncode == 0
+
+
+def test_a_row_whose_values_the_sheet_refuses_blocks_no_other_row(server, project):
+    project.write("scripts/poison.py", "from runner import report\nreport(note='poison pill')\n")
+    server.state.create(KEY, rows=[BASE + ["delta:x"], ["scripts/poison.py", CFG, 1, 0]]
+                        + [["scripts/ok.py", CFG, 1, i] for i in range(1, 4)])
+    server.state.refuse_text = "poison"
+    env = {"SHEETRUN_SHEETS_API_URL": server.url}
+    proc = project.sheetrun("run", URL, "--root", project.root, "--yes", env=env, timeout=300)
+    assert proc.returncode == 1 and "the sheet refused the values of 1 row(s)" in proc.stderr, proc.stderr[-2000:]
+    poisoned, *others = open_sheet(URL).read().rows
+    assert [r.get("status") for r in others] == [Status.COMPLETED] * 3
+    assert [r.get("score") for r in others] == ["2", "4", "6"]
+    assert "its values could not be written" in poisoned.get("error")
+    folder = os.path.join(project.root, poisoned.get("run_folder"))
+    assert os.path.exists(os.path.join(folder, "pending_updates.jsonl"))      # kept for sync

@@ -58,3 +58,19 @@ def test_retries_run_a_failed_row_again_in_a_new_folder_and_its_dependents_wait(
     job = json.load(open(os.path.join(second, "job.json")))
     first = job["previous_run_folder"]
     assert job["attempt"] == 2 and json.load(open(os.path.join(first, "exit.json")))["status"] == "Failed"
+
+
+def test_a_row_reporting_20000_metric_names_adds_at_most_the_columns_a_launch_may_add(project):
+    """A CSV has no column limit of its own, but Excel opens 16,384: a launch adds at most
+    metric_columns (1,000 by default) and the row's error counts what was left out."""
+    import csv
+
+    project.write("scripts/flood.py", "from runner import report\nreport({f'm{i}': i for i in range(20000)})\n")
+    path = project.sheet(BASE, [["scripts/flood.py", CFG, "1"], ["scripts/ok.py", CFG, "1"]])
+    project.sheetrun("run", path, check=0, timeout=300)
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    flood, ok = project.read()
+    written = [c for c in header if c.startswith("m") and c[1:].isdigit()]
+    assert len(written) <= 500 and ok["status"] == "Completed" and ok["score"] == "2"   # room left for others
+    assert f"{20000 - len(written)} metric(s) not written: a launch adds at most 1000 columns" in flood["error"]

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, TypeVar
 
+from runner import columns as C
 from runner.columns import (ERROR, ERROR_MAX_CHARS, OWNED, RUN_ID, STATUS, TEXT_MAX_CHARS, WHETHER_TO_RUN,
                             cap, metric_name_problem)
 from runner.sheet.table import Table
@@ -18,8 +19,17 @@ from runner.sheet.table import Table
 T = TypeVar("T")
 
 
+MAX_COLUMNS = 16384        # the widest sheet sheetrun makes: Excel opens no wider (Google takes 18,278)
+DEFAULT_NEW_COLUMNS = 1000  # metric columns one launch (or one job writing its own row) may add
+
+
 class SheetError(RuntimeError):
-    """The sheet cannot be read or written."""
+    """The sheet cannot be read or written. ``bad_request``: the sheet refused what was sent (Google's
+    400): trying again will not help, and sending it row by row finds the row it comes from."""
+
+    def __init__(self, message: str, bad_request: bool = False):
+        super().__init__(message)
+        self.bad_request = bad_request
 
 
 class Sheet(ABC):
@@ -95,7 +105,31 @@ class Sheet(ABC):
         named in the returned :class:`Delivery`'s ``notes``.
         """
         prepared = prepare_batches(batches_by_run_id)
-        return self.transact(lambda table: apply_batches(table, prepared, metrics))
+        try:
+            return self.transact(lambda table: apply_batches(table, prepared, metrics))
+        except SheetError as exc:
+            if not exc.bad_request or len(prepared) < 2:
+                raise
+            return self.deliver_each(prepared, metrics)
+
+    def deliver_each(self, prepared: dict, metrics: "ColumnPolicy | None" = None) -> "Delivery":
+        """Write each row's batches in a transaction of its own: a row whose values the sheet refuses
+        (refused, its error cell saying why when that much can be written) never blocks the others."""
+        delivery = Delivery()
+        for run_id, batches in prepared.items():
+            try:
+                one = self.transact(lambda table: apply_batches(table, {run_id: batches}, metrics))
+            except SheetError as exc:
+                why = C.cap(f"its values could not be written ({exc}); they are in its run folder", ERROR_MAX_CHARS)
+                delivery.refused[run_id] = why
+                delivery.rejected.add(run_id)
+                try:
+                    self.transact(lambda table: apply_batches(table, {run_id: [({ERROR: why}, frozenset())]}))
+                except SheetError:
+                    pass
+                continue
+            delivery.merge(one)
+        return delivery
 
 
 def prepare_batches(batches_by_run_id) -> dict:
@@ -126,12 +160,27 @@ def apply_batches(table: Table, prepared: Mapping[str, list[tuple[Mapping[str, o
             continue
         before: dict[str, str] = {}
         after: dict[str, str] = {}
+        no_room: set[str] = set()
         for values, skip in batches:
             if row.get(STATUS) not in skip:
-                _set_cells(table, row, values, policy, delivery.notes, before, after)
+                _set_cells(table, row, values, policy, delivery.notes, before, after, no_room, run_id)
+        if no_room:
+            _say_no_room(row, policy, no_room, before, after)
         if after:
             delivery.cells[run_id] = (before, after)
     return delivery
+
+
+def _say_no_room(row, policy: "ColumnPolicy", names: set, before: dict, after: dict) -> None:
+    """The row's error says how many metrics had no column left (they are all in its run folder)."""
+    note = (f"{len(names)} metric(s) not written: a launch adds at most {policy.max_new} columns, a row "
+            f"half of them (metric_columns in sheetrun.yaml), a sheet has at most {MAX_COLUMNS}; all are in "
+            "the run folder's metrics.json")
+    error = row.get(ERROR)
+    text = cap(note if not error or note in error else f"{error}; {note}", ERROR_MAX_CHARS)
+    before.setdefault(ERROR, error)
+    row.set(ERROR, text)
+    after[ERROR] = text
 
 
 @dataclass
@@ -142,24 +191,53 @@ class Delivery:
     notes: list = field(default_factory=list)        # metric names left out or redirected
     cells: dict = field(default_factory=dict)        # run id -> ({column: text before}, {column: text after})
     restored: int = 0                                # cells written again after an older copy was saved over them
+    rejected: set = field(default_factory=set)       # run ids whose values the sheet refused: not tried again
 
     @property
     def undelivered(self) -> set:
         return self.missing | set(self.refused)
 
+    def merge(self, other: "Delivery") -> None:
+        self.missing |= other.missing
+        self.refused.update(other.refused)
+        self.notes += [n for n in other.notes if n not in self.notes]
+        self.cells.update(other.cells)
+        self.restored += other.restored
+        self.rejected |= other.rejected
+
 
 class ColumnPolicy:
     """Which column a reported metric goes to: here, its own name when that is a valid
-    metric name (``runner.metric_columns`` also keeps metrics out of people's columns)."""
+    metric name (``runner.metric_columns`` also keeps metrics out of people's columns) — and
+    no new column past ``max_new`` added by this writer (one row taking at most half of them, so
+    that a row reporting thousands of names leaves room for the others' few), nor past
+    :data:`MAX_COLUMNS` in all."""
+
+    def __init__(self, max_new: int = DEFAULT_NEW_COLUMNS):
+        self.max_new = max_new
+        self.added: set[str] = set()             # the new columns this writer made room for
+        self.added_by: dict[str, int] = {}       # run id -> how many of them its row asked for
 
     def column_for(self, table: Table, name: str) -> tuple[str | None, str | None]:
         """(column or None to leave the metric out, a note for the person or None)."""
         problem = metric_name_problem(name)
         return (None, f"metric left out: {problem}") if problem else (name, None)
 
+    def room_for(self, table: Table, column: str, run_id: str = "") -> bool:
+        """May ``column`` be written for ``run_id``'s row: it exists, or one more new column is allowed."""
+        if column in table.index or column in self.added:
+            return column in table.index or len(table.header) < MAX_COLUMNS
+        mine = self.added_by.get(run_id, 0)
+        if (len(self.added) >= self.max_new or 2 * mine >= max(1, self.max_new)
+                or len(table.header) >= MAX_COLUMNS):
+            return False
+        self.added.add(column)
+        self.added_by[run_id] = mine + 1
+        return True
+
 
 def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPolicy,
-               notes: list, before: dict, after: dict) -> None:
+               notes: list, before: dict, after: dict, no_room: set, run_id: str = "") -> None:
     def put(column: str, text: str) -> None:
         before.setdefault(column, row.get(column))
         row.set(column, text)
@@ -176,7 +254,9 @@ def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPo
             target, note = policy.column_for(table, column)
             if note and note not in notes:
                 notes.append(note)
-            if target is not None:
+            if target is not None and not policy.room_for(table, target, run_id):
+                no_room.add(column)
+            elif target is not None:
                 put(target, cap(format_cell(value), TEXT_MAX_CHARS))
 
 

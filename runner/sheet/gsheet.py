@@ -183,7 +183,8 @@ class GoogleSheet(Sheet):
             message = exc.error.get("message", "") if isinstance(exc.error, dict) else str(exc)
             hint = {401: "; check the credentials", 403: "; is the sheet shared with this account?",
                     404: "; check the URL"}.get(status, "")
-            raise SheetError(f"Google Sheet {self._location}: {what} failed: {status} {message}{hint}") from None
+            raise SheetError(f"Google Sheet {self._location}: {what} failed: {status} {message}{hint}",
+                             bad_request=status == 400) from None
         except requests.RequestException as exc:
             raise SheetError(f"Google Sheet {self._location} cannot be reached ({what}): "
                              f"{type(exc).__name__}") from None
