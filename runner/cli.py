@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
         return run_on_slurm(args, sheet, root, runs_dir, rows, approvals)
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 1, rows=rows,
                       gpus_per_job=args.gpus_per_job, timeout=_timeout(args), retries=args.retries,
-                      conda_env=args.conda_env or "", approvals=approvals)
+                      conda_env=args.conda_env or "", approvals=approvals, log_limit=args.log_limit)
     try:
         DevicePool(visible_devices(), args.gpus_per_job)
     except ValueError as exc:
@@ -123,13 +123,14 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     from runner.liveness import default_client
     from runner.progress import SubmitProgress
     from runner.slurm import SlurmExecutor
-    from runner.sync import follow
+    from runner.sync import end_following, follow
 
     if args.retries:
         raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
                          "by setting their whether_to_run back to 1 (SLURM's own requeue covers node failures)")
     opts = RunOptions(root=root, runs_dir=runs_dir, jobs=args.jobs or 0, rows=rows, timeout=_timeout(args),
-                      conda_env=args.conda_env or "", approvals=approvals, follow=args.wait)
+                      conda_env=args.conda_env or "", approvals=approvals, follow=args.wait,
+                      log_limit=args.log_limit)
     client = default_client()
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
@@ -165,7 +166,9 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     except KeyboardInterrupt as exc:            # Ctrl-C or SIGTERM: cancel what it follows
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return _cancel_followed(sheet, root, submitted, client, exc)
+        code = _cancel_followed(sheet, root, submitted, client, exc)
+        end_following(result.record)          # a job still ending writes its own row from now on
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
     ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
@@ -622,6 +625,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _size(text: str) -> int:
+    from runner.rundir import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _time(text: str) -> str:
     """``--timeout``: a SLURM time (60, 1:30:00, 2-00:00:00), checked when parsing."""
     from runner.slurm.options import parse_time
@@ -679,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "__RUNNER__ row's own conda_env wins)")
     run.add_argument("--show", help="the metrics the results table shows, e.g. 'acc,loss' "
                                     "(default: the last four reported)")
+    run.add_argument("--log-limit", type=_size, metavar="SIZE",
+                     help="keep each run's stdout.log and stderr.log to this size (its beginning and newest end; "
+                          "default: log_limit in sheetrun.yaml, else 256M)")
     run.add_argument("-y", "--yes", action="store_true",
                      help="Google Sheets: run rows whose command you have not run from this sheet before "
                           "(new, or changed by someone) without asking; they are listed either way")

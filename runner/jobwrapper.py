@@ -43,8 +43,8 @@ from runner.failure import signal_name
 from runner.columns import Status
 from runner.errors import describe
 from runner.report import clean_metrics, read_metrics_log
-from runner.rundir import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, format_walltime,
-                           read_json, write_json)
+from runner.rundir import (DEFAULT_LOG_LIMIT, FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, cap_log,
+                           format_walltime, read_json, size_text, write_json)
 
 KILL_GRACE_S = 5.0
 FOLLOWER_STALE_S = 60.0         # a ``--wait`` follower whose launch record is older than this is gone
@@ -206,6 +206,8 @@ def slurm_stop_reason() -> tuple[str, str] | None:
         return Status.TIMEOUT, f"time limit reached (TimeLimit={info.get('TimeLimit', '?')})"
     if "Preempt" in reason or state == "PREEMPTED":
         return Status.CANCELLED, "preempted by SLURM"
+    if state == "CANCELLED":              # scancel's signal reached the command before this wrapper
+        return Status.CANCELLED, "cancelled (scancel)"
     return None
 
 
@@ -352,6 +354,7 @@ class JobRun:
         stnd_csv = self.job.get("stnd_row_csv")
         self.stnd_row = stnd_logging.LoggedRow(stnd_csv) if stnd_csv else None
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
+        self.logs_cut: dict[str, int] = {}       # log -> bytes cut from its middle (log_limit)
 
     def save(self, what: str, fn) -> None:
         try:
@@ -415,10 +418,16 @@ class JobRun:
         it had already ended on its own (nothing is asked, and it is judged by its exit)."""
         if self.ended_on_its_own():
             return False
+        first = not self.cancelled and self.kill_at is None
         if not self.cancelled:
             self.cancelled.append(reason)
         if self.proc is not None and self.proc.returncode is None:
             _end_command(self.proc, signal.SIGTERM)
+            if first and self.ended_on_its_own():
+                # it exited by itself between the look above and the signal (a signal reaching a live
+                # process would have killed it, or left it running its handler): judged by its exit
+                self.cancelled.clear()
+                return False
             self.stop_signal = self.stop_signal or signal.SIGTERM
             if self.kill_at is None:
                 self.kill_at = time.monotonic() + grace_s
@@ -433,6 +442,7 @@ class JobRun:
     def collect(self, final: bool = False) -> None:
         """Report what the program logged stnd's ways since the last look: ``take_last_dict``
         matches in its stdout, and cells its stnd logger wrote (``final``: it has ended)."""
+        self.cap_logs()
         self.scan_stdout(final)
         if self.stnd_row is not None:
             self._report(self.stnd_row.changes(final))
@@ -479,6 +489,44 @@ class JobRun:
     def heartbeat(self, now: float) -> None:
         self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))
 
+    def _ending(self, code: int | None, results_problem: str) -> tuple[str, str, int | None]:
+        """(status, error, the exit code the row shows) of a command that exited with ``code``."""
+        if self.timed_out:
+            return Status.TIMEOUT, f"time limit reached ({self.job.get('time_limit')})", \
+                -(self.stop_signal or signal.SIGTERM)
+        if self.cancelled or (code is not None and code != 0 and self.rd.cancel_requested()):
+            reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
+            status, error = ((slurm_stop_reason() if self.in_slurm else None)
+                             or (Status.CANCELLED, f"cancelled ({reason})"))
+            # the same for every script, however it handles SIGTERM
+            return status, error, (None if code is None else -(self.stop_signal or signal.SIGTERM))
+        if self.launch_error:
+            return Status.FAILED, self.launch_error, 127
+        if code == 0:
+            return Status.COMPLETED, results_problem, code
+        if self.in_slurm and code is not None and code < 0:
+            stopped = slurm_stop_reason()        # scancel's signal reached the command before this wrapper
+            if stopped is not None:
+                return stopped[0], stopped[1], code
+        return Status.FAILED, failure.summarize(code, failure.tail(self.rd.stderr), failure.tail(self.rd.stdout)), code
+
+    def cap_logs(self) -> None:
+        """Keep stdout.log and stderr.log to the job's ``log_limit``: their head and newest tail."""
+        limit = self.job.get("log_limit") or DEFAULT_LOG_LIMIT
+        for name, path in (("stdout.log", self.rd.stdout), ("stderr.log", self.rd.stderr)):
+            try:
+                cut, moved = cap_log(path, limit)
+            except OSError:
+                continue
+            if cut:
+                self.logs_cut[name] = self.logs_cut.get(name, 0) + cut
+                if name == "stdout.log":
+                    self._stdout_offset = moved(self._stdout_offset)
+
+    def logs_cut_note(self) -> str:
+        cuts = ", ".join(f"{name}: {size_text(n)} cut from its middle" for name, n in self.logs_cut.items())
+        return f"{cuts} (log_limit {size_text(self.job.get('log_limit') or DEFAULT_LOG_LIMIT)})"
+
     def finish(self, code: int | None) -> dict:
         """The command has exited with ``code`` (None: it never started): record how it went."""
         rd = self.rd
@@ -486,23 +534,9 @@ class JobRun:
         self.collect(final=True)
         metrics, results_problem = load_results(rd)
         script_code = code
-        if self.timed_out:
-            status, error = Status.TIMEOUT, f"time limit reached ({self.job.get('time_limit')})"
-            code = -(self.stop_signal or signal.SIGTERM)
-        elif self.cancelled or (code is not None and code != 0 and rd.cancel_requested()):
-            reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
-            status, error = ((slurm_stop_reason() if self.in_slurm else None)
-                             or (Status.CANCELLED, f"cancelled ({reason})"))
-            if code is not None:        # the same for every script, however it handles SIGTERM
-                code = -(self.stop_signal or signal.SIGTERM)
-        elif self.launch_error:
-            status, error = Status.FAILED, self.launch_error
-            code = 127
-        elif code == 0:
-            status, error = Status.COMPLETED, results_problem
-        else:
-            status = Status.FAILED
-            error = failure.summarize(code, failure.tail(rd.stderr), failure.tail(rd.stdout))
+        status, error, code = self._ending(code, results_problem)
+        if self.logs_cut:
+            error = "; ".join([error] * bool(error) + [self.logs_cut_note()])
         self.save("metrics.json", lambda: write_json(rd.metrics, metrics))
         record = {"status": status, "exit_code": code, "script_exit_code": script_code, "error": error,
                   "started": self.started, "ended": ended, "walltime_s": ended - self.started,

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from runner import columns as C
-from runner import procs, provenance, stnd_logging
+from runner import procs, provenance, settings, stnd_logging
 from runner.allow import Allowance
 from runner.approvals import Approvals
 from runner.columns import Status
@@ -66,6 +66,7 @@ class RunOptions:
     conda_env: str = ""                # script rows run inside this conda environment (stnd's --conda_env)
     approvals: Approvals | None = None  # a shared sheet: the commands this user confirmed (runner.approvals)
     follow: bool = False               # SLURM --wait: this sheetrun writes the jobs' rows while it follows
+    log_limit: int | None = None       # stdout.log / stderr.log kept to this many bytes (None: sheetrun.yaml's)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Launch:
         self.record_path = os.path.join(self.sheet_dir, ".launches", self.id + ".json")
         self.claim = dict(procs.identity(), launch=self.id, launch_file=self.record_path)
         self.allowance = Allowance.load(opts.root)      # what the project's rows may run (runner.allow)
+        self.log_limit = opts.log_limit or settings.log_limit(opts.root)
         self.writer = RowWriter(sheet, MetricColumns(opts.root))
         self.index = RunIndex(self.sheet_dir)            # every claim, for sync after an older copy is saved
         self.result = RunResult()
@@ -330,7 +332,7 @@ class Launch:
                 "launcher_pid": launcher["pid"], "created": launcher["claimed"],
                 "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
                 "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix(),
-                "sheet_interval_s": self.sheet_interval_s(),
+                "sheet_interval_s": self.sheet_interval_s(), "log_limit": self.log_limit,
                 "take_last": p.spec.take_last,
                 "stnd_row_csv": os.path.join(p.run_folder, stnd_logging.ROW_FILE) if p.spec.stnd_logging else ""}
 

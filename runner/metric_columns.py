@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import os
 
-from runner import columns as C
+from runner import columns as C, settings
+from runner.errors import UsageError
 from runner.columns import TEXT_MAX_CHARS, cap
 from runner.rundir import RunDir, read_json_quietly
 from runner.sheet.base import DEFAULT_NEW_COLUMNS, ColumnPolicy, format_cell
@@ -94,19 +95,13 @@ def unaccounted_cells(row: Row, root: str) -> list[str]:
             and c not in C.OWNED and not C.is_input_column(c)]
 
 
-PROJECT_CONFIG = "sheetrun.yaml"
-
-
 def configured_new_columns(root: str) -> int:
-    """``metric_columns`` in the project's ``sheetrun.yaml``: how many columns a launch may add."""
-    import yaml
-
+    """``metric_columns`` in the project's ``sheetrun.yaml`` (the default where it cannot be read:
+    a metric never stops a write)."""
     try:
-        with open(os.path.join(root, PROJECT_CONFIG), encoding="utf-8") as f:
-            value = (yaml.safe_load(f) or {}).get("metric_columns")
-    except (OSError, yaml.YAMLError, AttributeError):
-        value = None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_NEW_COLUMNS
+        return settings.metric_columns(root)
+    except UsageError:
+        return DEFAULT_NEW_COLUMNS
 
 
 class MetricColumns(ColumnPolicy):
@@ -123,7 +118,7 @@ class MetricColumns(ColumnPolicy):
         known = self._column.get(name)
         if known is not None and known in table.index:
             return known, None
-        if name not in table.index or self._filled_by_runs(table, name, name):
+        if name not in table.index or (name not in table.duplicates and self._filled_by_runs(table, name, name)):
             self._column[name] = name
             return name, None
         alternative = name + C.METRIC_SUFFIX

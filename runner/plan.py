@@ -152,6 +152,10 @@ def plan(table: Table, root: str, rows: RowFilter | None = None,
                        + f" (its columns: {present}){hint}")
     if rows is not None:
         rows.check(table)
+    for name, where in getattr(table, "duplicates", {}).items():
+        if notes is not None:
+            notes.append(f"the column {name!r} appears {len(where)} times in the header; the first is the one "
+                         "kept and read, no metric goes to any of them (rename the others to use them)")
     data = [c for c in table.columns if c.startswith(C.DATA_PREFIXES)]
     if data and notes is not None:
         notes.append(f"the columns {', '.join(data)} are kept as data: HTCondor is not a backend of sheetrun")

@@ -33,6 +33,8 @@ from typing import Any
 HEARTBEAT_INTERVAL_S = 5.0
 FORWARD_INTERVAL_S = 0.5       # how often new metrics are forwarded to the sheet
 HEARTBEAT_STALE_S = 60.0
+DEFAULT_LOG_LIMIT = 256 << 20   # stdout.log / stderr.log: at most this many bytes each ...
+LOG_HEAD_SHARE = 0.25           # ... a quarter of them the log's beginning, the rest its newest end
 
 
 def write_json(path: str, data: Any) -> None:
@@ -170,6 +172,56 @@ class RunDir:
                     and isinstance(entry.get("skip_statuses", []), list)):
                 out.append(entry)
         return out
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``100k``, ``1048576`` -> bytes; ValueError for anything else."""
+    value = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    scale = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        size = int(float(number) * scale)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size like 500M or 2G") from None
+    if size <= 0:
+        raise ValueError(f"{text!r} is not a size like 500M or 2G")
+    return size
+
+
+def cap_log(path: str, limit: int):
+    """Keep a log a running command appends to within ``limit`` bytes: its first quarter stays, then
+    a line saying how much was cut, then its newest end. Returns (bytes cut now, a function mapping
+    an offset in the old file to the same text's offset in the new one)."""
+    size = os.path.getsize(path)
+    if size <= limit:
+        return 0, lambda offset: offset
+    head = int(limit * LOG_HEAD_SHARE)
+    with open(path, "r+b") as f:
+        f.seek(head)
+        block = f.read(200)
+        done = block.find(b"\n[sheetrun: ") == 0     # cut before: the line says how much in all
+        before = int(block.split(b" bytes cut here")[0].rsplit(b" ", 1)[-1]) if done else 0
+        marker_size = 120
+        keep = max(0, limit - head - marker_size)
+        f.seek(size - keep)
+        tail = f.read(keep)
+        cut = size - head - (marker_size if done else 0) - len(tail)
+        marker = (f"\n[sheetrun: {before + cut} bytes cut here: the log is kept to {size_text(limit)}, "
+                  f"its beginning and its newest end]").ljust(marker_size - 1).encode() + b"\n"
+        f.seek(head)
+        f.write(marker + tail)
+        f.truncate(head + len(marker) + len(tail))
+    start = size - len(tail)                          # where the kept end began in the old file
+    return cut, lambda offset: head + len(marker) + max(0, offset - start)
 
 
 def display_path(path: str, root: str) -> str:

@@ -320,10 +320,10 @@ def follow(sheet: Sheet, root: str, run_ids: set[str], client: SlurmClient | Non
                 if on_change and number:
                     on_change(number, status, error)
         if all(seen.get(rid) not in Status.ACTIVE for rid in run_ids):
-            _end_following(record)
+            end_following(record)
             return seen
         if deadline is not None and time.monotonic() > deadline:
-            _end_following(record)
+            end_following(record)
             return seen
         time.sleep(poll_s)
 
@@ -336,7 +336,7 @@ def _touch(path: str) -> None:
             pass
 
 
-def _end_following(path: str) -> None:
+def end_following(path: str) -> None:
     """The jobs still running (if any) write their own rows from now on."""
     if path:
         try:

@@ -74,3 +74,17 @@ def test_a_row_reporting_20000_metric_names_adds_at_most_the_columns_a_launch_ma
     written = [c for c in header if c.startswith("m") and c[1:].isdigit()]
     assert len(written) <= 500 and ok["status"] == "Completed" and ok["score"] == "2"   # room left for others
     assert f"{20000 - len(written)} metric(s) not written: a launch adds at most 1000 columns" in flood["error"]
+
+
+def test_a_runaway_log_is_kept_to_its_beginning_and_newest_end(project):
+    project.write("scripts/chatter.py", "for i in range(400000):\n    print(f'line {i:07d} ' + 'x' * 60)\n"
+                                        "print('the last line')\n")
+    path = project.sheet(BASE, [["scripts/chatter.py", CFG, "1"]])
+    project.sheetrun("run", path, "--log-limit", "2M", check=0, timeout=300)
+    row = project.read()[0]
+    log_path = os.path.join(project.root, row["run_folder"], "stdout.log")
+    log = open(log_path).read()
+    assert os.path.getsize(log_path) <= 2 << 20                     # 29 MB written
+    assert log.startswith("line 0000000 ") and log.endswith("the last line\n")
+    assert log.count("bytes cut here") == 1
+    assert "stdout.log:" in row["error"] and "cut from its middle (log_limit 2.0 MiB)" in row["error"]

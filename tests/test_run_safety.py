@@ -31,9 +31,13 @@ def _alive(pid: int) -> bool:
                                    "0.1 s apart", "0.3 s apart"])
 def test_two_runners_started_together_run_each_row_exactly_once(project, tmp_path, start):
     log = str(tmp_path / "starts.log")
-    # long enough that no row ends before the later runner claims: it sees all ten held
-    rows = [["scripts/stamp.py", CFG, "1", f"n{i}", log, "0.8"] for i in range(10)]
-    path = project.sheet(BASE + ["delta:name", "delta:log", "delta+:sleep"], rows)
+    gate = str(tmp_path / "gate")
+    # no row ends before the later runner has claimed (it waits at its gate until then): it sees all ten held
+    project.write("scripts/gated_stamp.py", "import os, sys, time, yaml\ncfg = yaml.safe_load(open(sys.argv[2]))\n"
+                  "open(cfg['log'], 'a').write(f\"start {cfg['name']}\\n\")\n"
+                  "while not os.path.exists(cfg['gate']):\n    time.sleep(0.02)\n")
+    rows = [["scripts/gated_stamp.py", CFG, "1", f"n{i}", log, gate] for i in range(10)]
+    path = project.sheet(BASE + ["delta:name", "delta:log", "delta:gate"], rows)
     from runner.sheet.csv_sheet import CsvSheet
     lock = FileLock(CsvSheet(path).lock_path)
     held = start.startswith("under")
@@ -49,6 +53,11 @@ def test_two_runners_started_together_run_each_row_exactly_once(project, tmp_pat
     finally:
         if held:
             lock.release()
+    try:                                 # the runner that claimed nothing ends; then the rows may
+        wait_for(lambda: first.poll() is not None or second.poll() is not None, timeout=120,
+                 what="the runner that found every row held to end")
+    finally:
+        open(gate, "w").close()
     outs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
     starts = [line.split()[1] for line in open(log) if line.startswith("start")]
@@ -56,6 +65,22 @@ def test_two_runners_started_together_run_each_row_exactly_once(project, tmp_pat
     assert all(r["status"] == "Completed" for r in project.read())
     named = _skipped_rows("".join(err for _, err in outs))       # the loser names every row, and why
     assert named == set(range(1, 11)), named
+
+
+def _collect(stream):
+    """What a pipe says, line by line, as it says it (read on a thread of its own, which ends with it)."""
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in stream], daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def _exits(project) -> list[str]:
+    import glob
+
+    return glob.glob(os.path.join(project.root, "experiments", "*", "*", "exit.json"))
 
 
 def _skipped_rows(stderr: str) -> set[int]:
@@ -189,11 +214,16 @@ def test_sheet_disk_full_for_a_while_loses_nothing_and_needs_no_sync(project, tm
     try:
         wait_for(lambda: "progress" in open(path).read(), what="the first job to report")
         filler = fill_up(sheet_dir)
+        said, reader = _collect(runner.stderr)
         open(gate, "w").close()
-        time.sleep(3)                        # rows run and end while the sheet cannot be written
+        # rows run and end while the sheet cannot be written, and the runner has said so
+        wait_for(lambda: len(_exits(project)) == 5 and "disk full" in "".join(said), timeout=60,
+                 what="five rows to end while the sheet's disk is full")
         os.unlink(filler)
         open(gate + "2", "w").close()
-        out, err = runner.communicate(timeout=120)
+        runner.wait(timeout=120)
+        reader.join(30)
+        err = "".join(said)
     finally:
         runner.kill()
     assert runner.returncode == 0, err
@@ -364,3 +394,23 @@ def test_long_errors_and_metric_texts_are_capped_and_kept_whole_in_the_run_folde
     folder = RunDir(os.path.join(project.root, row["run_folder"]))
     assert json.load(open(folder.metrics))["blurb"] == "w" * 5000
     assert "E" * 5000 in open(folder.stderr).read()
+
+
+def test_a_persons_column_named_twice_runs_and_a_sheetrun_column_named_twice_says_which(project):
+    import csv as _csv
+
+    path = project.write("result_sheets/sheet.csv",
+                         f"path_to_main,path_to_default_config,whether_to_run,notes,delta:x,notes,score\n"
+                         f"scripts/ok.py,{CFG},1,first note,3,second note,typed\n")
+    proc = project.sheetrun("run", path, check=0)
+    assert "the column 'notes' appears 2 times in the header" in proc.stderr
+    with open(path, newline="") as f:
+        header, row = list(_csv.reader(f))[:2]
+    cells = dict(zip(header, row))
+    assert row[3] == "first note" and row[5] == "second note" and cells["status"] == "Completed"
+    assert cells["score"] == "typed" and cells["score (metric)"] == "6"      # a person's cell, kept
+    bad = project.write("result_sheets/bad.csv", f"path_to_main,path_to_default_config,whether_to_run,delta:x,"
+                                                 f"delta:x\nscripts/ok.py,{CFG},1,1,2\n")
+    proc = project.sheetrun("run", bad, check=2)
+    assert ("column 'delta:x' appears twice in the header (columns D and E): sheetrun cannot tell which one to "
+            "read or write; rename or delete one") in proc.stderr

@@ -82,9 +82,12 @@ def test_malformed_sheets_are_refused(text):
         Table(text)
 
 
-def test_duplicate_header_refused():
-    with pytest.raises(SheetFormatError, match="twice"):
-        Table("a,b,a\n1,2,3\n")
+def test_a_persons_column_named_twice_is_kept_and_a_sheetrun_column_named_twice_refused():
+    table = Table("a,b,a\n1,2,3\n")
+    assert table.rows[0].get("a") == "1" and table.duplicates == {"a": [0, 2]}
+    assert table.text() == "a,b,a\n1,2,3\n"
+    with pytest.raises(SheetFormatError, match=r"'status' appears twice in the header \(columns A and C\).*rename"):
+        Table("status,b,status\n1,2,3\n")
 
 
 def test_quote_matches_csv_writer():

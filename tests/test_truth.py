@@ -145,3 +145,23 @@ def test_a_job_that_ended_as_cancel_came_is_judged_by_its_own_exit(tmp_path):
     assert run.stop("sheetrun cancel") is False          # too late: nothing is asked
     _, status = os.waitpid(run.proc.pid, 0)
     assert run.finish(os.waitstatus_to_exitcode(status))["status"] == "Completed"
+
+
+def test_a_job_that_exits_between_the_look_and_the_signal_is_judged_by_its_own_exit(tmp_path):
+    """The 1-in-360 case: the script was still running when the time limit looked, and exited 0
+    before the signal was sent. Which came first is known after the signal: it is Completed."""
+    import os
+
+    run = _finished_command_run(tmp_path, time_limit_s=1)
+    real, looks = run.ended_on_its_own, []
+
+    def look() -> bool:                                 # the first look: still running (it was, then)
+        looks.append(1)
+        return False if len(looks) == 1 else real()
+
+    run.ended_on_its_own = look
+    run.check_time_limit(run.started + 3600)
+    assert len(looks) == 2 and run.timed_out is False and not run.cancelled
+    _, status = os.waitpid(run.proc.pid, 0)
+    record = run.finish(os.waitstatus_to_exitcode(status))
+    assert (record["status"], record["exit_code"]) == ("Completed", 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from runner.columns import is_reserved
 from runner.credentials import redact
 
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
@@ -59,6 +60,15 @@ def detect_delimiter(text: str) -> str:
     counts = {d: header.count(d) for d in (";", "\t")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
+
+
+def _letters(index: int) -> str:
+    """A column's letters as a spreadsheet shows them (0 -> A, 26 -> AA)."""
+    out, index = "", index + 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        out = chr(65 + rem) + out
+    return out
 
 
 class SheetFormatError(ValueError):
@@ -215,14 +225,22 @@ class Table:
         self.header_record = self.records[0]
         self.header: list[str] = self.header_record.values
         # Columns are found by their name without surrounding spaces (" delta:x" is delta:x);
-        # a header cell left blank names no column.
+        # a header cell left blank names no column. A person's column named twice is read (and
+        # kept) as the first; one sheetrun reads or writes cannot be: which one is meant is unknown.
         self.index: dict[str, int] = {}
+        self.duplicates: dict[str, list[int]] = {}       # a person's column named more than once
         for i, name in enumerate(self.header):
             key = name.strip()
             if not key:
                 continue
             if key in self.index:
-                raise SheetFormatError(f"column {key!r} appears twice in the header")
+                where = [self.index[key]] + self.duplicates.get(key, [])[1:] + [i]
+                if is_reserved(key):
+                    raise SheetFormatError(
+                        f"column {key!r} appears twice in the header (columns {_letters(where[0])} and "
+                        f"{_letters(i)}): sheetrun cannot tell which one to read or write; rename or delete one")
+                self.duplicates[key] = where
+                continue
             self.index[key] = i
         self._reindex()
         self.changed = False

@@ -25,25 +25,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runner import columns as C
 from runner.columns import Status
-from runner.config import ConfigError, load_yaml
 from runner.errors import UsageError, describe
+from runner.settings import PROJECT_CONFIG, read_settings
 from runner.slurm.client import SbatchError
 from runner.slurm.executor import IO_THREADS
 from runner.slurm.options import SlurmOptionError, validate
 
-PROJECT_CONFIG = "sheetrun.yaml"
 
 
 def slurm_defaults(root: str) -> dict[str, str]:
     """The ``slurm:`` section of ``<root>/sheetrun.yaml`` (validated), or nothing."""
     path = os.path.join(root, PROJECT_CONFIG)
-    if not os.path.exists(path):
-        return {}
-    try:
-        data = load_yaml(path) or {}
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    section = data.get("slurm") or {}
+    section = read_settings(root).get("slurm") or {}
     if not isinstance(section, dict):
         raise UsageError(f"{path}: 'slurm' must be a mapping of sbatch options")
     out = {}
