@@ -63,6 +63,7 @@ def model_first_tensor(saved: dict) -> torch.Tensor:
     return saved["state_dict"][next(iter(saved["state_dict"]))]
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
     path, cfg = config(tmp_path, "cnn", epochs=4, keep_checkpoints=[2])
     proc = run(path)
@@ -92,6 +93,7 @@ def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
     assert got["NLL"] == pytest.approx(saved["history"][-1]["val_nll"], rel=1e-6)
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_resume_after_sigterm_is_bit_identical(tmp_path):
     common = {"epochs": 5, "model/kwargs": {"width": 8}}
     whole, wcfg = config(tmp_path, "whole", **common)
@@ -116,6 +118,7 @@ def test_resume_after_sigterm_is_bit_identical(tmp_path):
     assert [h["epoch"] for h in b["history"]] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_two_gloo_processes_equal_one_over_the_same_global_batch(tmp_path):
     """devices: 2 (the script starts the processes) and torchrun --nproc_per_node 2 both give the
     weights of one process over the same global batches."""
@@ -146,6 +149,7 @@ def test_two_gloo_processes_equal_one_over_the_same_global_batch(tmp_path):
         torch.testing.assert_close(c["state_dict"][k], v, rtol=0, atol=5e-6)
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_mimo_trains_and_averages_its_members(tmp_path):
     path, cfg = config(tmp_path, "mimo", epochs=3, **{"model/mimo": {"members": 3, "rho": 0.6, "batch_reps": 2}})
     proc = run(path)

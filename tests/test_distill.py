@@ -75,6 +75,7 @@ def test_batched_teachers_equal_the_loop():
     assert len(ens.groups) == 2
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_distillation_sheet_end_to_end_through_sheetrun(tmp_path):
     """Members, MIMO, two students and every evaluation Complete, and the students are what they say."""
     import yaml

@@ -276,6 +276,7 @@ def test_double_backprop_under_autocast_and_the_gradient_scaler(pca_file):
                 assert float(F.cosine_similarity(p.grad.flatten(), g.flatten(), dim=0)) > 0.9
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
     """The PCA, 9 trainings, 9 evaluations and the table; each evaluation equals its training's
     last validation, and the table has the three methods over three seeds."""

@@ -331,7 +331,7 @@ def test_minutes_of_503s_keep_no_job_waiting(server, project):
     meanwhile, and the writer catches up when the sheet is back."""
     n = 8
     server.state.create(KEY, rows=[BASE + ["delta:x"]] + [["scripts/ok.py", CFG, 1, i] for i in range(n)])
-    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url, SHEETRUN_SHEETS_RETRY_BASE_S="0.5")
+    env = dict(os.environ, SHEETRUN_SHEETS_API_URL=server.url, SHEETRUN_SHEETS_RETRY_BASE_S="0.2")
     runner = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root, "--jobs", "2",
                                "--yes"], cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)

@@ -252,6 +252,7 @@ def test_val_and_test_splits_and_clear_errors(noisy_run, tmp_path):
         assert proc.returncode != 0 and message in proc.stderr, (changes, proc.stderr[-500:])
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_jacobian_sheet_end_to_end_through_sheetrun(tmp_path):
     """result_sheets/jacobian.csv with its width-4 rows and two of its checkpoints (epochs shrunk
     tenfold): trainings, sharded statistics, and the figure of all of them."""

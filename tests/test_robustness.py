@@ -304,6 +304,7 @@ def test_shifts_compose_in_order():
     assert [r["kind"] for r in both.record] == ["tint", "vflip"] and "colours" in both.record[0]
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_robustness_sheet_end_to_end_through_sheetrun(tmp_path):
     """result_sheets/robustness.csv (narrower networks, 3 folds): pre-training, 3 baselines with 4
     snapshots each, a fine-tuning lr grid and 2 copies at its best lr, 17 evaluations, effective

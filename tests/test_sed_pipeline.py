@@ -119,6 +119,7 @@ def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
     assert [h["epoch"] for h in stopped["history"]] == list(range(1, 21))
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_demo_sheet_end_to_end_through_sheetrun(tmp_path):
     """The README's main job at small sizes: every row Completes and the tables come out."""
     root = tmp_path / "project"

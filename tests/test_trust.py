@@ -198,6 +198,17 @@ def test_jobs_never_see_sheetruns_credentials_and_no_cell_ever_holds_them(projec
     text = open(path).read()
     assert token not in text and key_line not in text and token[:12] not in text
 
+    # the attack as it was reported: /usr/bin/env (allowed here) and a take_last_dict regex on its output
+    project.write(".sheetrun/allow.yaml", "programs: [/usr/bin/env]\n")
+    project.write("default_configs/env.yaml", "exec_path: /usr/bin/env\nis_python: false\ntake_last_dict: {}\n")
+    path = project.sheet(BASE + ["delta:take_last_dict/stolen"],
+                         [["__RUNNER__", "default_configs/env.yaml", 1, "SHEETRUN_SHEETS_TOKEN=([^ ]+)"]],
+                         name="env.csv")
+    project.sheetrun("run", path, env=env, check=0)
+    row = project.read("env.csv")[0]
+    assert row.get("stolen", "") == ""
+    assert token not in open(os.path.join(project.root, row["run_folder"], "stdout.log")).read()
+
 
 def test_an_unreadable_allow_file_stops_the_command_naming_it(project):
     path = project.sheet(BASE, [["scripts/ok.py", CFG, 1]])
