@@ -90,6 +90,7 @@ def test_frozen_first_epoch_and_epochs_over_chunks(cached, capsys):
     assert hist[2]["val_acc"] != pytest.approx(initial_acc)          # the updating epochs did train
 
 
+@pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_training_resumes_after_sigterm_as_if_never_stopped(cached):
     common = {"epochs": 20, "batch_size": 16, "val_set": None, "ensemble/members": 4}
     cfg = sed_config("train_ensemble", cache_dir=str(cached / "cache"), device="cpu",
