@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -252,6 +253,8 @@ class RowChannel:
         self.requeued = requeued
         self.followed = followed or (lambda: False)
         self.deferred = False                   # left to the follower so far: it must catch up if it goes
+        self.paced = False                      # one of many jobs sharing a quota: Running waits for the
+        self.running_due = False                # first paced write (jobs starting at once do not all write)
         self.lock = threading.Lock()
         self.running: dict | None = None        # the Running update, replayed on a switch
         self.offset = 0                         # metrics.jsonl forwarded so far (direct mode)
@@ -292,7 +295,9 @@ class RowChannel:
         with self.lock:
             self.running = values
             if self.direct:
-                if not self._left_to_follower():
+                if self.paced:
+                    self.running_due = True
+                elif not self._left_to_follower():
                     self._push(values, () if self.requeued else Status.TERMINAL)
                 return
             if self._message({"event": "started", "values": values}):
@@ -302,6 +307,9 @@ class RowChannel:
     def forward_metrics(self) -> None:
         with self.lock:
             if self.direct and not self._left_to_follower():
+                if self.running_due and self.running is not None:
+                    self.running_due = False
+                    self._push(self.running, () if self.requeued else Status.TERMINAL)
                 self._forward()
 
     def _forward(self) -> None:
@@ -575,10 +583,14 @@ def run_job(run_dir: str) -> int:
     remote = "://" in run.job["sheet"]
     forward_s = run.job.get("sheet_interval_s") or (REMOTE_FORWARD_INTERVAL_S if remote else FORWARD_INTERVAL_S)
     tick_s = min(forward_s, 1.0 if remote else FORWARD_INTERVAL_S)
+    # paced: Running and the metrics go with the first write, at a random moment of the first interval,
+    # so that an array's jobs starting together do not all write at once
+    run.channel.paced = remote and bool(run.job.get("sheet_interval_s"))
+    phase = random.uniform(0, forward_s) if run.channel.paced else 0.0
 
     def watch() -> None:
         """Heartbeat, time limit, and forward the metrics the script reports."""
-        last_beat = last_forward = run.started
+        last_beat, last_forward = run.started, run.started - phase
         while not stop.wait(tick_s):
             now = time.time()
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
