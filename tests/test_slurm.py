@@ -427,3 +427,33 @@ def test_many_jobs_following_a_google_sheet_stay_under_its_quota(cluster, projec
     for i, row in enumerate(grid[1:]):
         cells = dict(zip(header, row))
         assert cells["status"] == Status.COMPLETED and cells["step"] == 5 and cells["score"] == 5 * i
+
+
+def test_jobs_no_one_follows_write_their_own_google_rows_at_their_pace(cluster, project):
+    """Without --wait each job writes its own row: Running and its metrics with its first paced write,
+    its final status when it ends — no follower, and no sync, needed."""
+    from sheets_server import SheetsServer
+
+    project.write("scripts/chatty.py", "import sys, time, yaml\nfrom runner import report\n"
+                                       "cfg = yaml.safe_load(open(sys.argv[2]))\n"
+                                       "for step in range(3):\n    report(step=step, score=cfg['x'] * step)\n"
+                                       "    time.sleep(1)\n")
+    key = "pacedSheet0123456789abcdefghijklmnopqrst"
+    url = f"https://docs.google.com/spreadsheets/d/{key}/edit#gid=0"
+    with SheetsServer() as server:
+        server.state.create(key, rows=[BASE + ["delta:x"]] + [["scripts/chatty.py", CFG, 1, i] for i in range(3)])
+        server.state.quota_per_minute = 60
+        env = {"SHEETRUN_SHEETS_API_URL": server.url}
+        sr(project, "run", url, "--backend", "slurm", "--yes", env=env, check=0)
+
+        def statuses():
+            grid = server.state.worksheet(key, "Sheet1").grid()
+            return [dict(zip(grid[0], row)).get("status") for row in grid[1:]]
+
+        wait_for(lambda: statuses() == [Status.COMPLETED] * 3, timeout=120, what="the jobs to write their rows")
+        grid = server.state.worksheet(key, "Sheet1").grid()
+        throttled = server.state.throttled
+    assert throttled == 0
+    for i, row in enumerate(grid[1:]):
+        cells = dict(zip(grid[0], row))
+        assert cells["step"] == 2 and cells["score"] == 2 * i and cells["job_id"].count("_") == 1
