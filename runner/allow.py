@@ -10,7 +10,7 @@ a row may run is, by default, what the project itself holds:
   Python script inside the project;
 - ``env:`` / ``cmd_env_var:`` columns cannot set a variable that changes which
   code runs (:data:`RISKY_ENV`: ``LD_*``, ``PYTHON*`` but a few, ``PATH``,
-  ``BROWSER``...), nor sheetrun's own;
+  ``BROWSER``..., and the project root stnd-wrapped code resolves paths against);
 - ``slurm:`` columns take the resource options (:data:`SLURM_OPTIONS`), and
   ``slurm:output`` / ``slurm:error`` are log files inside the project.
 
@@ -48,7 +48,7 @@ RISKY_ENV = ("LD_*", "DYLD_*", "*_PRELOAD", "PYTHON*", "PATH", "BROWSER", "PERL5
              "PS4", "IFS", "GCONV_PATH", "HOME", "EDITOR", "VISUAL", "PAGER", "GIT_*", "LESSOPEN", "LESSCLOSE",
              "*_ASKPASS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "LUA_INIT*",
              "LUA_PATH", "LUA_CPATH", "OPENSSL_CONF", "OPENSSL_ENGINES", "TCLLIBPATH", "R_PROFILE*",
-             "SHEETRUN_*", "GOOGLE_APPLICATION_CREDENTIALS", "PROJECT_ROOT_PROVIDED_FOR_STUNED")
+             "PROJECT_ROOT_PROVIDED_FOR_STUNED")    # stnd-wrapped code resolves its paths against it
 # PYTHON* variables that only tune the interpreter (no code is loaded because of them).
 SAFE_PYTHON_ENV = frozenset({"PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER", "PYTHONDONTWRITEBYTECODE",
                              "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONOPTIMIZE", "PYTHONNOUSERSITE",
@@ -152,8 +152,7 @@ class Allowance:
         """A variable an ``env:`` / ``cmd_env_var:`` column sets."""
         if not risky_env(name) or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.env):
             return None
-        return (f"{column}: {name} changes which code runs (or is sheetrun's own); to allow it, add {name} "
-                f"under 'env:' in {self.file}")
+        return (f"{column}: {name} changes which code runs; to allow it, add {name} under 'env:' in {self.file}")
 
     def slurm_problem(self, option: str, value: str) -> str | None:
         """An sbatch option a ``slurm:`` column sets (already checked to be one)."""
@@ -187,7 +186,7 @@ class Allowance:
 
 
 def risky_env(name: str) -> bool:
-    """Does setting ``name`` change which code runs (or touch sheetrun's own variables)?"""
+    """Does setting ``name`` change which code runs?"""
     if name in SAFE_PYTHON_ENV:
         return False
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in RISKY_ENV)

@@ -135,6 +135,11 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     executor = SlurmExecutor(root, os.path.join(runs_dir, sheet.name, ".slurm"), client,
                              max_parallel=args.jobs)
     result = launch(sheet, executor, opts, SubmitProgress(err_console))
+    if result.interrupted:
+        err_console.print("sheetrun: interrupted while submitting; the rows submitted so far are queued on SLURM "
+                          f"('sheetrun sync {args.sheet}' follows them, 'sheetrun cancel' stops them)",
+                          markup=False, highlight=False, soft_wrap=True)
+        return 130
     if not result.outcomes:
         if not result.skipped:
             err_console.print("nothing to run: no row has whether_to_run = 1"

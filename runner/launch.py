@@ -433,6 +433,14 @@ class Launch:
             self.progress.finished(outcome, previous)
 
     # -- the end -------------------------------------------------------------------------------
+    def interrupted(self, local: bool) -> None:
+        """A Ctrl-C outside the follower's loop: rows a local run never started are Cancelled (on SLURM
+        they are queued, and stay so); what the launch has yet to write is written, or kept, by finish."""
+        self.result.interrupted = self.result.interrupted or "SIGINT"
+        for outcome in list(self.outcomes.values()):
+            if local and outcome.status == Status.SUBMITTED:
+                self.settle(outcome.run_id, Status.CANCELLED, "cancelled before it started")
+
     def finish(self) -> RunResult:
         """Deliver what is left; keep what cannot be delivered in the run folders. A Ctrl-C here
         stops waiting on the sheet: what was not written is kept the same way."""
@@ -528,9 +536,12 @@ def launch(sheet: Sheet, executor, opts: RunOptions, progress=None) -> RunResult
     if progress:
         progress.start(planned, run.result.skipped, run.result.notes)
     runnable = [p for p in planned if p.ok]
-    if runnable:
-        run.collect_provenance()
-        executor.start(run, runnable)
+    try:
+        if runnable:
+            run.collect_provenance()
+            executor.start(run, runnable)
+    except KeyboardInterrupt:              # a Ctrl-C between the follower's own handling and the end
+        run.interrupted(local=executor.name == "local")
     result = run.finish()
     if progress:
         progress.stop(result)

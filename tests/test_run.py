@@ -360,7 +360,9 @@ def test_sync_marks_rows_of_a_dead_runner_lost(project, tmp_path):
         runner.kill()
         runner.wait()
         from runner.procs import kill_tree
-        kill_tree(wrapper)
+        # the job host dies first (were its job killed first, it could record how that ended: Failed)
+        os.kill(wrapper, signal.SIGKILL)
+        wait_for(lambda: not _alive(wrapper), what="the job host to die")
         for p in map(int, open(pidfile).read().split()):
             kill_tree(p)
     finally:
@@ -601,3 +603,12 @@ def test_a_sheet_copied_without_its_run_folders_names_the_cells_it_cannot_vouch_
     assert "kept the cells score, label: its previous run folder ./gone/run is not here" in proc.stderr
     assert row["status"] == "Completed" and row["score"] == "7" and row["score (metric)"] == "2"
     assert "went to column 'score (metric)': the column 'score' holds cells no run of their rows reported" in proc.stderr
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
