@@ -127,7 +127,7 @@ def test_imagenet_o_is_an_ood_set(tmp_path):
 def test_crop_flip_recipe_pads_and_crops(tmp_path):
     from tasks.data.transforms import build_transform
 
-    t = build_transform({"transform": {"recipe": "crop_flip", "size": 32, "padding": 4}}, CFG)
+    t = build_transform({"augment": True, "transform": {"recipe": "crop_flip", "size": 32, "padding": 4}}, CFG)
     img = Image.fromarray(np.full((32, 32, 3), 255, dtype=np.uint8))
     outs = [t(img) for _ in range(20)]
     assert all(o.shape == (3, 32, 32) for o in outs)

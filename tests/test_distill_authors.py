@@ -70,6 +70,8 @@ def test_training_configs_carry_the_authors_values(model):
         got = get(cfg, key)
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, (model, key, got, value)
     assert cfg["data"]["val"]["transform"] == EVAL_TRANSFORM
+    train = cfg["data"]["train"]                     # the seed's training transform: random crop and flip
+    assert train["augment"] is True and train["transform"]["recipe"] == "rrc_flip"
 
 
 def test_evaluation_config_carries_the_authors_protocols():

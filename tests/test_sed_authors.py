@@ -102,7 +102,7 @@ def same(got, want) -> bool:
 def test_caching_config_uses_the_authors_transforms():
     cfg = load("default_configs/sed/imagenet/cache_features.yaml")
     cat = cfg["catalog"]
-    assert cat["in_train"]["epochs"] == 4
+    assert cat["in_train"]["epochs"] == 4 and cat["in_train"]["augment"] is True   # 4 random views
     assert same(cat["in_train"]["transform"], TRAIN_TRANSFORM), cat["in_train"]["transform"]
     for name in ("in_val", "imagenet_a", "imagenet_r", "in_c", "inaturalist", "openimages"):
         assert cat[name]["transform"] == EVAL_TRANSFORM, name
@@ -239,7 +239,7 @@ def test_transform_recipes_match_torchvision_and_enter_the_cache_key():
                      T.Normalize(EVAL_TRANSFORM["mean"], EVAL_TRANSFORM["std"])])(img)
     assert torch.equal(ours, ref)
     torch.manual_seed(3)
-    ours = build_transform({"dataset": "image_folder", "transform": TRAIN_TRANSFORM}, data_cfg)(img)
+    ours = build_transform({"dataset": "image_folder", "augment": True, "transform": TRAIN_TRANSFORM}, data_cfg)(img)
     torch.manual_seed(3)
     ref = T.Compose([T.RandomResizedCrop(224, scale=(0.08, 1.0), interpolation=T.InterpolationMode.BILINEAR),
                      T.RandomHorizontalFlip(), T.ToTensor(),

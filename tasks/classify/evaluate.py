@@ -191,6 +191,17 @@ def _mean(values) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
+def evaluation_domains(data: dict) -> dict:
+    """The sets of ``data`` by name (``in_distribution`` and ``domains``, catalogs expanded), each
+    read as it is: an evaluation never augments."""
+    domains = expand_catalog({"in_distribution": data["in_distribution"], **(data.get("domains") or {})})
+    augmented = [name for name, spec in domains.items() if spec.get("augment")]
+    if augmented:
+        raise ValueError(f"an evaluation reads its sets without augmentation; drop augment: true from "
+                         f"{', '.join(augmented)}")
+    return domains
+
+
 def main(argv=None) -> None:
     cfg = load_config(__doc__.splitlines()[0], argv)
     device = pick_device(cfg.get("device", "auto"))
@@ -215,7 +226,7 @@ def main(argv=None) -> None:
                 "interpolation": d.get("interpolation", "bilinear"), "crop_pct": float(d.get("crop_pct", 1.0))}
     else:
         raise ValueError(f"data.preprocessing must be config or model, got {preprocessing!r}")
-    domains = expand_catalog({"in_distribution": d["in_distribution"], **(d.get("domains") or {})})
+    domains = evaluation_domains(d)
     groups = {}
     for name, spec in domains.items():
         groups.setdefault(spec.get("group") or name, []).append(name)

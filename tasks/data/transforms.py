@@ -10,11 +10,18 @@ training transform when the spec has ``augment: true``). Recipes:
 - ``squash_center_crop``: Resize to ``resize`` x ``resize`` (the aspect ratio is not
   kept) -> CenterCrop(``size``); the distillation authors' ``A.Resize(256, 256)``;
 - ``rrc_flip``: RandomResizedCrop(``size``, ``scale``, ``ratio``) -> RandomHorizontalFlip;
-  the SED authors' training passes ((0.08, 1), (3/4, 4/3), bilinear);
+  the SED authors' training passes ((0.08, 1), (3/4, 4/3), bilinear); read without
+  augmentation, the standard evaluation view: Resize(``resize``, default size / 0.875) ->
+  CenterCrop(``size``);
 - ``crop_flip``: RandomCrop(``size``, ``padding``) -> RandomHorizontalFlip; the
-  standard CIFAR / TinyImageNet training augmentation (padding 4);
+  standard CIFAR / TinyImageNet training augmentation (padding 4); read without
+  augmentation, CenterCrop(``size``) (the image itself at its size);
 - ``plain``: nothing but ToTensor -> Normalize (images already at size);
 - ``timm``: ``timm.data.create_transform`` from the backbone's data config.
+
+A recipe makes random operations only when the set is augmented (``augment: true``):
+read with ``augment: false`` (a statistic, a validation holdout, an evaluation), every
+recipe gives the same tensor for the same image, read after read.
 
 Every recipe ends in ToTensor -> Normalize(``mean``, ``std``; default: the
 backbone's). ``interpolation`` is ``bilinear``, ``bicubic`` or ``nearest``.
@@ -81,6 +88,9 @@ def _rrc_flip(t: dict, data_cfg: dict, augment: bool):
 
     interp = _interpolation(t.get("interpolation", "bilinear"))
     size = int(t.get("size", data_cfg["input_size"][-1]))
+    if not augment:
+        side = int(t.get("resize", round(size / 0.875)))
+        return _finish([T.Resize(side, interpolation=interp), T.CenterCrop(size)], t, data_cfg)
     rrc = T.RandomResizedCrop(size, scale=tuple(t.get("scale", (0.08, 1.0))),
                               ratio=tuple(t.get("ratio", (3 / 4, 4 / 3))), interpolation=interp)
     return _finish([rrc, T.RandomHorizontalFlip()], t, data_cfg)
@@ -91,6 +101,8 @@ def _crop_flip(t: dict, data_cfg: dict, augment: bool):
     from torchvision import transforms as T
 
     size = int(t.get("size", data_cfg["input_size"][-1]))
+    if not augment:
+        return _finish([T.CenterCrop(size)], t, data_cfg)
     return _finish([T.RandomCrop(size, padding=int(t.get("padding", 4))), T.RandomHorizontalFlip()], t, data_cfg)
 
 
