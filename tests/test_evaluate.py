@@ -52,6 +52,34 @@ def test_ensemble_metrics_equal_a_direct_computation(members):
     np.testing.assert_allclose(uncertainty_of(arrays, "confidence"), -mean.max(1), rtol=1e-6)
 
 
+def test_the_nll_is_exact_however_unlikely_the_label(tmp_path):
+    """Members sure of a wrong class (true-class probabilities far below 1e-12): the ensemble's NLL is
+    -(logsumexp_m log p_m(y) - log M) per sample, not a clamp at -log 1e-12 = 27.6."""
+    torch.manual_seed(0)
+    models = [create_model("small_cnn", num_classes=5, width=8).eval() for _ in range(3)]
+    for k, m in enumerate(models):
+        with torch.no_grad():
+            last = [p for p in m.parameters() if p.dim() == 2][-1]
+            last.mul_(5000.0 * (k + 1))              # logits hundreds apart: log p(y) of order -100s
+    paths = [save(tmp_path, f"m{i}", m) for i, m in enumerate(models)]
+    val, _ = build_set({"dataset": "digits", "split": "val"}, DCFG)
+    x = torch.stack([val[i][0] for i in range(len(val))])
+    y = torch.tensor([val[i][1] for i in range(len(val))])
+    predict = load_kind(paths, "auto", torch.device("cpu"))
+    with torch.no_grad():
+        logits = predict.member_logits(x)                                           # [M, N, K], as it scores
+        torch.testing.assert_close(logits, torch.stack([m(x) for m in models]), rtol=1e-4, atol=1e-2)
+        logp = logits.double().log_softmax(-1)
+    exact = -(logp[:, torch.arange(len(y)), y].logsumexp(0) - np.log(3)).numpy()
+    assert exact.max() > 100                                                      # far past any clamp
+    arrays = evaluate_domain(predict, val, len(val), torch.device("cpu"))
+    np.testing.assert_allclose(arrays["nll"], exact, rtol=1e-9)
+    assert summarise(arrays, bins=10)["NLL"] == pytest.approx(exact.mean(), rel=1e-9)
+    from tasks.classify.train import evaluate as validate                  # the in-training validation's NLL
+
+    assert validate(predict, val, len(val), torch.device("cpu"))["val_nll"] == pytest.approx(exact.mean(), rel=1e-9)
+
+
 def test_mimo_and_dirichlet_kinds(tmp_path):
     torch.manual_seed(1)
     mimo = create_model("small_cnn", num_classes=5, width=8, mimo=2).eval()

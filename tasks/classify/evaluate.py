@@ -27,6 +27,10 @@ corruption) gets ``mean/<group>``, the mean of its domains' numbers (the papers'
 corruption types"), and ``pooled/<group>``, every number over the group's samples pooled (the
 FoRDE authors' corrupted accuracy and NLL per severity: one set of all corruptions).
 
+The NLL is ``-log p(y)`` with the logarithm computed as such, never clamped: for M members,
+``log p(y) = logsumexp_m log_softmax(z_m)[y] - log M`` (:meth:`ModelKind.log_predict`), exact
+however unlikely the label.
+
 A domain that covers some of the classes only (ImageNet-A / -R: 200 of 1000) is scored by
 ``class_subset_protocol``:
 
@@ -83,6 +87,15 @@ def load_kind(paths: List[str], kind: str, device, options: dict | None = None) 
     return create_kind([read_classifier(p) for p in paths], kind, device, options)
 
 
+def log_predict(predict, x: torch.Tensor, classes=None):
+    """(log-probabilities, measures) of a model kind, exact (:meth:`ModelKind.log_predict`); any other
+    predictor returning probabilities (a test's fixed one) is read through their logarithm."""
+    if isinstance(predict, ModelKind):
+        return predict.log_predict(x, classes)
+    probs, measures = predict(x, classes)
+    return probs.log(), measures
+
+
 def evaluate_domain(predict: ModelKind, dataset, batch_size: int, device, workers: int = 0,
                     subset=None, protocol: str = "restrict_logits", groups=None) -> Dict[str, np.ndarray]:
     """Per-sample arrays of one domain: labels, top-1 / top-5 hits, confidence, NLL, Brier, measures.
@@ -111,22 +124,23 @@ def evaluate_domain(predict: ModelKind, dataset, batch_size: int, device, worker
     out: Dict[str, np.ndarray] = {}
     at = 0
     for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        p, measures = predict(x.to(device), classes)
+        log_p, measures = log_predict(predict, x.to(device), classes)
         y = y.to(device)
         if members is not None:                 # the groups' probabilities; the labels are groups already
-            p = p @ members
+            log_p = (log_p.unsqueeze(-1) + members.to(log_p.dtype).log()).logsumexp(-2)
         elif position is not None:
             inside = (y >= 0) & (y < len(position))
             y = torch.where(inside, position[y.clamp(0, len(position) - 1)], torch.full_like(y, -1))
             if bool(((y < 0) & inside).any()):
                 raise ValueError("a label of the domain is not one of its classes (class_subset)")
+        p = log_p.exp()
         conf, pred = p.max(-1)
         k = min(5, p.shape[-1])
         top5 = (p.topk(k, -1).indices == y.clamp_min(0).unsqueeze(-1)).any(-1)
-        py = p.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        log_py = log_p.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
         onehot = torch.zeros_like(p).scatter_(-1, y.clamp_min(0).unsqueeze(-1), 1.0)
         rows = {"label": y, "correct": pred == y, "top5": top5, "confidence": conf,
-                "nll": -torch.log(py.clamp_min(1e-12)), "brier": ((p - onehot) ** 2).sum(-1),
+                "nll": -log_py, "brier": ((p - onehot) ** 2).sum(-1),
                 **{f"m_{k}": v for k, v in measures.items()}}
         for name, value in rows.items():
             value = value.detach().cpu().numpy()

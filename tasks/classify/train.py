@@ -214,12 +214,13 @@ def evaluate(kind: ModelKind, dataset: Dataset, batch_size: int, device, num_wor
     scores, labels = [], []
     with torch.no_grad():
         for x, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-            probs, _ = kind(x.to(device))
+            log_probs, _ = kind.log_predict(x.to(device))
             y = y.to(device)
             keep = y >= 0
-            p, y = probs[keep], y[keep]
+            log_p, y = log_probs[keep], y[keep]
+            p = log_p.exp()
             correct += (p.argmax(-1) == y).sum().item()
-            nll -= p.gather(-1, y.unsqueeze(-1)).clamp_min(1e-12).log().sum().item()
+            nll -= log_p.gather(-1, y.unsqueeze(-1)).sum().item()
             total += len(y)
             if p.shape[-1] == 2:
                 scores.append(p[:, 1].double().cpu())

@@ -32,10 +32,12 @@ def top_k_accuracy(probs, labels, k: int = 1) -> float:
     return float((top == y[:, None]).any(1).mean())
 
 
-def nll(probs, labels, eps: float = 1e-12) -> float:
-    """Negative log-likelihood: NLL = -mean_i log max(p_i[y_i], eps)."""
+def nll(probs, labels, eps: float = 0.0) -> float:
+    """Negative log-likelihood: NLL = -mean_i log max(p_i[y_i], eps). No clamp by default: a label
+    given probability 0 makes it infinite (for tiny probabilities, compute log p directly)."""
     p, y = _probs_labels(probs, labels)
-    return float(-np.log(np.maximum(p[np.arange(len(y)), y], eps)).mean())
+    with np.errstate(divide="ignore"):
+        return float(-np.log(np.maximum(p[np.arange(len(y)), y], eps)).mean())
 
 
 def brier(probs, labels) -> float:

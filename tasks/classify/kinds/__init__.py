@@ -5,6 +5,7 @@ One class per kind, one file per kind (this folder), found by name in :data:`KIN
     from tasks.classify.kinds import create_kind
     kind = create_kind(saved, "auto", device, options)     # saved: the files' dicts; options: the config
     probs, measures = kind(x)                              # [B, K], {measure: [B]}
+    log_probs, measures = kind.log_predict(x)              # the same in log space, exact for tiny p
     probs, measures = kind(x, classes)                     # probabilities over ``classes`` only
     kind = create_kind([record], "auto", device, options, network=net)   # a network being trained
 
@@ -72,8 +73,16 @@ class ModelKind:
         return {"kind": self.name, "members": self.members, **self.choices}
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+    def log_predict(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+        """(log-probabilities [B, K] in float64, {measure: [B]}): the prediction's logarithm computed
+        as such (log-sum-exp over members), so a likelihood is exact however small it is."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+        """(probabilities [B, K], {measure: [B]})."""
+        log_probs, measures = self.log_predict(x, classes)
+        return log_probs.exp(), measures
 
 
 def create_kind(saved: Sequence[dict], kind: str, device, options: dict | None = None, network=None) -> ModelKind:

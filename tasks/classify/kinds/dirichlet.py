@@ -1,6 +1,8 @@
 """A distilled Dirichlet student: concentrations alpha = exp(z) + model_offset."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from tasks.classify.checkpoints import classifier_from
@@ -34,12 +36,16 @@ class Dirichlet(ModelKind):
         return "knowledge_uncertainty"
 
     @torch.no_grad()
-    def __call__(self, x, classes=None):
+    def log_predict(self, x, classes=None):
         z = self.net(x).double()
         alpha = z.clamp(max=80).exp() + self.offset
         measures = dirichlet_uncertainty(alpha.clamp_min(1e-12))
         if self.choices["dirichlet_probs"] == "softmax":
-            return (z if classes is None else z[..., classes]).softmax(-1), measures
+            return (z if classes is None else z[..., classes]).log_softmax(-1), measures
+        if self.offset > 0:       # log(exp(z) + offset), without the clamp that keeps alpha finite
+            log_alpha = torch.logaddexp(z, torch.tensor(math.log(self.offset), dtype=z.dtype, device=z.device))
+        else:
+            log_alpha = z if self.offset == 0 else alpha.log()
         if classes is not None:
-            alpha = alpha[..., classes]
-        return alpha / alpha.sum(-1, keepdim=True), measures
+            log_alpha = log_alpha[..., classes]
+        return log_alpha - log_alpha.logsumexp(-1, keepdim=True), measures     # log(alpha / alpha_0)

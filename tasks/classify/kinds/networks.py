@@ -2,6 +2,8 @@
 trained jointly in one file, one MIMO network, and an ensemble read through its proxy Dirichlet."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from tasks.classify.checkpoints import classifier_from, ensemble_from, joint_members, mimo_members
@@ -19,13 +21,13 @@ class _Softmax(ModelKind):
         return ensemble_uncertainty(probs)
 
     @torch.no_grad()
-    def __call__(self, x, classes=None):
+    def log_predict(self, x, classes=None):
+        """log (1/M) Σ_m softmax(z_m) = logsumexp_m log_softmax(z_m) − log M."""
         logits = self.member_logits(x).double()
-        probs = logits.softmax(-1)
-        measures = self.measures(probs)
+        measures = self.measures(logits.softmax(-1))
         if classes is not None:
-            probs = logits[..., classes].softmax(-1)
-        return probs.mean(0), measures
+            logits = logits[..., classes]
+        return logits.log_softmax(-1).logsumexp(0) - math.log(logits.shape[0]), measures
 
 
 @register_kind
@@ -117,9 +119,9 @@ class Mimo(_Softmax):
         return self.net(x.unsqueeze(1).expand(-1, m, *x.shape[1:])).transpose(0, 1)
 
     @torch.no_grad()
-    def __call__(self, x, classes=None):
+    def log_predict(self, x, classes=None):
         if self.choices["mimo_combine"] == "probabilities":
-            return super().__call__(x, classes)
+            return super().log_predict(x, classes)
         z = self.member_logits(x).double().mean(0)
         measures = dirichlet_uncertainty(z.clamp(max=80).exp().clamp_min(1e-12))
-        return (z if classes is None else z[..., classes]).softmax(-1), measures
+        return (z if classes is None else z[..., classes]).log_softmax(-1), measures
