@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -24,7 +25,8 @@ TRAIN = {"data": "cifar10", "label_noise": 0.2, "model": "resnet18_64", "model_a
          "lr_step": 0, "seed": 42, "train_split": 49000, "val_split": 1000, "data_split_seed": 42,
          "crop": (32, 4), "hflip": True, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2023, 0.1994, 0.2010)}
 STATS = {"dataset_split": "train", "num_samples": 49000, "batch_size": 140, "metrics": {"jacobian", "jacobian_operator_norm"},
-         "normalization": None, "bigmem": False, "num_power_iters": 10, "atol": 1e-2, "checkpoint_every": 10}
+         "normalization": None, "bigmem": False, "num_power_iters": 10, "atol": 1e-2, "checkpoint_every": 10,
+         "power_rule": "last_moved"}
 CIFAR10_TRAIN = 50000
 
 
@@ -62,10 +64,76 @@ def test_the_statistics_config_is_the_authors_command():
             "metrics": {"frobenius": "jacobian", "operator": "jacobian_operator_norm"},
             "normalization": None if cfg["normalizations"] == ["none"] else cfg["normalizations"],
             "bigmem": cfg["mode"] == "batched", "num_power_iters": cfg["power_iteration"]["max_iters"],
-            "atol": cfg["power_iteration"]["tol"], "checkpoint_every": load("train")["keep_checkpoints"]["every"]}
+            "atol": cfg["power_iteration"]["tol"], "checkpoint_every": load("train")["keep_checkpoints"]["every"],
+            "power_rule": cfg["power_iteration"]["report"]}
     ours["metrics"] = {ours["metrics"][s] for s in cfg["statistics"]}
     assert ours == STATS
     assert cfg["model"] == load("train")["save_path"] and cfg["sample_seed"] is None
+
+
+def authors_spectral_norm(J, num_steps, atol, v):
+    """core/metric_helpers.py's spectral_norm (their power iteration), written out with the start
+    vector v [N, D, 1] given instead of drawn: sigma_prev starts at 0 and keeps a sigma only while it
+    moves by at least atol."""
+    nb = J.shape[0]
+    batch_indices = torch.arange(nb)
+    v = v / torch.norm(v, p=2, dim=1).unsqueeze(-1)
+    sigma_prev = torch.zeros(nb, dtype=J.dtype)
+    for _ in range(num_steps):
+        u = torch.bmm(J, v)
+        u = u / torch.norm(u, p=2, dim=1).unsqueeze(-1)
+        v = torch.matmul(torch.transpose(J, 1, 2), u)
+        v = v / torch.norm(v, p=2, dim=1).unsqueeze(-1)
+        sigma = torch.bmm(torch.transpose(torch.bmm(J, v), 1, 2), u).squeeze(-1).squeeze(-1)
+        diff = torch.ge(torch.abs(sigma.squeeze() - sigma_prev[batch_indices]), atol)
+        if not torch.any(diff):
+            break
+        sigma_prev[batch_indices[diff]] = sigma[diff]
+        v, J, batch_indices = v[diff], J[diff], batch_indices[diff]
+    return sigma_prev
+
+
+def test_the_authors_power_iteration_reports_0_below_its_tolerance():
+    """At initialisation the full-scale network's sigma is about 0.006: under the authors' rule
+    (power_iteration.report: last_moved) it is reported as exactly 0, as their code does; the
+    default rule (current) reports it."""
+    from tasks.jacobian.jacobian import operator_norm
+
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(6, 10, 50, generator=g, dtype=torch.float64)
+    J = J / torch.linalg.matrix_norm(J, ord=2).view(-1, 1, 1) * torch.tensor([0.006, 0.004, 0.009, 0.5, 2.0, 7.0],
+                                                                            dtype=torch.float64).view(-1, 1, 1)
+    truth = torch.linalg.matrix_norm(J, ord=2)
+    theirs = authors_spectral_norm(J.clone(), 10, 1e-2, torch.randn(6, 50, 1, generator=g, dtype=torch.float64))
+    starts = torch.randn(6, 10, generator=g)
+    last_moved, _, _ = operator_norm(J, 10, 1e-2, starts, report="last_moved")
+    current, _, _ = operator_norm(J, 10, 1e-2, starts, report="current")
+    assert theirs[:3].tolist() == [0, 0, 0] and last_moved[:3].tolist() == [0, 0, 0]
+    assert (current[:3] > 0).all() and (current[:3].double() <= truth[:3] + 1e-7).all()      # a first estimate
+    converged, _, _ = operator_norm(J, 1000, 1e-12, starts)
+    torch.testing.assert_close(converged.double(), truth, rtol=1e-4, atol=0)
+    # above the tolerance every rule gives an estimate from below (the iteration stops on a small change,
+    # not on a small error: 10 iterations leave a few percent here)
+    for values in (theirs[3:], last_moved[3:].double(), current[3:].double()):
+        assert (values > 0.5 * truth[3:]).all() and (values <= truth[3:] + 1e-6).all()
+
+
+def test_the_last_moved_rule_reports_the_sigma_before_the_one_that_stopped():
+    """last_moved is the sigma of the last iteration that moved by at least tol, from sigma_0 = 0."""
+    from tasks.jacobian.jacobian import operator_norm
+
+    g = torch.Generator().manual_seed(1)
+    J = torch.randn(8, 10, 40, generator=g, dtype=torch.float64)
+    starts = torch.randn(8, 10, generator=g)
+    path = torch.stack([operator_norm(J, k, 0.0, starts)[0] for k in range(1, 31)], 1).double()   # sigma_k, k = 1..30
+    tol = 0.05
+    got, iters, settled = operator_norm(J, 30, tol, starts, report="last_moved")
+    for n in range(8):
+        seq = [0.0] + path[n].tolist()
+        moved = [k for k in range(1, 31) if abs(seq[k] - seq[k - 1]) >= tol]
+        stop = next((k for k in range(1, 31) if abs(seq[k] - seq[k - 1]) < tol), None)
+        assert settled[n] and int(iters[n]) == stop
+        assert got[n].item() == pytest.approx(seq[max(k for k in moved if k < stop)], rel=1e-6)
 
 
 def test_the_sheet_covers_every_checkpoint_and_split_exactly_once():

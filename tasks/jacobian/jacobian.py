@@ -87,17 +87,29 @@ def start_vectors(sample_ids: Sequence[int], rows: int, seed: int) -> torch.Tens
                                       for i in sample_ids])).float()
 
 
+REPORTS = ("current", "last_moved")
+
+
 def operator_norm(jac: torch.Tensor, max_iters: int = 10, tol: float = 1e-2,
-                  starts: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  starts: Optional[torch.Tensor] = None,
+                  report: str = "current") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The largest singular value of each J [N, R, D] by power iteration, all samples at once.
 
     From v (a unit vector in output space, R values): u = J^T v / ||J^T v||, w = J u,
     sigma = ||w||, v = w / sigma. A sample stops once |sigma - sigma_previous| < ``tol``
-    (absolute, as the authors' ``atol``), or after ``max_iters`` iterations. sigma never exceeds
-    the true norm and rises to it at a rate set by the ratio of the top two singular values.
+    (absolute, as the authors' ``atol``; sigma_previous starts at 0), or after ``max_iters``
+    iterations. sigma never exceeds the true norm and rises to it at a rate set by the ratio of
+    the top two singular values.
+
+    ``report``: ``current`` — the sigma of the last iteration; ``last_moved`` — the authors' rule
+    (``spectral_norm`` in their core/metric_helpers.py): a sigma is kept only while it moves by
+    at least ``tol``, so a sample reports the last value that did (the one before the iteration
+    that stopped it), and a sample whose first sigma is below ``tol`` reports exactly 0.
     Returns (sigma [N], iterations used [N], settled [N]: False where the cap stopped it)."""
     if max_iters < 1 or tol < 0:
         raise ValueError(f"power iteration needs max_iters >= 1 and tol >= 0, got {max_iters}, {tol}")
+    if report not in REPORTS:
+        raise ValueError(f"power_iteration.report must be one of {REPORTS}, got {report!r}")
     n, r, _ = jac.shape
     jac = jac.double()
     v = (starts if starts is not None else torch.randn(n, r)).to(jac).reshape(n, r)
@@ -114,7 +126,10 @@ def operator_norm(jac: torch.Tensor, max_iters: int = 10, tol: float = 1e-2,
         s = w.norm(dim=1)
         v[active] = w / s.unsqueeze(1).clamp_min(1e-300)
         settled = (s - sigma[active]).abs() < tol
-        sigma[active] = s
+        if report == "current":
+            sigma[active] = s
+        else:
+            sigma[active[~settled]] = s[~settled]
         iters[active[settled]] = it
         settled_all[active[settled]] = True
         active = active[~settled]
@@ -136,5 +151,6 @@ def statistics(jac: torch.Tensor, names: Sequence[str], power: dict, sample_ids:
     if "operator" in names and jac.shape[1] > 1:
         starts = start_vectors(sample_ids, jac.shape[1], int(power.get("seed", 0)))
         out["operator"], out["operator_iterations"], out["operator_settled"] = operator_norm(
-            jac, int(power.get("max_iters", 10)), float(power.get("tol", 1e-2)), starts)
+            jac, int(power.get("max_iters", 10)), float(power.get("tol", 1e-2)), starts,
+            str(power.get("report", "current")))
     return out
