@@ -115,6 +115,11 @@ def figure(summary: pd.DataFrame, path: str, split: str = "train") -> None:
                     if not line.empty:
                         ax.plot(line["epoch"], line["median"], style, marker="o", ms=3, color=colours(k % 10),
                                 label=f"{run} ({labels})")
+            panel = data[(data["normalization"] == norm) & (data["statistic"] == stat)]
+            zeros = sorted(set(panel.loc[panel["median"] <= 0, "epoch"]))
+            if zeros:                     # e.g. the authors' power-iteration rule reports 0 under its tolerance
+                ax.text(0.02, 0.02, f"median 0 at epoch {', '.join(map(str, zeros))}: not on this log scale",
+                        transform=ax.transAxes, fontsize=7, color="0.35")
             ax.set_title(f"{stat} norm, {norm}", fontsize=10)
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"median over {split} samples")
