@@ -185,6 +185,7 @@ def test_the_domain_classifier_and_the_split_are_the_authors(shift):
     assert cfg["data"]["train"]["part"] == "train" and cfg["data"]["val"]["part"] == "held_out"
     assert cfg["optim"]["lr_from"]["metric"] == "val_auroc"
     assert split["epsilons"] == EPSILONS and split["interval"] == "authors"
+    assert split["figure_epsilon"] == 0.1      # their notebook's figures: {shared,target}_support_epsilon=0.1
     assert split["classifier"]["kind"] == "models"
     rows = [r for r in rows_of("robustness_imagenet_split") if r["name"].startswith(f"domain {shift} ")]
     grid = [r for r in rows if " tune lr " in r["name"]]
