@@ -18,7 +18,7 @@ read as timm's ``.safetensors`` files. Then it shrinks what only costs time
 ResNet-18 for ResNet-50, a ViT-Tiny for the DeiT-III-B, FoRDE's ResNets at width 8 with 3
 members; the distillation configs' learning rates, which the seed scales with the batch, scaled
 with it; TinyImageNet at 32 x 32, so its PCA's eigen-decomposition is 3072², not 12288²; seed 002's
-ViTs as ViT-Tiny at 32 x 32, its baseline 85 epochs, the last snapshot its sheet evaluates, and 5 of the
+ViTs as ViT-Tiny at 32 x 32, its baseline 86 epochs, the last snapshot its sheet evaluates, and 5 of the
 133 published models its split sheet evaluates) and runs each sheet with ``sheetrun run``. Every other value is
 the sheet's and the config's own. The table at the end gives each sheet's rows and time; the
 exit status is 1 if any row did not complete.
@@ -53,10 +53,10 @@ NETWORKS = {"resnet50": "resnet18", "deit3_base_patch16_224.fb_in22k_ft_in1k": "
             "ViT-B-32-quickgelu": "sheetrun-tiny-clip"}       # open_clip's, for the zero-shot head's text tower
 # FoRDE's configs shrink these too: narrower ResNets, fewer members, TinyImageNet at CIFAR's size
 FORDE_SHRINK = {"width": 8, "joint_members": 3, "size": 32}
-# seed 002's: ViTs at 32 x 32 (2 x 2 patches); its baseline keeps 85 epochs, the last snapshot its sheet evaluates
+# seed 002's: ViTs at 32 x 32 (2 x 2 patches); its baseline keeps 86 epochs, the last snapshot its sheet evaluates
 # (and CLIP's text tower as a 1-layer open_clip model of the same embedding size, described by model_config)
 TINY_CLIP = "models/pretrained/sheetrun-tiny-clip.json"
-ROBUSTNESS_SHRINK = {"size": 32, "resize": 36, "img_size": 32, "epochs": 85, "model_config": TINY_CLIP}
+ROBUSTNESS_SHRINK = {"size": 32, "resize": 36, "img_size": 32, "epochs": 86, "model_config": TINY_CLIP}
 FOLDERS = {"default_configs/sed/imagenet": {}, "default_configs/distill/imagenet": {},
            "default_configs/forde/full_scale": FORDE_SHRINK, "default_configs/robustness/full_scale": ROBUSTNESS_SHRINK}
 # the published models of robustness_imagenet_split.csv kept (3 baselines fix a line; 2 pre-trained)

@@ -12,8 +12,8 @@ One sheet per experiment of the authors' src/experiments/imagenet_synthetic_shif
 - ``robustness_imagenet_tint_p<p>`` for p in 0.5 ... 0.9: trained on ImageNet tinted with the
   class's own colour with probability p; target: the tint decorrelated from the class (p = 0).
 
-Each has the from-scratch baseline (CLIP's ViT-B/32, 100 epochs) with its snapshots at epochs
-51-85 evaluated, CLIP and AugReg ViT-B/32 fine-tuned with a random head (FT) and from a linear
+Each has the from-scratch baseline (CLIP's ViT-B/32, 100 epochs) with its snapshots after 52-86
+epochs evaluated (the authors' files ``epoch=51`` .. ``epoch=85``, saved after epoch + 1 epochs), CLIP and AugReg ViT-B/32 fine-tuned with a random head (FT) and from a linear
 probe (LP-FT) over the learning-rate grid, 4 copies of each at the grid's best reference accuracy,
 their evaluations and the effective-robustness rows; CLIP also from its zero-shot classifier (ZS-FT:
 the head written by tasks/robustness/zero_shot_head.py from CLIP's text tower).
@@ -40,7 +40,10 @@ IMPORT, SPLIT = "tasks/classify/import_weights.py", "tasks/robustness/split_shif
 ZERO_SHOT = "tasks/robustness/zero_shot_head.py"
 
 TINT_PS = (0.5, 0.6, 0.7, 0.8, 0.9)                  # imagenet_synthetic_shift.py: tint_p=...
-BASELINE_EPOCHS = range(51, 86)                      # EPOCH_START .. EPOCH_END
+# EPOCH_START .. EPOCH_END label the authors' files epoch=51.pt .. epoch=85.pt, which their training.py saves
+# after epoch + 1 epochs (0-indexed): the models after 52 .. 86 epochs, sheetrun's snapshots 52 .. 86
+AUTHORS_EPOCH_LABELS = range(51, 86)
+BASELINE_EPOCHS = [label + 1 for label in AUTHORS_EPOCH_LABELS]
 FINETUNE_LRS = (3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)  # PRETRAINED_PARAM_OPTIONS
 COPIES = 4                                           # num_copies (and num_tuning_copies = 1)
 PRETRAINED = {"clip": "CLIP", "augreg": "AugReg"}    # PRETRAINED_CONFIGS_AND_MANAGERS
@@ -121,7 +124,7 @@ def synthetic_rows(p) -> list:
     eval_shift = {} if p is None else {"delta:data/in_distribution/shift/p": str(p)}
     rows = [dict(name="baseline", path_to_main=TRAIN, path_to_default_config=f"{CONFIGS}/baseline.yaml",
                  **{"delta:save_path": "models/__WORKSHEET__/baseline.pt"}, **shift,
-                 notes="CLIP's ViT-B/32 from scratch, 100 epochs; snapshots at 51-85")]
+                 notes="CLIP's ViT-B/32 from scratch, 100 epochs; snapshots after 52-86 epochs (the authors' epoch=51..85)")]
     for e in BASELINE_EPOCHS:
         rows.append(dict(name=f"baseline epoch {e}", path_to_main=EVALUATE, path_to_default_config=evaluate,
                          depends_on="baseline", **{"delta:models": f"[models/__WORKSHEET__/baseline.epoch{e}.pt]"},

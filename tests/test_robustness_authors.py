@@ -38,7 +38,10 @@ PROBE = {"freeze_features": True, "optimizer": "adamw", "lr": 0.001, "lr_schedul
          "clip_grad": False, "image_dtype": "float16", "decoder": "imagenet_random_crop", "augmentation": "flip",
          "num_workers": 10}
 LRS = [3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6]
-EPOCHS = list(range(51, 86))
+# EPOCH_START .. EPOCH_END: the labels of the authors' baseline files, epoch={e}.pt, which their training.py
+# saves once epoch e (0-indexed) has ended — after e + 1 epochs. Compared by the epochs trained:
+AUTHORS_EPOCH_LABELS = list(range(51, 86))
+EPOCHS = [label + 1 for label in AUTHORS_EPOCH_LABELS]
 COPIES = 4
 TINT = {"alpha": 0.25, "seed": 0, "num_classes": 1000, "num_examples": 1281167}
 TINT_PS = [0.5, 0.6, 0.7, 0.8, 0.9]
