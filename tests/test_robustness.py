@@ -507,6 +507,43 @@ def test_clip_auto_puts_an_accuracy_of_0_or_1_half_a_sample_inside():
     assert auto.slope == pytest.approx(same.slope) and auto.intercept == pytest.approx(same.intercept)
 
 
+def test_the_authors_aggregation_is_each_models_mean_point_then_the_mean_over_models():
+    """aggregate: models (the authors' experiment manager and notebook): a model's copies are averaged
+    into one point, its ER taken there, then the ERs averaged over models; rows: every row's ER averaged."""
+    import pandas as pd
+
+    from tasks.robustness.effective_robustness import headline, per_model
+
+    line_of = lambda r: stats.norm.cdf(0.7 * stats.norm.ppf(r) - 0.3)  # noqa: E731
+    refs = [0.55, 0.62, 0.7, 0.76, 0.83, 0.9]
+    line = fit_line(refs, [line_of(r) for r in refs])
+    copies = {"CLIP (FT)": [(0.80, 0.62), (0.84, 0.55), (0.78, 0.60)], "AugReg (LP-FT)": [(0.70, 0.45), (0.72, 0.52)],
+              "alone": [(0.9, 0.85)]}
+    rows = [{"name": f"{model} {k + 1}" if model != "alone" else model, "ref": ref, "shift": shift}
+            for model, points in copies.items() for k, (ref, shift) in enumerate(points)]
+    evaluated = pd.DataFrame(rows)
+    lower, _, upper = line.predict(evaluated["ref"])
+    evaluated["effective_robustness"] = 100 * (evaluated["shift"] - line_of(evaluated["ref"]))
+    evaluated["er_low"], evaluated["er_high"] = 100 * (evaluated["shift"] - upper), 100 * (evaluated["shift"] - lower)
+    models = per_model(evaluated, line, r"^(.*) \d+$")
+    assert list(models["model"]) == list(copies) and list(models["copies"]) == [3, 2, 1]
+    want = {}
+    for model, points in copies.items():
+        ref, shift = np.mean([p[0] for p in points]), np.mean([p[1] for p in points])
+        want[model] = 100 * (shift - line_of(ref))
+    np.testing.assert_allclose(models["effective_robustness"], list(want.values()), atol=1e-9)
+    by_models = headline(evaluated, models, "models")
+    assert by_models["mean_er"] == pytest.approx(np.mean(list(want.values())), abs=1e-3) and by_models["models"] == 3
+    assert by_models["mean_er_low"] <= by_models["mean_er"] <= by_models["mean_er_high"]
+    by_rows = headline(evaluated, models, "rows")
+    assert by_rows["mean_er"] == pytest.approx(evaluated["effective_robustness"].mean(), abs=1e-3)
+    assert abs(by_rows["mean_er"] - by_models["mean_er"]) > 0.5          # the two aggregations differ here
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        headline(evaluated, models, "copies")
+    with pytest.raises(ValueError, match="group naming the model"):
+        per_model(evaluated, line, r"\d+$")
+
+
 def test_no_sheet_overrides_the_configs_clip_auto():
     """A fixed clip on a small split part fits a part whose baselines reach 100% at a lower accuracy
     (a 30-example part at 99.8%, not 1 - 0.5/30); every sheet leaves clip to its config's auto."""

@@ -173,6 +173,22 @@ def test_the_evaluations_shift_as_the_authors_targets():
     assert oos["data"]["domains"]["tint"]["shift"] == {"kind": "tint", "p": 0.0, **TINT}
     assert oos["data"]["domains"]["flip"]["shift"] == {"kind": "vflip"}
     assert load("effective_robustness")["interval"] == "authors" and load("effective_robustness")["scale"] == "probit"
+    assert load("effective_robustness")["aggregate"] == "models"      # copies averaged per model, then models
+
+
+@pytest.mark.parametrize("p", [None] + TINT_PS)
+def test_the_er_rows_aggregate_the_copies_of_each_model_as_the_authors(p):
+    """Each evaluated model of a synthetic sheet is one of the authors' model managers with 4 copies:
+    the config's copies pattern names those 5 models (their notebook's pretrained_model_names)."""
+    from tasks.robustness.effective_robustness import model_names
+
+    name = "robustness_imagenet_out_of_support" if p is None else f"robustness_imagenet_tint_p{p}"
+    evaluated = [r["name"] for r in rows_of(name)
+                 if r["path_to_main"] == "tasks/classify/evaluate.py" and not r["name"].startswith("baseline")]
+    models = model_names(evaluated, load("effective_robustness")["copies"])
+    counts = {m: models.count(m) for m in models}
+    assert counts == {f"pre-trained {m}": COPIES for m in ("CLIP (FT)", "CLIP (LP-FT)", "CLIP (ZS-FT)",
+                                                            "AugReg (FT)", "AugReg (LP-FT)")}
 
 
 @pytest.mark.parametrize("shift", ["v2", "sketch", "r"])

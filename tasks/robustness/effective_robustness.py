@@ -17,6 +17,16 @@ edge. With ``write_rows: true`` these go into each evaluated row of the sheet, i
 too (theirs are their residuals); the row that runs this script gets the line. Its run folder (or ``out``)
 gets ``effective_robustness.md`` / ``.csv`` and ``effective_robustness.png``: every model in
 ``scale`` axes, the line and its band, baselines and the others in two colours.
+
+Copies of one model (rows trained alike but for their seed) are named by ``copies``, a regular
+expression whose first group is the model's name (``"^(.*) \\d+$"``: ``CLIP (FT) 1`` .. ``4`` are
+copies of ``CLIP (FT)``). Each row keeps its own effective robustness; each model gets the
+effective robustness of its copies' mean point (mean reference and mean shifted accuracy), in
+``effective_robustness_models.csv`` and the table. What the ER row reports as ``mean_er``
+(``aggregate``): ``rows`` — the mean over the evaluated rows; ``models`` — the authors' (their
+experiment manager's copy means, their notebook's mean over models): the mean over models of
+each model's effective robustness, with ``mean_er_low`` / ``mean_er_high`` the means of the
+models' band edges.
 """
 from __future__ import annotations
 
@@ -51,6 +61,49 @@ def collect(sheets: List[str], reference: str, shifted: str, baselines: List[str
                           "samples": min(int(results[d].get("labelled", results[d].get("n", 0)) or 0)
                                          for d in (reference, shifted))})
     return pd.DataFrame(lines)
+
+
+AGGREGATES = ("rows", "models")
+
+
+def model_names(names, copies: str | None) -> list:
+    """The model each row is a copy of: the first group of the pattern ``copies`` matched against its
+    name, or the name itself (no pattern, or no match: a model of one copy)."""
+    import re
+
+    if not copies:
+        return list(names)
+    pattern = re.compile(copies)
+    if pattern.groups < 1:
+        raise ValueError(f"copies must be a regular expression with a group naming the model, got {copies!r}")
+    found = [pattern.search(str(n)) for n in names]
+    return [m.group(1).strip() if m else n for n, m in zip(names, found)]
+
+
+def per_model(evaluated: pd.DataFrame, line, copies: str | None) -> pd.DataFrame:
+    """One line per model: its copies' mean reference and shifted accuracy, and the effective
+    robustness (with its band) of that mean point, in accuracy points."""
+    if evaluated.empty:
+        return pd.DataFrame(columns=["model", "copies", "ref", "shift", "effective_robustness", "er_low", "er_high"])
+    named = evaluated.assign(model=model_names(evaluated["name"], copies))
+    models = named.groupby("model", sort=False).agg(copies=("name", "size"), ref=("ref", "mean"),
+                                                   shift=("shift", "mean")).reset_index()
+    lower, _, upper = line.predict(models["ref"])
+    models["effective_robustness"] = 100 * effective_robustness(line, models["ref"], models["shift"])
+    models["er_low"], models["er_high"] = 100 * (models["shift"] - upper), 100 * (models["shift"] - lower)
+    return models
+
+
+def headline(evaluated: pd.DataFrame, models: pd.DataFrame, aggregate: str) -> dict:
+    """The ER row's summary: the mean effective robustness over rows or over models (``aggregate``)."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    over = evaluated if aggregate == "rows" else models
+    if over.empty:
+        return {}
+    return {"mean_er": round(float(over["effective_robustness"].mean()), 3),
+            "mean_er_low": round(float(over["er_low"].mean()), 3),
+            "mean_er_high": round(float(over["er_high"].mean()), 3), "models": int(len(models))}
 
 
 def figure(df: pd.DataFrame, line, path: str, reference: str, shifted: str) -> None:
@@ -106,6 +159,9 @@ def main(argv=None) -> pd.DataFrame:
     if not shifted:
         raise ValueError("shifted: name the evaluation domain of the shifted distribution")
     baselines = as_list(cfg.get("baselines"), ["baseline*"])
+    if cfg.get("aggregate", "rows") not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {cfg.get('aggregate')!r}")
+    model_names([], cfg.get("copies"))                    # a pattern without a group is refused before any work
     df = collect(sheets, reference, shifted, baselines)
     base = df[df["group"] == "baseline"] if not df.empty else df
     if len(base) < 3:
@@ -131,6 +187,15 @@ def main(argv=None) -> pd.DataFrame:
         f.write(f"\nLine ({line.scale} axes, {line.n} baselines): {line.slope:.4f} x "
                 f"{'+' if line.intercept >= 0 else '-'} {abs(line.intercept):.4f}; "
                 f"{100 * (1 - line.alpha):.0f}% band ({cfg.get('interval', 'exact')}).\n")
+    evaluated = df[df["group"] == "evaluated"]
+    models = per_model(evaluated, line, cfg.get("copies"))
+    models.to_csv(os.path.join(out, "effective_robustness_models.csv"), index=False)
+    with open(os.path.join(out, "effective_robustness.md"), "a", encoding="utf-8") as f:
+        f.write(f"\nPer model (the mean point of its copies):\n\n| model | copies | {reference} acc (%) | "
+                f"{shifted} acc (%) | ER (points) | ER band |\n|---|---|---|---|---|---|\n")
+        for r in models.itertuples():
+            f.write(f"| {r.model} | {r.copies} | {100 * r.ref:.2f} | {100 * r.shift:.2f} | "
+                    f"{r.effective_robustness:+.2f} | [{r.er_low:+.2f}, {r.er_high:+.2f}] |\n")
     figure(df, line, os.path.join(out, "effective_robustness.png"), reference, shifted)
     if cfg.get("write_rows", True):
         from runner.sheet import open_sheet
@@ -144,10 +209,8 @@ def main(argv=None) -> pd.DataFrame:
             if missed:
                 print(f"{location}: {len(missed)} rows were gone before their effective robustness was written",
                       flush=True)
-    evaluated = df[df["group"] == "evaluated"]
     report({"baselines": int(len(base)), "evaluated": int(len(evaluated)), "slope": round(line.slope, 4),
-            "intercept": round(line.intercept, 4),
-            **({"mean_er": round(float(evaluated["effective_robustness"].mean()), 3)} if len(evaluated) else {})})
+            "intercept": round(line.intercept, 4), **headline(evaluated, models, cfg.get("aggregate", "rows"))})
     print(f"line over {len(base)} baselines: {line.slope:.3f} x + {line.intercept:.3f} ({line.scale}); "
           f"{len(evaluated)} models; -> {out}/effective_robustness.md, .csv, .png", flush=True)
     return df
