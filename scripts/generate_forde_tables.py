@@ -9,8 +9,11 @@ method (the model's ``forde.repulsion``: pca -> FoRDE-PCA, identity -> FoRDE-ide
 Deep ensemble), and by dataset when there are several. Per method, over its seeds: NLL, accuracy and ECE on the clean test set, and
 cA / cNLL / cECE, each severity's corruptions pooled (``pooled/C-<s>``) and then averaged over
 severities, as the FoRDE paper reports them; ± is the sample standard deviation (n - 1) over
-seeds. Writes ``forde.md``, ``forde.csv`` and ``forde.png`` (accuracy and NLL against severity,
-one line per method) to ``--out`` (as a row: its run folder).
+seeds. Beside the means, each method's difference to the deep ensemble paired by seed (the runs
+with the same ``seed.init``): mean ± standard error over the seeds both have, so a gap can be
+read against the seed noise. Writes ``forde.md``, ``forde.csv``, ``forde_differences.csv`` and
+``forde.png`` (accuracy and NLL against severity, one line per method) to ``--out`` (as a row:
+its run folder).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tables import default_sheets, evaluated_rows  # noqa: E402
 
 METHODS = {"pca": "FoRDE-PCA", "identity": "FoRDE-identity", "none": "Deep ensemble"}
+BASELINE = METHODS["none"]
+LABELS = ("sheet", "row", "data", "seed", "method")
 COLUMNS = {"NLL": ("NLL", 1, "min"), "acc (%)": ("acc1", 100, "max"), "ECE": ("ECE", 1, "min"),
            "cA (%)": ("acc1", 100, "max"), "cNLL": ("NLL", 1, "min"), "cECE": ("ECE", 1, "min")}
 
@@ -49,7 +54,8 @@ def per_run(rows: List[dict]) -> pd.DataFrame:
         res = r["results"]["results"]
         clean, shifted = res["in_distribution"], severities(res)
         data = (r["results"].get("in_distribution") or {}).get("dataset", "")
-        line = {"sheet": r["sheet"], "row": r["name"], "data": data,
+        seed = (r["results"]["training"].get("seed") or {}).get("init")
+        line = {"sheet": r["sheet"], "row": r["name"], "data": data, "seed": seed,
                 "method": METHODS.get(forde["repulsion"], forde["repulsion"])}
         for column, (key, scale, _) in COLUMNS.items():
             if column.startswith("c"):
@@ -67,13 +73,53 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of every column, per method (and per dataset and sheet when the rows
     have several); the methods in METHODS' order within each."""
     keys = [k for k in ("sheet", "data") if runs[k].nunique() > 1] + ["method"]
-    numbers = [c for c in runs.columns if c not in ("sheet", "row", "data", "method")]
+    numbers = [c for c in runs.columns if c not in LABELS]
     grouped = runs.groupby(keys, sort=False)[numbers]
     table = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1)}, axis=1)
     table[("seeds", "")] = grouped.size()
     order = {m: i for i, m in enumerate(METHODS.values())}
     index = [idx if isinstance(idx, tuple) else (idx,) for idx in table.index]
     return table.iloc[sorted(range(len(table)), key=lambda i: (index[i][:-1], order.get(index[i][-1], 99)))]
+
+
+def paired_differences(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method other than the deep ensemble (and per dataset and sheet): the mean and the standard
+    error, std (n - 1) / sqrt(n), of method − deep ensemble over the seeds both were run with."""
+    places = [k for k in ("sheet", "data") if runs[k].nunique() > 1]
+    numbers = [c for c in runs.columns if c not in LABELS]
+    lines = []
+    for where, group in (runs.groupby(places, sort=False) if places else [((), runs)]):
+        where = where if isinstance(where, tuple) else (where,)
+        base = group[group["method"] == BASELINE].dropna(subset=["seed"]).set_index("seed")[numbers]
+        for method in [m for m in METHODS.values() if m != BASELINE]:
+            mine = group[group["method"] == method].dropna(subset=["seed"]).set_index("seed")[numbers]
+            seeds = sorted(set(mine.index) & set(base.index))
+            if not seeds:
+                continue
+            diff = mine.loc[seeds] - base.loc[seeds]
+            line = dict(zip(places, where), method=method, seeds=len(seeds))
+            for c in numbers:
+                line[f"{c} mean"] = float(diff[c].mean())
+                line[f"{c} se"] = float(diff[c].std(ddof=1) / np.sqrt(len(seeds))) if len(seeds) > 1 else np.nan
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def markdown_differences(diffs: pd.DataFrame) -> str:
+    """Each method − deep ensemble, paired by seed: `mean ± standard error`; a difference larger than
+    twice its standard error in bold."""
+    header = f"| method − {BASELINE.lower()} | paired seeds | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    digits = lambda c: 2 if "%" in c else 3  # noqa: E731
+    for _, line in diffs.iterrows():
+        label = " / ".join(str(line[k]) for k in ("sheet", "data", "method") if k in line)
+        cells = [label, str(int(line["seeds"]))]
+        for c in COLUMNS:
+            mean, se = line[f"{c} mean"], line[f"{c} se"]
+            text = "" if pd.isna(mean) else f"{mean:+.{digits(c)}f}" + ("" if pd.isna(se) else f" ± {se:.{digits(c)}f}")
+            cells.append(f"**{text}**" if not pd.isna(se) and abs(mean) > 2 * se else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -143,16 +189,21 @@ def main(argv=None) -> int:
         print("no FoRDE evaluations found (Completed rows whose eval_metrics.json is of a tasks/forde model); "
               "run one first, e.g. sheetrun run result_sheets/forde.csv", file=sys.stderr)
         return 1
-    table = summary(runs)
+    table, diffs = summary(runs), paired_differences(runs)
     os.makedirs(out, exist_ok=True)
     text = markdown(table)
+    if not diffs.empty:
+        text += ("\n\nDifference to the deep ensemble, paired by seed (mean ± standard error over the paired "
+                 "seeds; bold: more than twice its standard error):\n\n" + markdown_differences(diffs))
+        diffs.round(5).to_csv(os.path.join(out, "forde_differences.csv"), index=False)
     with open(os.path.join(out, "forde.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     table.round(5).to_csv(os.path.join(out, "forde.csv"))
     runs.round(5).to_csv(os.path.join(out, "forde_runs.csv"), index=False)
     figure(table, os.path.join(out, "forde.png"))
     print(f"FoRDE vs deep ensembles ({len(runs)} evaluations; mean ± std over seeds)\n\n{text}\n")
-    print(f"written to {out}/: forde.md, forde.csv, forde_runs.csv, forde.png")
+    print(f"written to {out}/: forde.md, forde.csv, forde_runs.csv{', forde_differences.csv' if not diffs.empty else ''}, "
+          "forde.png")
     if args.config:
         from runner import report
 

@@ -74,7 +74,9 @@ def _separate_and_joint(model_name, members=3, **kwargs):
 
 
 @pytest.mark.parametrize("model_name,kwargs", [("small_cnn", {"width": 4}), ("cifar_resnet18", {"width": 4}),
-                                               ("preact_resnet18", {"width": 4})])
+                                               ("preact_resnet18", {"width": 4}),
+                                               ("cifar_resnet18", {"width": 4, "padding": "same"}),
+                                               ("preact_resnet18", {"width": 4, "padding": "same"})])
 def test_joint_members_equal_separate_networks(model_name, kwargs):
     """Outputs, input gradients and parameter gradients of the double backprop, batch norm in training mode."""
     nets, joint = _separate_and_joint(model_name, **kwargs)
@@ -191,6 +193,46 @@ def test_without_repulsion_the_members_train_exactly_as_independent_networks(tmp
             torch.testing.assert_close(mine[name], value, rtol=1e-4, atol=1e-5, msg=f"member {m}: {name}")
 
 
+def test_a_deep_ensemble_on_its_own_batches_is_m_runs_of_their_own(tmp_path):
+    """member_batches: own (the baseline's setting): member m has its own data order and augmentation
+    and equals tasks/classify/train.py run alone with seeds (init x M + m, data x M + m)."""
+    from tasks.classify.checkpoints import classifier_from
+    from tasks.classify.train import train
+    from tasks.forde.train_forde import make_objective
+
+    _, cfg = forde_config(tmp_path, "ensemble", **{"forde/repulsion": "none", "member_batches": "own",
+                                                   "seed/init": 1, "seed/data": 2})
+    assert cfg["data"]["train"]["augment"] is True
+    history = train(dict(cfg), make_objective)["history"]
+    assert history[-1]["repulsion"] == 0 and history[-1]["train_ce"] > 0
+    members = classifier_from(torch.load(cfg["save_path"], weights_only=False))
+    for m in range(3):
+        single = copy.deepcopy(cfg)
+        single["model"] = {k: v for k, v in cfg["model"].items() if k != "joint_members"}
+        single.pop("member_batches")
+        single["seed"] = {"init": 1 * 3 + m, "data": 2 * 3 + m}
+        single["save_path"] = str(tmp_path / f"single_{m}.pt")
+        train(single)
+        alone = torch.load(single["save_path"], weights_only=False)["state_dict"]
+        mine = members.member(m, create_model("small_cnn", 4, width=4)).state_dict()
+        for name, value in alone.items():
+            torch.testing.assert_close(mine[name], value, rtol=1e-4, atol=1e-5, msg=f"member {m}: {name}")
+
+
+def test_forde_keeps_one_shared_batch(tmp_path, pca_file):
+    """The repulsion compares members at the same inputs: own batches are refused with it."""
+    from tasks.classify.train import train
+    from tasks.forde.train_forde import make_objective
+
+    _, cfg = forde_config(tmp_path, "forde", **{"forde/pca_path": pca_file, "member_batches": "own"})
+    with pytest.raises(ValueError, match="needs member_batches: shared"):
+        train(dict(cfg), make_objective)
+    _, cfg = forde_config(tmp_path, "single", **{"member_batches": "own"})
+    cfg["model"].pop("joint_members")
+    with pytest.raises(ValueError, match="model.joint_members"):
+        train(dict(cfg))
+
+
 def test_resume_after_sigterm_is_bit_identical(tmp_path, pca_file):
     common = {"epochs": 3, "forde/pca_path": pca_file}
     whole, wcfg = forde_config(tmp_path, "whole", **common)
@@ -278,8 +320,9 @@ def test_double_backprop_under_autocast_and_the_gradient_scaler(pca_file):
 
 @pytest.mark.timeout(2400)          # minutes on a quiet 2-core machine; more with its cores busy
 def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
-    """The PCA, 9 trainings, 9 evaluations and the table; each evaluation equals its training's
-    last validation, and the table has the three methods over three seeds."""
+    """The PCA, 15 trainings, 15 evaluations and the table; each evaluation equals its training's
+    last validation, and the table has the three methods over five seeds and each FoRDE's difference
+    to the deep ensemble paired by seed."""
     root = copy_project(tmp_path / "project", ("default_configs", "result_sheets", "scripts"))
     train_cfg = root / "default_configs" / "forde" / "train.yaml"
     cfg = yaml.safe_load(train_cfg.read_text())
@@ -291,7 +334,7 @@ def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
     ev.write_text(yaml.safe_dump(cfg))
     sheet = root / "result_sheets" / "forde.csv"
     rows = run_project_sheet(root, sheet, tmp_path)
-    assert [r["status"] for r in rows] == ["Completed"] * 20
+    assert [r["status"] for r in rows] == ["Completed"] * 32
     for r in rows:
         if r["name"].startswith("eval "):
             metrics = json.load(open(root / r["run_folder"] / "eval_metrics.json"))
@@ -305,13 +348,31 @@ def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
             assert float(r["cA"]) == pytest.approx(100 * np.mean(pooled), abs=0.006)
         elif r["name"] != "pca" and r["name"] != "table":
             assert float(r["train_ce"]) > 0, r
+            trained = torch.load(root / "models" / "forde" / (r["name"].replace(" seed ", "_") + ".pt"),
+                                 weights_only=False)["config"]
             if r["name"].startswith("ensemble"):
                 assert float(r["repulsion"]) == 0 and not r.get("bandwidth"), r
+                assert trained["member_batches"] == "own"              # the deep ensemble: a batch per member
             else:
                 assert float(r["repulsion"]) > 0 and float(r["bandwidth"]) > 0, r
+                assert trained["member_batches"] == "shared"
     table = (root / rows[-1]["run_folder"] / "forde.md").read_text()
+    means, paired = table.split("paired by seed")
     for method in ("Deep ensemble", "FoRDE-PCA", "FoRDE-identity"):
-        assert f"| {method} | 3 |" in table
+        assert f"| {method} | 5 |" in means
+    # each method − the deep ensemble of the same seed, from the rows themselves: mean ± standard error
+    by_name = {r["name"]: r for r in rows}
+    import pandas as pd
+
+    diffs = pd.read_csv(root / rows[-1]["run_folder"] / "forde_differences.csv", header=0)
+    for method, prefix in (("FoRDE-PCA", "forde_pca"), ("FoRDE-identity", "forde_identity")):
+        d = np.array([float(by_name[f"eval {prefix} seed {s}"]["cNLL"]) - float(by_name[f"eval ensemble seed {s}"]["cNLL"])
+                      for s in range(5)])
+        line = diffs[diffs["method"] == method].iloc[0]
+        assert int(line["seeds"]) == 5
+        assert float(line["cNLL mean"]) == pytest.approx(d.mean(), abs=2e-4)
+        assert float(line["cNLL se"]) == pytest.approx(d.std(ddof=1) / np.sqrt(5), abs=2e-4)
+        assert f"| {method} | 5 | " in paired
     assert (root / rows[-1]["run_folder"] / "forde.png").stat().st_size > 10_000
 
 

@@ -8,6 +8,7 @@ import csv
 import os
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO
@@ -49,7 +50,7 @@ def as_authors(name: str) -> dict:
     d, o, s = train["data"], train["optim"], train["schedule"]
     aug = d["train"]["transform"]
     assert aug == {"recipe": "crop_flip", "size": d["input_size"][-1], "padding": 4}   # RandomCrop(pad 4) + flip
-    assert train["model"]["kwargs"] == {"width": 64}
+    assert train["model"]["kwargs"] == {"width": 64, "padding": "same"}        # haiku's SAME convolutions
     assert evaluate["data"]["domains"]["C"]["severities"] == [1, 2, 3, 4, 5]
     assert pca["data"]["train"]["dataset"] == d["train"]["dataset"] and pca["data"]["mean"] == d["mean"]
     assert train["forde"]["pca_path"] == pca["save_path"]
@@ -90,6 +91,38 @@ def test_the_full_scale_sheet_runs_each_setting_over_three_seeds_on_a_gpu_each()
     for r in train:
         assert r["slurm:gres"] == "gpu:1" and r["slurm:mem"] and r["slurm:time"]
         assert r["delta:forde/repulsion"] in ("none", "pca", "identity")
+        # the deep ensemble's members each on their own batches; FoRDE's on one shared batch
+        assert r["delta:member_batches"] == ("own" if r["delta:forde/repulsion"] == "none" else ""), r["name"]
         assert r["delta:save_path"].startswith("models/__WORKSHEET__/")
     evaluated = {r["depends_on"] for r in rows if r["path_to_main"] == "tasks/classify/evaluate.py"}
     assert evaluated == {r["name"] for r in train}
+
+
+@pytest.mark.parametrize("model_name", ["cifar_resnet18", "preact_resnet18"])
+def test_same_padding_is_haiku_s_against_an_explicit_asymmetric_pad(model_name):
+    """padding: same — a stride-2 3x3 convolution of an even-sized map pads 0 before and 1 after
+    (TensorFlow / Haiku SAME, the authors' hk.Conv2D(padding="SAME")); padding: torch pads 1 and 1."""
+    import torch.nn.functional as F
+
+    from tasks.models import create_model
+    from tasks.models.resnet_cifar import SamePad2d
+
+    torch.manual_seed(0)
+    same = create_model(model_name, 10, width=4, padding="same").eval()
+    torch_padded = create_model(model_name, 10, width=4).eval()
+    torch_padded.load_state_dict(same.state_dict())                 # the same weights, names and shapes
+    block = same.layers[2]                                           # the first stride-2 block
+    assert block.conv1.stride == (2, 2) and block.conv1.padding == (0, 0)
+    x = torch.randn(2, 4, 16, 16)
+    want = F.conv2d(F.pad(x, (0, 1, 0, 1)), block.conv1.weight, block.conv1.bias, stride=2)
+    torch.testing.assert_close(block.conv1(block.pad1(x)), want)
+    other = torch_padded.layers[2]
+    assert not torch.allclose(other.conv1(other.pad1(x)), want)
+    image = torch.randn(2, 3, 32, 32)
+    assert same(image).shape == torch_padded(image).shape == (2, 10)
+    assert not torch.allclose(same(image), torch_padded(image))
+    # TensorFlow's rule for other sizes: odd maps pad 1 and 1, stride 1 pads 1 and 1, 1x1 pads nothing
+    assert SamePad2d.split(15, 3, 2) == (1, 1) and SamePad2d.split(16, 3, 1) == (1, 1)
+    assert SamePad2d.split(16, 1, 2) == (0, 0) and SamePad2d.split(64, 3, 2) == (0, 1)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        create_model(model_name, 10, width=4, padding="valid")

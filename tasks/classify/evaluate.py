@@ -288,6 +288,8 @@ def main(argv=None) -> None:
             pooled = {k: np.concatenate([per_domain[n][k] for n in names]) for k in per_domain[names[0]]}
             results[f"pooled/{group}"] = summarise(pooled, bins, confidence_one)
     trained = {key: s[key] for s in predict.saved for key in ("distill", "forde") if key in s}
+    if trained and "seed" in (predict.saved[0].get("config") or {}):
+        trained["seed"] = predict.saved[0]["config"]["seed"]        # pairs a method's runs with a baseline's
     out = {**predict.describe(), "models": paths, **({"training": trained} if len(paths) == 1 and trained else {}),
            "in_distribution": d["in_distribution"], "class_subset_protocol": protocol,
            "calibration_confidence_one": confidence_one,

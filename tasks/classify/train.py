@@ -17,7 +17,9 @@ One config covers single models, ensemble members (rows that differ in
 - seeds: ``seed.init`` (weights), ``seed.data`` (order, augmentation, dropout, MIMO pairing);
   every sample's augmentation is seeded by (seed.data, epoch, sample), every step's dropout by
   (seed.data, epoch, step, rank), so a run is reproducible at any number of workers and resumes
-  batch-exact;
+  batch-exact; a joint ensemble (``model.joint_members`` M) sees one batch per step
+  (``member_batches: shared``) or one per member (``own``: member m's order and augmentation
+  drawn from seed.data x M + m, as a run of its own — a deep ensemble);
 - validation after every epoch reads the network as tasks/classify/evaluate.py reads its file (its
   model kind: one network, MIMO, a Dirichlet student; ``validation`` sets the kind's options);
 - checkpoints every epoch and on SIGTERM (resumed by the next run of the same config), copies
@@ -67,17 +69,52 @@ def seed_of(*parts: int) -> int:
 
 
 class SeededItems(Dataset):
-    """Items of ``dataset`` whose random augmentation is a function of (seed, epoch, index) only."""
+    """Items of ``dataset`` whose random augmentation is a function of (seed, epoch, index) only.
 
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+    With several ``seeds`` (one stream of batches per member, ``member_batches: own``) item
+    ``s x N + i`` is sample ``i`` as stream ``s`` sees it."""
+
+    def __init__(self, dataset: Dataset, seeds: list):
+        self.dataset, self.seeds, self.epoch = dataset, list(seeds), 0
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) * len(self.seeds)
 
-    def __getitem__(self, i: int):
-        torch.manual_seed(seed_of(self.seed, self.epoch, i))
+    def __getitem__(self, k: int):
+        stream, i = divmod(k, len(self.dataset))
+        torch.manual_seed(seed_of(self.seeds[stream], self.epoch, i))
         return self.dataset[i]
+
+
+MEMBER_BATCHES = ("shared", "own")
+
+
+def data_seeds(cfg: dict) -> list:
+    """The data seed of each stream of batches: ``seed.data`` alone (``member_batches: shared``, every
+    member of a joint ensemble sees the same batch), or one per member, ``seed.data x M + m``
+    (``own``: member m's order and augmentation are those of a run of its own with that seed)."""
+    mode = cfg.get("member_batches", "shared")
+    if mode not in MEMBER_BATCHES:
+        raise ValueError(f"member_batches must be one of {MEMBER_BATCHES}, got {mode!r}")
+    seed = int(cfg["seed"]["data"])
+    if mode == "shared":
+        return [seed]
+    count = joint_members(cfg["model"])
+    if count < 1:
+        raise ValueError("member_batches: own gives each member of a joint ensemble its own batches; "
+                         "this model has none (model.joint_members)")
+    return [seed * count + m for m in range(count)]
+
+
+def epoch_batches(seeds: list, n: int, epoch: int, steps: int, global_bs: int, rank: int, world: int,
+                  skip: int = 0) -> list:
+    """This process's batches of one epoch, as item indices of :class:`SeededItems`: step k of stream
+    s is the k-th slice of the permutation drawn from (seed_s, epoch), this process's 1/world of it."""
+    local = global_bs // world
+    orders = [np.random.default_rng(seed_of(s, epoch)).permutation(n) for s in seeds]
+    return [[stream * n + int(i) for stream, order in enumerate(orders)
+             for i in order[k * global_bs + rank * local: k * global_bs + (rank + 1) * local]]
+            for k in range(skip, steps)]
 
 
 def data_config(cfg: dict) -> dict:
@@ -125,6 +162,17 @@ def build_data(cfg: dict, root: Optional[str] = None):
 # The seed's exemption from weight decay (seed 000's model.py): the batch norms inside the residual
 # blocks only — not the stem's or the downsample paths' batch norms, not the classifier's bias.
 BLOCK_BN = r"layer\d.\d.bn\d.(bias|weight)"
+
+
+def joint_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0):
+    """(Σ_m CE(logits[m], y_m), predictions, targets) of a joint ensemble's logits [M, b, K]: with one
+    batch for all (y [b]), the ensemble's prediction; with a batch per member (y [M, b]), each
+    member's own on its batch (``train_acc`` is then the members' mean accuracy)."""
+    if y.dim() == 1:
+        loss = sum(F.cross_entropy(member, y, label_smoothing=smoothing) for member in logits)
+        return loss, logits.softmax(-1).mean(0).argmax(-1), y
+    loss = sum(F.cross_entropy(member, target, label_smoothing=smoothing) for member, target in zip(logits, y))
+    return loss, logits.argmax(-1).flatten(), y.flatten()
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, no_decay: str | None = None) -> list:
@@ -257,9 +305,10 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         torch.cuda.set_device(device)
     main = rank == 0
     seed_data = int(cfg["seed"]["data"])
+    streams = data_seeds(cfg)
 
     train_set, val_set = build_data(cfg)
-    items = SeededItems(train_set, seed_data)
+    items = SeededItems(train_set, streams)
     model = build_model(cfg).to(device)
     if distributed and cfg.get("sync_bn", True) and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -333,10 +382,8 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         save_atomic(dict(model_record(), epoch=0), snapshot_path(cfg["save_path"], 0))   # the initialisation
     for epoch in range(start_epoch, epochs):
         items.epoch = epoch
-        order = np.random.default_rng(seed_of(seed_data, epoch)).permutation(len(train_set))
         skip = start_step if epoch == start_epoch else 0
-        batches = [order[k * global_bs + rank * local_bs: k * global_bs + (rank + 1) * local_bs].tolist()
-                   for k in range(skip, steps)]
+        batches = epoch_batches(streams, len(train_set), epoch, steps, global_bs, rank, world, skip)
         loader = DataLoader(items, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
         sums = torch.zeros(3, dtype=torch.float64)        # loss x n, correct, n
         extra_sums: dict = {}                              # an objective's extras x n
@@ -344,6 +391,8 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
         for step, (x, y, _) in enumerate(loader, start=skip):
             torch.manual_seed(seed_of(seed_data, epoch, step, rank, 1))
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if len(streams) > 1:                                  # member m's batch: x[m] [b, ...], y[m] [b]
+                x, y = x.view(len(streams), local_bs, *x.shape[1:]), y.view(len(streams), local_bs)
             lr = float(o["lr"]) * factor(epoch * steps + step)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -364,8 +413,7 @@ def train_process(rank: int, world: int, cfg: dict, port: Optional[int] = None, 
                 elif joint_members(cfg["model"]):
                     logits = model(x).float()                                # [M, b, K]
                     # each member's own cross-entropy, summed: M independent networks (tasks/forde)
-                    loss = sum(F.cross_entropy(member, y, label_smoothing=smoothing) for member in logits)
-                    pred, target = logits.softmax(-1).mean(0).argmax(-1), y
+                    loss, pred, target = joint_cross_entropy(logits, y, smoothing)
                 else:
                     logits = model(x).float()
                     loss = F.cross_entropy(logits, y, label_smoothing=smoothing)

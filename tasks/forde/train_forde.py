@@ -13,13 +13,20 @@ after SIGTERM, several processes and mixed precision — with this objective per
 3. loss = sum_m CE_m + R, R the repulsion of :mod:`tasks.forde.repulsion` with the length scales
    of ``forde.repulsion``: ``pca`` (the PCA file at ``forde.pca_path``, from
    tasks/forde/compute_pca.py), ``identity``, or ``none`` (R = 0: the members train as M
-   independent networks on the same batches — the deep-ensemble baseline).
+   independent networks).
+
+The deep-ensemble baseline is ``repulsion: none`` with ``member_batches: own``: each member
+gets its own batch (its own order and augmentation, data seed ``seed.data`` x M + m) instead
+of a copy of one shared batch, so member m is exactly a tasks/classify/train.py run of its own
+with seeds (init x M + m, data x M + m). FoRDE keeps ``shared``: the repulsion compares the
+members' input gradients at the same inputs.
 
 With several processes the input gradients of the whole global batch are gathered for R
 (the authors' ``all_gather``), each process's share of R's gradient flowing back to its own.
 Member m starts from seed ``seed.init`` x M + m, so the members of different seeds' runs never
 coincide, and a plain tasks/classify/train.py run with that ``seed.init`` (same data seed and
-optimiser) trains the same network as member m of ``repulsion: none``. Per epoch the row gets
+optimiser) trains the same network as member m of ``repulsion: none`` (with ``member_batches: own``,
+its data seed is data x M + m too). Per epoch the row gets
 the loss, the members' mean cross-entropy (``train_ce``), R / M (``repulsion``) and the mean
 bandwidth. The saved file holds all members; tasks/classify/evaluate.py reads it as the
 ``joint`` model kind.
@@ -30,7 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from tasks.classify.train import train
+from tasks.classify.train import joint_cross_entropy, train
 from tasks.common import load_config
 from tasks.forde.repulsion import KINDS, repulsion
 
@@ -53,6 +60,10 @@ class FordeObjective:
         self.members = int(cfg["model"].get("joint_members") or 0)
         if self.members < 2:
             raise ValueError(f"FoRDE trains an ensemble: model.joint_members must be 2 or more, got {self.members}")
+        self.own_batches = cfg.get("member_batches", "shared") == "own"
+        if self.own_batches and self.kind != "none":
+            raise ValueError(f"forde.repulsion: {self.kind} compares the members at the same inputs: it needs "
+                             "member_batches: shared (own batches are the deep-ensemble baseline's, repulsion: none)")
         self.eps = float(f.get("eps", 1e-12))
         self.smoothing = float(cfg.get("label_smoothing", 0.0))
         self.eigenvectors = self.scales = None
@@ -68,6 +79,9 @@ class FordeObjective:
 
     def __call__(self, model, x, y):
         m = self.members
+        if self.own_batches:                 # x [M, b, ...], y [M, b]: M networks on their own batches
+            loss, pred, target = joint_cross_entropy(model(x).float(), y, self.smoothing)
+            return loss, pred, target, {"train_ce": loss.detach() / m, "repulsion": loss.new_zeros(())}
         xm = x.unsqueeze(0).expand(m, *x.shape).clone().requires_grad_(self.kind != "none")
         logits = model(xm).float()                                                  # [M, B, K]
         ce = sum(F.cross_entropy(logits[i], y, label_smoothing=self.smoothing) for i in range(m))
