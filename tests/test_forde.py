@@ -346,6 +346,9 @@ def test_forde_sheet_end_to_end_through_sheetrun(tmp_path):
             assert 0 < float(r["cA"]) <= 100 and float(r["cNLL"]) > 0
             pooled = [metrics["results"][f"pooled/C-{s}"]["acc1"] for s in (1, 3)]
             assert float(r["cA"]) == pytest.approx(100 * np.mean(pooled), abs=0.006)
+            # cECE: the mean of the severities' ECEs (each severity's corruptions pooled), not one pooled ECE
+            eces = [metrics["results"][f"pooled/C-{s}"]["ECE"] for s in (1, 3)]
+            assert float(r["cECE"]) == pytest.approx(np.mean(eces), abs=6e-5)
         elif r["name"] != "pca" and r["name"] != "table":
             assert float(r["train_ce"]) > 0, r
             trained = torch.load(root / "models" / "forde" / (r["name"].replace(" seed ", "_") + ".pt"),
