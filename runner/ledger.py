@@ -24,7 +24,10 @@ again. A cell that holds anything else was changed on purpose (a person typing, 
 - Every runner column gone at once is an older copy saved over the sheet (one
   from before the runner added its columns), not a person deleting columns:
   the columns come back, with every row's cells, ended rows' too (``reset``
-  keeps the columns). A person deleting one column is still left alone.
+  keeps the columns). So is a column this launch added (a metric's) gone in a
+  change that also reverted the launch's cells elsewhere: the copy was read
+  before the column existed. A person deleting a column, with nothing
+  reverted, is still left alone.
 
 ``restore`` runs inside the runner's own sheet transactions, so restoring costs
 no extra write; it runs only when another program changed the sheet since the
@@ -65,6 +68,7 @@ def input_cells(row: Row) -> dict[str, str]:
 class Ledger:
     def __init__(self):
         self.entries: dict[str, _Entry] = {}
+        self.added: set[str] = set()          # columns this launch added to the sheet (metrics')
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -82,6 +86,10 @@ class Ledger:
         if entry is None:             # a row this launch did not claim (sync, a job's own write)
             entry = self.entries[run_id] = _Entry("", {})
         self._record(entry, before, after)
+
+    def columns_added(self, columns) -> None:
+        """Columns the launch's writes added to the sheet (they were not there before)."""
+        self.added.update(c for c in columns if c not in C.OWNED)
 
     def forget(self, run_id: str) -> None:
         """The row belongs to another run id now (a retry)."""
@@ -113,24 +121,39 @@ class Ledger:
         by_id: dict[str, list[Row]] = {}
         for row in table.rows:
             by_id.setdefault(row.get(C.RUN_ID), []).append(row)
+        found = [(entry, row) for run_id, entry in self.entries.items()
+                 for row in [self._row_of(run_id, entry, by_id, older_copy)] if row is not None]
+        fixed = sum(self._restore_row(entry, row, table, older_copy) for entry, row in found)
+        gone = {column for column in self.added if column not in table.index}
+        if fixed and gone:               # an older copy, read before this launch added these columns
+            for column in sorted(gone):
+                table.ensure_column(column)
+            fixed += sum(self._restore_row(entry, row, table, older_copy, only=gone) for entry, row in found)
+        return fixed
+
+    def _row_of(self, run_id: str, entry: _Entry, by_id: dict, older_copy: bool) -> Row | None:
+        rows = by_id.get(run_id)
+        row = rows[0] if rows else self._unclaimed(entry, by_id, ended_too=older_copy)
+        return None if row is None or row.ragged else row
+
+    @staticmethod
+    def _restore_row(entry: _Entry, row: Row, table: Table, older_copy: bool, only: set | None = None) -> int:
+        """Write again the cells of ``row`` (of ``only`` these columns) that an older copy reverted."""
+        status = entry.cells.get(C.STATUS)
+        whole_row = status is not None and row.get(C.STATUS) != status.last and row.get(C.STATUS) in status.older
         fixed = 0
-        for run_id, entry in self.entries.items():
-            rows = by_id.get(run_id)
-            row = rows[0] if rows else self._unclaimed(entry, by_id, ended_too=older_copy)
-            if row is None or row.ragged:
+        for column, cell in entry.cells.items():
+            if only is not None and column not in only:
                 continue
-            status = entry.cells.get(C.STATUS)
-            whole_row = status is not None and row.get(C.STATUS) != status.last and row.get(C.STATUS) in status.older
-            for column, cell in entry.cells.items():
-                if column not in table.index and not older_copy:   # a person deleted it: not added back
-                    continue
-                now = row.get(column)
-                if now == cell.last or now not in cell.older:
-                    continue
-                if column == C.WHETHER_TO_RUN and not whole_row:
-                    continue
-                row.set(column, cell.last)
-                fixed += 1
+            if column not in table.index and not older_copy:   # a person deleted it: not added back
+                continue
+            now = row.get(column)
+            if now == cell.last or now not in cell.older:
+                continue
+            if column == C.WHETHER_TO_RUN and not whole_row:
+                continue
+            row.set(column, cell.last)
+            fixed += 1
         return fixed
 
     @staticmethod

@@ -217,7 +217,9 @@ class RowWriter:
             restored = 0
             if self.sheet.changed_by_others != self._others_seen:
                 restored = self.ledger.restore(table)
+            columns = set(table.index)
             delivery = apply_batches(table, prepared, self.policy)
+            self.ledger.columns_added(set(table.index) - columns)
             delivery.restored = restored
             return delivery
         return change

@@ -145,23 +145,34 @@ def all_completed(text: str) -> bool:
     return bool(rows) and all(r.get("status") == "Completed" for r in rows)
 
 
+def read_text(path: str):
+    try:
+        return open(path, encoding="utf-8").read()
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
-def editor_saving(path: str, every_s: float, stale_s: float = 0.0):
+def editor_saving(path: str, every_s: float, stale_s: float = 0.0, stale_until_written: bool = False):
     """An editor saving a note into row 1 every ``every_s``, each time from the sheet as it read it
-    ``stale_s`` earlier, until it has saved a copy it read with every row Completed (or the block
-    ends); yields the notes it saved, in order. Its last save is then made from a finished sheet
-    whatever the machine's load, so what the test finds depends on events, not on timing."""
+    ``stale_s`` earlier — or, with ``stale_until_written``, once the runner has written since (so the
+    save reverts the runner's writes, whatever the machine's load) — until it has saved a copy it
+    read with every row Completed (or the block ends); yields the notes it saved, in order. Its
+    last save is then made from a finished sheet whatever the machine's load, so what the test
+    finds depends on events, not on timing."""
     stop = threading.Event()
     saves = []
 
     def editor():
         k = 0
         while not stop.is_set():
-            try:
-                text = open(path, encoding="utf-8").read()
-            except OSError:
+            text = read_text(path)
+            if text is None:
                 continue
             time.sleep(stale_s)                  # the copy gets older while the person types
+            while stale_until_written and not all_completed(text) and read_text(path) in (text, None):
+                if stop.wait(0.005):
+                    return
             save_with_note(path, text, f"note {k}")
             saves.append(f"note {k}")
             k += 1
@@ -194,15 +205,16 @@ def test_an_editor_saving_every_20_ms_while_run_starts_loses_nothing_and_stops_n
 
 
 def test_an_editor_saving_older_copies_over_the_runs_writes_is_undone(project):
-    """An editor that saves the sheet as it read it 0.1 s earlier (a person's note added) reverts
-    the runner's writes made in between — claims, Running, Completed, scores. The runner writes
-    them again: every row ends Completed with its score, and the person's last note is kept."""
+    """An editor that saves the sheet as it read it before the runner's last write (a person's note
+    added) reverts the runner's writes made in between — claims, Running, Completed, scores. The
+    runner writes them again: every row ends Completed with its score, and the person's last note
+    is kept."""
     n = 30
     project.write("scripts/slow_ok.py", "import sys, time, yaml\nfrom runner import report\n"
                   "cfg = yaml.safe_load(open(sys.argv[2]))\nreport(started=1)\ntime.sleep(0.3)\n"
                   "report(score=cfg['x'] * 2)\n")
     path = project.sheet(BASE + ["delta:x", "notes"], [["scripts/slow_ok.py", CFG, "1", str(i), ""] for i in range(n)])
-    with editor_saving(path, every_s=0.3, stale_s=0.1) as saves:
+    with editor_saving(path, every_s=0.3, stale_until_written=True) as saves:
         proc = project.sheetrun("run", path, "--jobs", "2", timeout=300)
     assert launch_record(project)["cells_restored"] > 0            # the runner itself wrote them again
     project.sheetrun("sync", path, check=0)          # a save landing after the runner ended: sync's job

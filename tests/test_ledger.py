@@ -97,3 +97,25 @@ def test_a_column_a_person_deleted_is_not_added_back():
     ledger.restore(without_score)
     assert "score" not in without_score.index
     assert without_score.find_row(1).get(C.STATUS) == "Completed"
+
+
+def test_a_column_the_launch_added_comes_back_when_an_older_copy_dropped_it():
+    """An editor's copy read before the launch added a metric column, saved after: the rows' cells are
+    reverted and the column is gone — all one older copy, so the column comes back with its values.
+    The same column deleted by a person from a current copy (nothing reverted) stays deleted."""
+    ledger, table = Ledger(), Table("path_to_main,delta:x,whether_to_run,run_id,status,run_folder,notes\n"
+                                    "a.py,1,1,,,,\nb.py,2,1,,,,\n")
+    claim(ledger, table, 1, "r1")
+    claimed = table.text()
+    table.ensure_column("score")
+    ledger.columns_added({"score"})
+    write(ledger, table, "r1", {C.STATUS: "Completed", "score": "0.9", C.WHETHER_TO_RUN: "0"})
+    stale = Table(claimed)                             # read after the claim, before the score existed
+    assert "score" not in stale.index
+    assert ledger.restore(stale) > 0
+    assert stale.find_row(1).get("score") == "0.9" and stale.find_row(1).get(C.STATUS) == "Completed"
+    lines = [line.split(",") for line in table.text().splitlines()]
+    at = lines[0].index("score")
+    deleted = Table("\n".join(",".join(c for k, c in enumerate(line) if k != at) for line in lines) + "\n")
+    assert "score" not in deleted.index and deleted.find_row(1).get(C.STATUS) == "Completed"
+    assert ledger.restore(deleted) == 0 and "score" not in deleted.index     # a person's deletion: kept
