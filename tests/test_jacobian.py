@@ -289,3 +289,46 @@ def test_jacobian_sheet_end_to_end_through_sheetrun(tmp_path):
     assert len(noisy) == 1 and int(noisy[0]["samples"]) == round(TRAIN_SAMPLES * 0.2)
     assert {s["epoch"] for s in summary} == {"0", "4"} and "cnn_w4_noise0" in table
     assert (out / "jacobian.png").stat().st_size > 20_000 and (out / "jacobian.md").exists()
+
+
+@pytest.mark.timeout(2400)
+def test_the_width_sweep_sheet_end_to_end_through_sheetrun(tmp_path):
+    """result_sheets/jacobian_width.csv with epochs shrunk to 2 and three of its widths: trainings,
+    the final model's statistics on train and test, and the table and figure against width, whose
+    errors and medians are the statistics rows' own."""
+    root = copy_project(tmp_path / "project")
+    sheet = root / "result_sheets" / "jacobian_width.csv"
+    with open(sheet, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    trains = [r for r in rows if r["path_to_main"] == "tasks/classify/train.py"]
+    assert len({r["delta:model/kwargs/width"] for r in trains}) >= 6
+    assert {r["delta:data/train/label_noise/fraction"] for r in trains} == {"0.0", "0.2"}
+    widths = ("w1_", "w8_", "w32_")
+    keep = [r for r in rows[:-1] if any(w in r["name"] for w in widths)]
+    for r in keep:
+        if r["delta:epochs"]:
+            r["delta:epochs"] = r["delta:keep_checkpoints/every"] = "2"
+    figure = dict(rows[-1], depends_on=", ".join(r["name"] for r in keep if r["name"].startswith("stats")))
+    with open(sheet, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(keep + [figure])
+    done = run_project_sheet(root, sheet, tmp_path)
+    assert [r["status"] for r in done] == ["Completed"] * 19
+    by_name = {r["name"]: r for r in done}
+    out = root / done[-1]["run_folder"]
+    table = list(csv.DictReader(open(out / "width_sweep.csv")))
+    assert [(int(float(t["width"])), float(t["label_noise"])) for t in table] == \
+        [(w, n) for n in (0.0, 0.2) for w in (1, 8, 32)]
+    for t in table:
+        tag = f"w{int(float(t['width']))}_noise{round(100 * float(t['label_noise']))}"
+        assert int(t["epoch"]) == 2
+        assert float(t["test_error"]) == pytest.approx(float(by_name[f"stats {tag} test"]["error"]), abs=1e-6)
+        assert float(t["train_error"]) == pytest.approx(float(by_name[f"stats {tag} train"]["error_on_targets"]),
+                                                        abs=1e-6)
+        assert float(t["frobenius_train_clean"]) == pytest.approx(
+            float(by_name[f"stats {tag} train"]["fro_none_clean_median"]), rel=1e-5)
+        assert (t["frobenius_train_noisy"] != "") == (float(t["label_noise"]) > 0)
+        assert float(t["frobenius_test_clean"]) > 0
+    assert (out / "width_sweep.png").stat().st_size > 20_000 and "| 32 | 20% |" in (out / "width_sweep.md").read_text()

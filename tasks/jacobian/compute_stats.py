@@ -19,9 +19,11 @@ For each batch and each ``normalizations`` entry (none | softmax | logsoftmax | 
 the per-sample Jacobian (tasks/jacobian/jacobian.py; ``mode``: batched | low_memory) and its
 ``statistics`` (frobenius | operator) go to
 ``<output_dir>/<run>/epoch<E>/<split>/batch<NNNNN>.json`` with the sample ids, the training
-(noisy) and clean labels and the metadata. The row gets, per normalisation and statistic, the
-mean and median over the clean and over the noisy samples (``fro_none_clean_mean``,
-``op_softmax_noisy_median``, ...), the sample counts and the speed.
+(noisy) and clean labels, the network's predictions and the metadata. The row gets, per
+normalisation and statistic, the mean and median over the clean and over the noisy samples
+(``fro_none_clean_mean``, ``op_softmax_noisy_median``, ...), the sample counts, the speed, and
+``error`` (the fraction predicted other than the clean label: the test error on ``test``) and
+``error_on_targets`` (other than the label trained on).
 """
 from __future__ import annotations
 
@@ -149,7 +151,7 @@ def main(argv=None) -> dict:
 
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
     everything = {n: {} for n in norms}
-    noisy_all = []
+    noisy_all, wrong_all, unfit_all = [], [], []
     started = time.time()
     bar = progress(sum(map(len, batches)), f"{run} e{epoch} {split}")
     for b, ((x, y, ids), positions) in enumerate(zip(loader, batches)):
@@ -162,16 +164,23 @@ def main(argv=None) -> dict:
             stats[norm] = {k: v.cpu().tolist() for k, v in values.items()}
             for k, v in stats[norm].items():
                 everything[norm].setdefault(k, []).extend(v)
+        predictions = model(x).argmax(-1).cpu().numpy()
         noisy_all.append(labels[pos] != clean[pos])
+        wrong_all.append(predictions != clean[pos])
+        unfit_all.append(predictions != labels[pos])
         write_json({"format": FORMAT, "metadata": dict(metadata, batch=first + b),
                     "sample_ids": ids.tolist(), "positions": pos.tolist(), "targets": labels[pos].tolist(),
-                    "ground_truths": clean[pos].tolist(), "stats": stats},
+                    "ground_truths": clean[pos].tolist(), "predictions": predictions.tolist(), "stats": stats},
                    os.path.join(out_dir, f"batch{first + b:05d}.json"))
         bar.update(len(pos))
     bar.close()
     seconds = time.time() - started
     noisy = np.concatenate(noisy_all) if noisy_all else np.zeros(0, dtype=bool)
+    wrong = np.concatenate(wrong_all) if wrong_all else np.zeros(0, dtype=bool)
+    unfit = np.concatenate(unfit_all) if unfit_all else np.zeros(0, dtype=bool)
     metrics = {"samples": int(len(noisy)), "noisy_samples": int(noisy.sum()), "epoch": epoch,
+               **({"error": round(float(wrong.mean()), 6), "error_on_targets": round(float(unfit.mean()), 6)}
+                  if len(wrong) else {}),
                "batches": len(batches), "samples_per_s": round(len(noisy) / max(seconds, 1e-9), 2),
                **{k: round(v, 6) for k, v in summary(everything, noisy).items()}}
     if "operator" in names:          # samples whose power iteration the cap stopped before the tolerance
