@@ -324,8 +324,8 @@ def test_the_width_sweep_sheet_end_to_end_through_sheetrun(tmp_path):
     for t in table:
         tag = f"w{int(float(t['width']))}_noise{round(100 * float(t['label_noise']))}"
         assert int(t["epoch"]) == 2
-        assert float(t["test_error"]) == pytest.approx(float(by_name[f"stats {tag} test"]["error"]), abs=1e-6)
-        assert float(t["train_error"]) == pytest.approx(float(by_name[f"stats {tag} train"]["error_on_targets"]),
+        assert float(t["test_error"]) == pytest.approx(float(by_name[f"stats {tag} test"]["error_clean_labels"]), abs=1e-6)
+        assert float(t["train_error"]) == pytest.approx(float(by_name[f"stats {tag} train"]["error_trained_labels"]),
                                                         abs=1e-6)
         assert float(t["frobenius_train_clean"]) == pytest.approx(
             float(by_name[f"stats {tag} train"]["fro_none_clean_median"]), rel=1e-5)

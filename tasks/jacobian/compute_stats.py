@@ -22,8 +22,8 @@ the per-sample Jacobian (tasks/jacobian/jacobian.py; ``mode``: batched | low_mem
 (noisy) and clean labels, the network's predictions and the metadata. The row gets, per
 normalisation and statistic, the mean and median over the clean and over the noisy samples
 (``fro_none_clean_mean``, ``op_softmax_noisy_median``, ...), the sample counts, the speed, and
-``error`` (the fraction predicted other than the clean label: the test error on ``test``) and
-``error_on_targets`` (other than the label trained on).
+``error_clean_labels`` (the fraction predicted other than the clean label: the test error on
+``test``) and ``error_trained_labels`` (other than the label trained on).
 """
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def main(argv=None) -> dict:
     wrong = np.concatenate(wrong_all) if wrong_all else np.zeros(0, dtype=bool)
     unfit = np.concatenate(unfit_all) if unfit_all else np.zeros(0, dtype=bool)
     metrics = {"samples": int(len(noisy)), "noisy_samples": int(noisy.sum()), "epoch": epoch,
-               **({"error": round(float(wrong.mean()), 6), "error_on_targets": round(float(unfit.mean()), 6)}
+               **({"error_clean_labels": round(float(wrong.mean()), 6),
+                   "error_trained_labels": round(float(unfit.mean()), 6)}
                   if len(wrong) else {}),
                "batches": len(batches), "samples_per_s": round(len(noisy) / max(seconds, 1e-9), 2),
                **{k: round(v, 6) for k, v in summary(everything, noisy).items()}}
