@@ -18,7 +18,7 @@ read as timm's ``.safetensors`` files. Then it shrinks what only costs time
 ResNet-18 for ResNet-50, a ViT-Tiny for the DeiT-III-B, FoRDE's ResNets at width 8 with 3
 members; the distillation configs' learning rates, which the seed scales with the batch, scaled
 with it; TinyImageNet at 32 x 32, so its PCA's eigen-decomposition is 3072², not 12288²; seed 002's
-ViTs as ViT-Tiny at 32 x 32, its baseline 86 epochs, the last snapshot its sheet evaluates, and 5 of the
+ViTs as ViT-Tiny at 32 x 32, its baseline 85 epochs (the sheets' snapshot rows past it dropped), and 5 of the
 133 published models its split sheet evaluates) and runs each sheet with ``sheetrun run``. Every other value is
 the sheet's and the config's own. The table at the end gives each sheet's rows and time; the
 exit status is 1 if any row did not complete.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import os
 import shutil
 import subprocess
@@ -53,10 +54,11 @@ NETWORKS = {"resnet50": "resnet18", "deit3_base_patch16_224.fb_in22k_ft_in1k": "
             "ViT-B-32-quickgelu": "sheetrun-tiny-clip"}       # open_clip's, for the zero-shot head's text tower
 # FoRDE's configs shrink these too: narrower ResNets, fewer members, TinyImageNet at CIFAR's size
 FORDE_SHRINK = {"width": 8, "joint_members": 3, "size": 32}
-# seed 002's: ViTs at 32 x 32 (2 x 2 patches); its baseline keeps 86 epochs, the last snapshot its sheet evaluates
+# seed 002's: ViTs at 32 x 32 (2 x 2 patches); its baseline trains 85 epochs and the snapshot rows past it are dropped
+# (on 16 random-noise images the ER rows need snapshots whose accuracies differ, which the 85-epoch run's do)
 # (and CLIP's text tower as a 1-layer open_clip model of the same embedding size, described by model_config)
 TINY_CLIP = "models/pretrained/sheetrun-tiny-clip.json"
-ROBUSTNESS_SHRINK = {"size": 32, "resize": 36, "img_size": 32, "epochs": 86, "model_config": TINY_CLIP}
+ROBUSTNESS_SHRINK = {"size": 32, "resize": 36, "img_size": 32, "epochs": 85, "model_config": TINY_CLIP}
 FOLDERS = {"default_configs/sed/imagenet": {}, "default_configs/distill/imagenet": {},
            "default_configs/forde/full_scale": FORDE_SHRINK, "default_configs/robustness/full_scale": ROBUSTNESS_SHRINK}
 # the published models of robustness_imagenet_split.csv kept (3 baselines fix a line; 2 pre-trained)
@@ -237,6 +239,20 @@ def make_robustness_weights(root: str) -> None:
                   os.path.join(root, "models", "timm", f"{name}.safetensors"))
 
 
+def drop_rows(path: str, dropped: set) -> None:
+    """The sheet at ``path`` without the rows named in ``dropped`` (nor their mention in depends_on)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+        columns = list(rows[0])
+    kept = [r for r in rows if r["name"] not in dropped]
+    for row in kept:
+        row["depends_on"] = ", ".join(t.strip() for t in row["depends_on"].split(",") if t.strip() and t.strip() not in dropped)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+
+
 def keep_published(path: str) -> None:
     """robustness_imagenet_split.csv with only the rows of the PUBLISHED_KEPT models (and no mention
     of the others in depends_on): fewer published models, the one size of that sheet that is a row count."""
@@ -263,6 +279,8 @@ def shrink(value, key: str = "", extra: dict = None):
     sizes = {**SHRINK, **(extra or {})}
     if isinstance(value, dict):
         return {k: shrink(v, k, extra) for k, v in value.items()}
+    if key == "keep_checkpoints" and isinstance(value, list) and "epochs" in sizes:
+        return [e for e in value if int(e) <= sizes["epochs"]]          # snapshots the shrunk run reaches
     if key == "input_size" and extra and isinstance(value, list):
         return value[:1] + [min(int(v), SMALL_SIDE) for v in value[1:]]
     if isinstance(value, list):
@@ -294,6 +312,9 @@ def make_project(root: str) -> None:
             with open(path, "w") as f:
                 yaml.safe_dump(small, f, sort_keys=False)
     keep_published(os.path.join(root, "result_sheets", "robustness_imagenet_split.csv"))
+    for path in glob.glob(os.path.join(root, "result_sheets", "robustness_imagenet_*.csv")):
+        # the baseline's snapshots past the shrunk epochs are not there to evaluate
+        drop_rows(path, {f"baseline epoch {e}" for e in range(ROBUSTNESS_SHRINK["epochs"] + 1, 101)})
     make_data(root)
     make_robustness_weights(root)
     make_cifar_data(root)
