@@ -33,7 +33,7 @@ def test_only_sizes_and_networks_change():
             before, after = dict(leaves(cfg)), dict(leaves(check.shrink(cfg, extra=extra)))
             assert before.keys() == after.keys(), path
             changed |= {key.split("/")[-1] for key in before if before[key] != after[key]}
-        assert changed <= set(check.SHRINK) | set(extra) | {"amp", "name", "input_size" if extra else "amp"}, changed
+        assert changed <= set(check.SHRINK) | set(extra) | {"amp", "name", "input_size" if extra else "amp", "keep_checkpoints" if "epochs" in extra else "amp"}, changed
         changed_in[folder] = changed
     assert {"epochs", "batch_size", "devices", "name"} <= \
         changed_in["default_configs/sed/imagenet"] | changed_in["default_configs/distill/imagenet"]
