@@ -258,20 +258,13 @@ def keep_published(path: str) -> None:
     of the others in depends_on): fewer published models, the one size of that sheet that is a row count."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-        columns = list(rows[0])
     dropped = set()
     for row in rows:
         model = row["name"].split(" ", 1)[1] if row["name"].startswith(("import ", "baseline ", "pre-trained ")) else ""
         if row["path_to_main"] in ("tasks/classify/import_weights.py", "tasks/classify/evaluate.py") \
                 and model not in PUBLISHED_KEPT:
             dropped.add(row["name"])
-    kept = [r for r in rows if r["name"] not in dropped]
-    for row in kept:
-        row["depends_on"] = ", ".join(t.strip() for t in row["depends_on"].split(",") if t.strip() and t.strip() not in dropped)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(kept)
+    drop_rows(path, dropped)
 
 
 def shrink(value, key: str = "", extra: dict = None):
