@@ -20,7 +20,7 @@ from runner import columns as C
 from runner import procs
 from runner.columns import Status
 from runner.liveness import default_client, slurm_info
-from runner.plan import RowFilter
+from runner.rowrefs import RowFilter
 from runner.rundir import RunDir, read_json_quietly
 from runner.sheet import Sheet
 from runner.slurm import SlurmClient

@@ -165,3 +165,65 @@ def resolve_path(path: str, root: str) -> str:
         raise CellError(f"{path!r}: the environment variable {missing[0]} is not set")
     path = _PATH_VAR.sub(lambda m: os.environ[m.group(1)], path)
     return os.path.normpath(os.path.join(root, os.path.expanduser(path)))
+
+
+# sweeps: {a | b | c} and {<start end step is_log>} (runner.sweeps expands them into rows)
+SWEEP_ITEM_SEPARATOR = " | "
+
+
+def _sweep_number(text: str):
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _sweep_truthy(text: str) -> bool:
+    """``is_log`` as stnd reads it: its decoded value's truth (False, 0, None: no; other text: yes)."""
+    text = text.strip()
+    if text.lower() in ("false", "none", "null", ""):
+        return False
+    try:
+        return bool(_sweep_number(text))
+    except ValueError:
+        return True
+
+
+def _sweep_range(spec: str) -> list[str]:
+    parts = spec.split()
+    if len(parts) != 4:
+        raise CellError(f"{{<{spec}>}} must hold four values: start end step is_log")
+    try:
+        start, end, step = (_sweep_number(p) for p in parts[:3])
+    except ValueError:
+        raise CellError(f"{{<{spec}>}}: start, end and step must be numbers") from None
+    log = _sweep_truthy(parts[3])
+    if (log and step <= 1) or (not log and step <= 0):
+        raise CellError(f"{{<{spec}>}}: the range must increase (step > {1 if log else 0})")
+    # counted, not accumulated: stnd adds the steps up, so {<0 1 0.1 False>} there ends in
+    # 0.9999999999999999; here it ends in 0.9, as a person means
+    values, i = [], 0
+    while len(values) < 10000:
+        value = start * step ** i if log else start + i * step
+        if value >= end or (isinstance(value, float) and abs(value - end) <= 1e-9 * max(1.0, abs(end))):
+            break
+        values.append(value)
+        i += 1
+    return [str(v) if isinstance(v, int) else format(v, ".12g") for v in values]
+
+
+def sweep_values(text: str) -> list[str] | None:
+    """The values a cell sweeps over, or None when it is an ordinary cell."""
+    value = text.strip()
+    if len(value) < 2 or value[0] != "{" or value[-1] != "}":
+        return None
+    inner = value[1:-1]
+    if len(inner) >= 2 and inner[0] == "<" and inner[-1] == ">":
+        return _sweep_range(inner[1:-1])
+    if SWEEP_ITEM_SEPARATOR.strip() not in inner:
+        return None         # {lr: 0.1} is a YAML mapping, not a sweep of one value
+    items = [item.strip() for item in inner.split(SWEEP_ITEM_SEPARATOR.strip())]
+    if any(item == "" for item in items):
+        raise CellError(f"{text!r}: a sweep needs a value between each ' | ': {{a | b | c}}")
+    return items

@@ -17,8 +17,10 @@ from runner import config as cfg
 from runner.columns import Status
 from runner.console import make_console
 from runner.errors import UsageError
-from runner.plan import RowFilter, plan
-from runner.rows import RowError, project_root_for
+from runner.errors import RowError
+from runner.plan import plan
+from runner.rowrefs import RowFilter
+from runner.rows import project_root_for
 from runner.sheet import SheetError, open_sheet
 from runner.slurm.client import SlurmError
 

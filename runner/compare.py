@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from runner import columns as C
 from runner import config as cfg
-from runner.rows import RowError, build_spec
+from runner.errors import RowError
+from runner.rows import build_spec
 from runner.rundir import RunDir
 from runner.summary import row_metrics
 

@@ -29,3 +29,7 @@ def describe(exc: BaseException, path: str | None = None) -> str:
 
 class UsageError(Exception):
     """The command was given something it cannot use (an option, a project file): said, exit status 2."""
+
+
+class RowError(ValueError):
+    """Why a row cannot run; written into the row's ``error`` cell."""

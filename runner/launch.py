@@ -40,7 +40,8 @@ from runner.errors import describe
 from runner.jobwrapper import REMOTE_FORWARD_INTERVAL_S, THREAD_VARS
 from runner.liveness import holder_text, verdict
 from runner.metric_columns import MetricColumns, clear_previous_metrics, unaccounted_cells
-from runner.plan import PlannedRow, RowFilter, new_run_id, plan
+from runner.plan import PlannedRow, new_run_id, plan
+from runner.rowrefs import RowFilter
 from runner.rowwriter import RowWriter
 from runner.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
 from runner.runindex import IndexedRun, RunIndex, row_key, unshown_runs

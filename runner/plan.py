@@ -7,7 +7,6 @@ what is validated is exactly what gets claimed.
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -17,7 +16,9 @@ from runner.allow import Allowance
 from runner.cells import CellError, parse_whether_to_run
 from runner.config import load_yaml
 from runner.columns import Status
-from runner.rows import RowError, RowSpec, build_spec
+from runner.errors import RowError
+from runner.rowrefs import RowFilter
+from runner.rows import RowSpec, build_spec
 from runner.sheet import Table
 
 
@@ -49,74 +50,6 @@ class PlannedRow:
     @property
     def ok(self) -> bool:
         return not self.error
-
-
-@dataclass
-class RowFilter:
-    """``--rows``: row numbers, ranges, run ids and ``name`` cells, e.g. ``"1,3,5-8 r1a2b3c4 baseline"``;
-    a name with spaces is quoted, or alone between commas (:mod:`runner.rowrefs`)."""
-    numbers: set[int] = field(default_factory=set)
-    ids: set[str] = field(default_factory=set)          # run ids or names
-    spec: str = ""
-    exact: bool = False                                 # one row named by the whole text (history)
-
-    @classmethod
-    def parse(cls, spec: str | None, names=()) -> "RowFilter | None":
-        if not spec:
-            return None
-        out = cls(spec=spec)
-        try:
-            items = rowrefs.split(spec, names)
-        except rowrefs.SelectorError as exc:
-            raise RowError(f"--rows {exc}") from None
-        for token in items:
-            m = re.fullmatch(r"(\d+)-(\d+)", token)
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                if lo > hi:
-                    raise RowError(f"--rows {spec!r}: the range {token!r} goes backwards (write {hi}-{lo})")
-                out.numbers.update(range(lo, hi + 1))
-            elif token.isdigit():
-                out.numbers.add(int(token))
-            else:
-                out.ids.add(token)
-        return out
-
-    @classmethod
-    def one(cls, text: str) -> "RowFilter":
-        """One row: its number, run id or name (a name may hold spaces here)."""
-        text = rowrefs.normal(text)
-        return cls(numbers={int(text)}, spec=text, exact=True) if text.isdigit() else \
-            cls(ids={text}, spec=text, exact=True)
-
-    def check(self, table: Table, what: str = "--rows") -> None:
-        """Read the names again knowing the sheet's (a name with spaces between commas stays whole);
-        RowError naming what ``--rows`` names that the sheet does not have."""
-        names = {r.get(C.NAME) for r in table.rows} | {r.get(C.RUN_ID) for r in table.rows}
-        if self.ids and self.spec and not self.exact:
-            again = RowFilter.parse(self.spec, names)
-            self.numbers |= again.numbers
-            self.ids = again.ids
-        size = len(table)
-        valid = f"rows 1-{size}" if size > 1 else ("row 1" if size == 1 else "no rows")
-        problems = []
-        missing = sorted(n for n in self.numbers if not 1 <= n <= size)
-        if missing:
-            shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-            problems.append(f"there is no row {shown} (the sheet has {valid})")
-        known = {rowrefs.normal(n) for n in names if n}
-        unknown = sorted(t for t in self.ids if t not in known)
-        if unknown:
-            problems.append(", ".join(repr(t) for t in unknown)
-                            + f" {'is' if len(unknown) == 1 else 'are'} not a row number ({valid}), "
-                              "a run id or a name of this sheet"
-                            + (f"; {rowrefs.QUOTING_HINT}" if any(" " in n for n in known) else ""))
-        if problems:
-            raise RowError(f"{what} {self.spec!r}: " + "; ".join(problems))
-
-    def __contains__(self, row) -> bool:
-        return (row.number in self.numbers or row.get(C.RUN_ID) in self.ids
-                or (bool(row.get(C.NAME).strip()) and rowrefs.normal(row.get(C.NAME)) in self.ids))
 
 
 def new_run_id(taken: set[str]) -> str:

@@ -24,7 +24,7 @@ from runner import columns as C
 from runner.columns import Status
 from runner.liveness import verdict
 from runner.metric_columns import clear_previous_metrics, unaccounted_cells
-from runner.plan import RowFilter
+from runner.rowrefs import RowFilter
 from runner.rundir import RunDir
 from runner.runindex import RunIndex, mark_reset, unshown_runs
 from runner.sheet import Sheet, Table

@@ -10,16 +10,13 @@ from typing import Any
 from runner import cells, columns as C, config as cfg, credentials, programs, rowrefs, stnd_logging
 from runner.allow import Allowance
 from runner.slurm import options as slurm_options
-from runner.cells import NO_NORMALISATION, CellError, resolve_path
+from runner.cells import NO_NORMALISATION, CellError, resolve_path, sweep_values
+from runner.errors import RowError
 
 RUNNER_MARKER = programs.MARKER
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 DEFAULT_WORDS = cells.DEFAULT_WORDS
-
-
-class RowError(ValueError):
-    """Why a row cannot run; written into the row's ``error`` cell."""
 
 
 @dataclass
@@ -89,8 +86,6 @@ def _number_at(config: dict, key: str) -> bool:
 
 def _refuse_sweep(column: str, text: str) -> None:
     """A ``{a | b}`` cell stands for several rows: it runs once expanded, not as it is."""
-    from runner.sweeps import sweep_values
-
     try:
         sweep = sweep_values(text) is not None
     except CellError:

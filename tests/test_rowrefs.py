@@ -2,8 +2,8 @@
 import pytest
 
 from conftest import BASE, CFG
-from runner.plan import RowFilter
-from runner.rows import RowError
+from runner.errors import RowError
+from runner.rowrefs import RowFilter
 from runner.rowrefs import SelectorError, split
 from runner.sheet import Table
 

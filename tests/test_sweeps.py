@@ -4,7 +4,8 @@ import pytest
 
 from conftest import BASE, CFG
 from runner.cells import CellError
-from runner.sweeps import combinations, sweep_values
+from runner.cells import sweep_values
+from runner.sweeps import combinations
 
 
 @pytest.mark.parametrize("cell,values", [

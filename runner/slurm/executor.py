@@ -21,9 +21,9 @@ from runner.core import Executor, Job
 from runner.rundir import RunDir, write_json
 from runner.slurm.client import SlurmClient, lookup
 from runner.slurm.states import ENDED
+from runner.slurm.submit import IO_THREADS, submit_rows
 
 SCRIPT_NAME = "sbatch.sh"
-IO_THREADS = 8
 INFO_NAME = "slurm.json"
 
 
@@ -82,8 +82,6 @@ class SlurmExecutor(Executor):
 
     def start(self, launch, rows) -> None:
         """Submit the launch's rows as job arrays; each job writes its own row on its node."""
-        from runner.slurm.submit import submit_rows
-
         launch.sheet_writes = "job"
         submit_rows(launch, self, rows)
 

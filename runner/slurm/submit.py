@@ -28,9 +28,9 @@ from runner.columns import Status
 from runner.errors import UsageError, describe
 from runner.settings import PROJECT_CONFIG, read_settings
 from runner.slurm.client import SbatchError
-from runner.slurm.executor import IO_THREADS
 from runner.slurm.options import SlurmOptionError, validate
 
+IO_THREADS = 8           # run folders written at once (many small files: overlap their latency)
 
 
 def slurm_defaults(root: str) -> dict[str, str]:
