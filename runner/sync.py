@@ -12,9 +12,9 @@ the launch) shows an older run than its newest, or none: it gets its newest
 run back first (``runner.runindex``), claim, status and metrics, whatever the
 copy lost — the runner's columns included — unless ``sheetrun reset`` voided
 that run. Sheet writes a job could not deliver (``pending_updates.jsonl``) go next.
-Everything — delivered writes and settled rows — is written in one
-transaction; a value that cannot go into a cell is left out and named, it
-never stops the sync.
+The writes take at most three transactions: the runs put back, then the rows
+stnd left active, then every delivered write and settled row together. A value
+that cannot go into a cell is left out and named; it never stops the sync.
 """
 from __future__ import annotations
 

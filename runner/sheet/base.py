@@ -70,18 +70,6 @@ class Sheet(ABC):
         return run_id not in self.update_many({run_id: values}, skip_statuses=skip_statuses,
                                                metrics=metrics)
 
-    def update_in_order(self, run_id: str,
-                        batches: Iterable[tuple[Mapping[str, object], Iterable[str]]],
-                        metrics: "ColumnPolicy | None" = None) -> bool:
-        """Apply ``(values, skip_statuses)`` batches to one row, in order, in one transaction.
-
-        Each batch is skipped if the row's status at that point is in its
-        ``skip_statuses``; later batches see what earlier ones wrote. Used to
-        deliver writes that were held back while the sheet was unreachable.
-        False if the row was not written (gone, or ragged).
-        """
-        return not self.update_rows_in_order({run_id: batches}, metrics).undelivered
-
     def update_many(self, updates: Mapping[str, Mapping[str, object]], *,
                     skip_statuses: Iterable[str] = (), metrics: "ColumnPolicy | None" = None) -> set[str]:
         """Write several rows' cells in one transaction.
@@ -95,8 +83,10 @@ class Sheet(ABC):
     def update_rows_in_order(self, batches_by_run_id: Mapping[str, Iterable[tuple[Mapping[str, object],
                                                                              Iterable[str]]]],
                              metrics: "ColumnPolicy | None" = None) -> "Delivery":
-        """:meth:`update_in_order` for many rows at once, in one transaction; the one
-        write path every other update method goes through.
+        """Apply each row's ``(values, skip_statuses)`` batches, in order, all rows in one
+        transaction; the one write path every other update method goes through. A batch is
+        skipped if the row's status at that point is in its ``skip_statuses``; later batches see
+        what earlier ones wrote (how writes held back while the sheet was unreachable go out).
 
         Keys of ``values`` are the runner's own columns (``status``, ``error``...)
         or reported metrics; ``metrics`` decides which column each metric goes to

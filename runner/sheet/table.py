@@ -348,6 +348,3 @@ class Table:
     def text(self) -> str:
         body = "".join(rec.text(self.delimiter, self.escaped) for rec in self.records)
         return (BOM + body) if self.bom else body
-
-    def to_dicts(self) -> list[dict[str, str]]:
-        return [row.as_dict() for row in self.rows]

@@ -42,11 +42,6 @@ from tasks.common import load_config
 from tasks.forde.repulsion import KINDS, repulsion
 
 
-def unwrapped(model):
-    """The network inside DistributedDataParallel (or the network)."""
-    return getattr(model, "module", model)
-
-
 class FordeObjective:
     metadata_key = "forde"          # the saved model records how it was trained under this key
 

@@ -37,11 +37,6 @@ OUTPUTS: Dict[str, Callable] = {
 }
 
 
-def output_rows(normalization: str, num_classes: int) -> int:
-    """Rows of J: K, or 1 for the cross-entropy's gradient."""
-    return 1 if normalization == "crossentropy" else num_classes
-
-
 def jacobian(model: torch.nn.Module, x: torch.Tensor, normalization: str = "none",
              targets: Optional[torch.Tensor] = None, mode: str = "batched") -> torch.Tensor:
     """J [N, R, D] of ``g(model(x))`` with respect to x (see the module docstring), detached.
