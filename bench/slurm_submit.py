@@ -32,9 +32,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from runner.runs.sync import sync  # noqa: E402
 from runner.sheet import open_sheet  # noqa: E402
 from runner.slurm import SlurmClient  # noqa: E402
-from runner.sync import sync  # noqa: E402
 
 SCRIPT = "import sys\nprint('hello')\n"
 

@@ -12,15 +12,14 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from runner import __version__
-from runner import columns as C
-from runner import config as cfg
-from runner.columns import Status
-from runner.console import make_console
-from runner.errors import UsageError
-from runner.errors import RowError
-from runner.plan import plan
-from runner.rowrefs import RowFilter
-from runner.rows import project_root_for
+from runner.core import columns as C
+from runner.core.columns import Status
+from runner.core.console import make_console
+from runner.core.errors import RowError, UsageError
+from runner.core.rowrefs import RowFilter
+from runner.launch.plan import plan
+from runner.rowspec import config as cfg
+from runner.rowspec.rows import project_root_for
 from runner.sheet import SheetError, open_sheet
 from runner.slurm.client import SlurmError
 
@@ -40,10 +39,10 @@ def _root(args) -> str:
 
 
 def cmd_run(args) -> int:
-    from runner.devices import DevicePool, visible_devices
-    from runner.launch import RunOptions, launch
+    from runner.launch.pipeline import RunOptions, launch
+    from runner.launch.progress import Progress
     from runner.local import LocalExecutor
-    from runner.progress import Progress
+    from runner.local.devices import DevicePool, visible_devices
 
     if args.wait and args.backend != "slurm":
         raise UsageError("--wait is for --backend slurm (local runs always wait)")
@@ -53,7 +52,7 @@ def cmd_run(args) -> int:
     if args.expand and args.dry_run:
         return show_expansion(sheet, rows)
     if args.expand:
-        from runner.sweeps import after_expansion
+        from runner.launch.sweeps import after_expansion
 
         rows = after_expansion(rows, _expand(sheet, rows))
     approvals = confirm_commands(sheet, rows, args.yes, args.dry_run) if sheet.remote else None
@@ -81,8 +80,8 @@ def cmd_run(args) -> int:
 def confirm_commands(sheet, rows, yes: bool, dry_run: bool):
     """A shared (Google) sheet: list the rows to run whose command this user has not run from it
     before, with what changed, and have them confirmed (a prompt, or ``--yes``); unconfirmed rows
-    are left out. Returns the approvals the launch's claim checks again (runner.approvals)."""
-    from runner.approvals import Approvals
+    are left out. Returns the approvals the launch's claim checks again (runner.launch.approvals)."""
+    from runner.launch.approvals import Approvals
 
     approvals = Approvals.of(sheet.location)
     table = sheet.read()
@@ -121,11 +120,11 @@ def _timeout(args) -> str:
 
 
 def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) -> int:
-    from runner.launch import RunOptions, launch
-    from runner.liveness import default_client
-    from runner.progress import SubmitProgress
+    from runner.launch.pipeline import RunOptions, launch
+    from runner.launch.progress import SubmitProgress
+    from runner.runs.liveness import default_client
+    from runner.runs.sync import end_following, follow
     from runner.slurm import SlurmExecutor
-    from runner.sync import end_following, follow
 
     if args.retries:
         raise UsageError("--retries is for local runs; on SLURM, rows that fail are run again "
@@ -184,8 +183,8 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
 
 def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: KeyboardInterrupt) -> int:
     """``run --backend slurm --wait`` interrupted: its rows' jobs are cancelled, as a local run's are."""
-    from runner.cancel import cancel
-    from runner.rowrefs import ranges
+    from runner.core.rowrefs import ranges
+    from runner.runs.cancel import cancel
 
     sigterm = bool(interrupt.args) and interrupt.args[0] == signal.SIGTERM
     numbers = cancel(sheet, root, RowFilter(ids=set(run_ids)), client)
@@ -199,13 +198,14 @@ def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: Key
 
 def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local", timeout: str | None = None,
             runs_dir: str = "") -> int:
-    from runner.liveness import verdict
-    from runner.rundir import RunDir
-    from runner.runindex import RunIndex, unshown_runs
+    from runner.core.rundir import RunDir
+    from runner.core.runindex import RunIndex, unshown_runs
+    from runner.runs.liveness import verdict
 
     slurm_defaults = None
     if backend == "slurm":
-        from runner.slurm.submit import sbatch_options, slurm_defaults as read_defaults
+        from runner.slurm.submit import sbatch_options
+        from runner.slurm.submit import slurm_defaults as read_defaults
 
         slurm_defaults = read_defaults(root)
 
@@ -296,7 +296,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from runner.sync import sync
+    from runner.runs.sync import sync
 
     root = _root(args)
     changes = sync(open_sheet(args.sheet), root, runs_dir=_runs_dir(args, root))
@@ -331,7 +331,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from runner.cancel import cancel
+    from runner.runs.cancel import cancel
 
     numbers = cancel(open_sheet(args.sheet), _root(args), RowFilter.parse(args.rows))
     if not numbers:
@@ -364,7 +364,7 @@ def _show(args) -> list[str] | None:
 
 
 def cmd_history(args) -> int:
-    from runner.results import history
+    from runner.results.history import history
 
     sheet = open_sheet(args.sheet)
     table = sheet.read()
@@ -405,8 +405,8 @@ def cmd_history(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from runner.results import curve, plot
-    from runner.rundir import RunDir
+    from runner.core.rundir import RunDir
+    from runner.results.history import curve, plot
 
     sheet = open_sheet(args.sheet)
     table = sheet.read()
@@ -414,7 +414,7 @@ def cmd_plot(args) -> int:
     if spec is not None:
         spec.check(table)
     root = _root(args)
-    from runner.sweeps import swept_labels
+    from runner.launch.sweeps import swept_labels
 
     swept = swept_labels(table)
     series, empty = [], []
@@ -433,15 +433,15 @@ def cmd_plot(args) -> int:
     plot(series, args.metric, out)
     console.print(f"{len(series)} curve(s) of {args.metric} written to {out}", soft_wrap=True)
     if empty:
-        from runner.rowrefs import ranges
+        from runner.core.rowrefs import ranges
 
         console.print(f"rows {ranges(empty)} reported no {args.metric}", soft_wrap=True)
     return 0
 
 
 def cmd_summarize(args) -> int:
-    from runner.summary import as_records, csv_text, markdown, row_ranges, summarize
-    from runner.sweeps import swept_labels
+    from runner.launch.sweeps import swept_labels
+    from runner.results.summary import as_records, csv_text, markdown, row_ranges, summarize
 
     sheet = open_sheet(args.sheet)
     table = sheet.read()
@@ -495,8 +495,8 @@ SUMMARY_MARK = "group"          # the first header cell of a summary sheet sheet
 
 def _write_summary(sheet, records) -> None:
     """The summary as a sheet beside the sheet: NAME_summary.csv, or the worksheet 'NAME summary'."""
+    from runner.results.summary import csv_text
     from runner.sheet import Table
-    from runner.summary import csv_text
 
     if sheet.remote:
         base = sheet.location.split("::")[0]
@@ -513,7 +513,7 @@ def _write_summary(sheet, records) -> None:
 
 
 def cmd_compare(args) -> int:
-    from runner.compare import compare, metric_pairs, side
+    from runner.results.compare import compare, metric_pairs, side
 
     sheet = open_sheet(args.sheet)
     table = sheet.read()
@@ -557,7 +557,7 @@ def cmd_compare(args) -> int:
 
 
 def _expand(sheet, rows) -> list:
-    from runner.sweeps import expand
+    from runner.launch.sweeps import expand
 
     done = expand(sheet, rows)
     for old, original, first, last in done:
@@ -570,7 +570,7 @@ def _expand(sheet, rows) -> list:
 
 
 def show_expansion(sheet, rows) -> int:
-    from runner.sweeps import plan_expansion
+    from runner.launch.sweeps import plan_expansion
 
     sweeps = plan_expansion(sheet.read(), rows)
     if not sweeps:
@@ -591,8 +591,8 @@ def cmd_expand(args) -> int:
 
 
 def cmd_reset(args) -> int:
-    from runner.reset import reset
-    from runner.rowrefs import ranges
+    from runner.core.rowrefs import ranges
+    from runner.runs.reset import reset
 
     root = _root(args)
     done, left, kept = reset(open_sheet(args.sheet), root, RowFilter.parse(args.rows), _runs_dir(args, root))
@@ -633,7 +633,7 @@ def _positive_float(text: str) -> float:
 
 
 def _size(text: str) -> int:
-    from runner.rundir import parse_size
+    from runner.core.rundir import parse_size
 
     try:
         return parse_size(text)
@@ -643,7 +643,7 @@ def _size(text: str) -> int:
 
 def _time(text: str) -> str:
     """``--timeout``: a SLURM time (60, 1:30:00, 2-00:00:00), checked when parsing."""
-    from runner.slurm.options import parse_time
+    from runner.rowspec.slurm_options import parse_time
 
     try:
         parse_time(text)

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from runner.columns import metric_name_problem
+from runner.core.columns import metric_name_problem
 
 METRICS_LOG = "metrics.jsonl"
 _warned: set = set()

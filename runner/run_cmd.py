@@ -2,7 +2,7 @@
 
     python .../runner/run_cmd.py --config_path CONFIG.yaml
 
-Runs the program a runner config describes (``runner.programs``: ``exec_path``,
+Runs the program a runner config describes (``runner.rowspec.programs``: ``exec_path``,
 ``kwargs``, flags, ``conda_env``...), as stnd's ``run_cmd/main.py`` does: the
 program's stdout passes through, and for each ``take_last_dict`` column the
 last match in it is reported (``runner.report``). Its exit status is the
@@ -20,10 +20,11 @@ import sys
 if __package__ in (None, ""):                 # run as a file: .../runner/run_cmd.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runner import programs, report  # noqa: E402
-from runner.allow import Allowance, AllowError  # noqa: E402
-from runner.cells import CellError, resolve_path  # noqa: E402
-from runner.config import ConfigError, load_yaml  # noqa: E402
+from runner import report  # noqa: E402
+from runner.core.cells import CellError, resolve_path  # noqa: E402
+from runner.rowspec import programs  # noqa: E402
+from runner.rowspec.allow import Allowance, AllowError  # noqa: E402
+from runner.rowspec.config import ConfigError, load_yaml  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, programs.ProgramError, CellError, AllowError) as exc:
         print(f"run_cmd: {exc}", file=sys.stderr)
         return 2
-    if refused:                                # what the machine's owner did not allow (runner.allow)
+    if refused:                                # what the machine's owner did not allow (runner.rowspec.allow)
         print(f"run_cmd: {refused}", file=sys.stderr)
         return 2
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")

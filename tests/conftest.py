@@ -280,7 +280,7 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
 def shipped_sheet(path: str) -> tuple[list[str], list[dict]]:
     """A shipped sheet as it ships, even after the Quick start ran it in this checkout: only the
     columns a person writes (inputs, ``name``, ``notes``), and rows that ran set to run again."""
-    from runner import columns as C
+    from runner.core import columns as C
 
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

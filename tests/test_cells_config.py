@@ -1,8 +1,9 @@
 """Decoding cells and applying deltas to YAML configs."""
 import pytest
 
-from runner import cells, config as cfg
-from runner.cells import KEEP_DEFAULT, CellError, decode
+from runner.core import cells
+from runner.core.cells import KEEP_DEFAULT, CellError, decode
+from runner.rowspec import config as cfg
 
 
 @pytest.mark.parametrize("text,value", [

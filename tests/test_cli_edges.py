@@ -1,10 +1,10 @@
 """What a new user meets first at the command line: errors, tables, history, plots, sweeps."""
 import os
 
-
 from conftest import BASE, CFG
-from runner.results import figure
-from runner.sweeps import swept_labels
+
+from runner.launch.sweeps import swept_labels
+from runner.results.history import figure
 
 LONG_NAMES = """
 from runner import report

@@ -15,8 +15,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import BASE, CFG, wait_for
+
 from runner.sheet import SheetError, open_sheet
 from runner.sheet.csv_sheet import CsvSheet, _exchange
 
@@ -381,7 +381,7 @@ def test_a_copy_from_before_the_run_saved_at_any_moment_loses_no_result(project,
 
 
 def _index(project):
-    from runner.runindex import RunIndex
+    from runner.core.runindex import RunIndex
 
     return RunIndex(os.path.join(project.root, "experiments", "sheet")).runs(
         os.path.realpath(os.path.join(project.sheets, "sheet.csv")))

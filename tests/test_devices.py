@@ -3,9 +3,9 @@ import json
 import os
 
 import pytest
-
 from conftest import BASE, CFG
-from runner.devices import DevicePool, visible_devices
+
+from runner.local.devices import DevicePool, visible_devices
 
 
 def test_visible_devices_come_from_the_runners_own_list():

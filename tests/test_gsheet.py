@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
+import time
 
 import pytest
-
 from conftest import BASE, CFG, wait_for
-from runner.columns import Status
-from runner.sheet import SheetError, open_sheet
 from sheets_server import SheetsServer
+
+from runner.core.columns import Status
+from runner.sheet import SheetError, open_sheet
 
 KEY = "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 URL = f"https://docs.google.com/spreadsheets/d/{KEY}/edit#gid=0"
@@ -251,7 +251,7 @@ def test_a_shared_sheets_rows_run_a_new_or_changed_command_only_once_confirmed(s
     rows = open_sheet(URL).read().rows
     assert rows[0].get("status") == Status.COMPLETED and rows[1].get("status") == ""   # the unchanged row ran
 
-    import pty                                                  # at a terminal: asked, and answered
+    import pty  # at a terminal: asked, and answered
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "runner", "run", URL, "--root", project.root], stdin=slave,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
@@ -266,7 +266,7 @@ def test_a_shared_sheets_rows_run_a_new_or_changed_command_only_once_confirmed(s
 
 def test_a_command_changed_after_it_was_confirmed_is_not_claimed(tmp_path):
     """The claim checks each row again: a cell changed while the person answered is not run."""
-    from runner.approvals import Approvals
+    from runner.launch.approvals import Approvals
     from runner.sheet import Table
 
     table = Table("path_to_main,path_to_default_config,whether_to_run,env:X\nscripts/ok.py,c.yaml,1,a\n")

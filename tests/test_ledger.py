@@ -1,7 +1,7 @@
 """The launch's ledger: cells an older copy of the sheet reverted are written again; cells
 changed on purpose (a person, ``sheetrun cancel``, ``sheetrun reset``) are left alone."""
-from runner import columns as C
-from runner.ledger import Ledger
+from runner.core import columns as C
+from runner.launch.ledger import Ledger
 from runner.sheet import Table
 
 HEADER = "path_to_main,delta:x,whether_to_run,run_id,status,run_folder,score,notes\n"

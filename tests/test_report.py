@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import BASE, CFG, wait_for
+
 from runner import report
+from runner.core.rundir import RunDir
 from runner.report import read_metrics_log
-from runner.rundir import RunDir
 
 HEAVY = ("pandas", "torch", "gspread", "numpy", "rich", "timm", "h5py")
 
@@ -112,10 +112,10 @@ def _row_sheet(tmp_path, status):
 
 
 def test_a_held_back_running_write_never_lands_after_the_final_status(tmp_path):
-    from runner.columns import Status
-    from runner.jobwrapper import push_to_sheet
+    from runner.core.columns import Status
+    from runner.job.wrapper import push_to_sheet
+    from runner.runs.sync import deliver_pending
     from runner.sheet import open_sheet
-    from runner.sync import deliver_pending
 
     rd = RunDir(str(tmp_path))
     rd.add_pending({"status": "Running", "job_id": 7}, Status.TERMINAL)   # the sheet was away
@@ -128,9 +128,9 @@ def test_a_held_back_running_write_never_lands_after_the_final_status(tmp_path):
 
 
 def test_delivered_writes_keep_their_order_and_conditions(tmp_path):
-    from runner.columns import Status
+    from runner.core.columns import Status
+    from runner.runs.sync import deliver_pending
     from runner.sheet import open_sheet
-    from runner.sync import deliver_pending
 
     rd = RunDir(str(tmp_path))
     rd.add_pending({"status": "Running"}, Status.TERMINAL)

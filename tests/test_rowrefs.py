@@ -1,10 +1,9 @@
 """Rows named in --rows and depends_on: numbers, ranges, run ids and names, names with spaces too."""
 import pytest
-
 from conftest import BASE, CFG
-from runner.errors import RowError
-from runner.rowrefs import RowFilter
-from runner.rowrefs import SelectorError, split
+
+from runner.core.errors import RowError
+from runner.core.rowrefs import RowFilter, SelectorError, split
 from runner.sheet import Table
 
 

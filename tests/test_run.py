@@ -9,7 +9,6 @@ import tarfile
 
 import psutil
 import pytest
-
 from conftest import BASE, CFG, job_host_pid, wait_for
 
 
@@ -359,7 +358,8 @@ def test_sync_marks_rows_of_a_dead_runner_lost(project, tmp_path):
         wrapper = job_host_pid(project, project.read()[0])
         runner.kill()
         runner.wait()
-        from runner.procs import kill_tree
+        from runner.core.procs import kill_tree
+
         # the job host dies first (were its job killed first, it could record how that ended: Failed)
         os.kill(wrapper, signal.SIGKILL)
         wait_for(lambda: not _alive(wrapper), what="the job host to die")
@@ -455,7 +455,7 @@ def test_deleting_a_running_rows_line_loses_no_other_row(project, tmp_path):
     assert "no row has run_id" in err and "1 row(s) of this launch are no longer in the sheet" in err
     assert "their results wait in their run folders" in err
     # the row's writes are kept (a row an editor saved over may come back: sync delivers them then)
-    from runner.rundir import RunDir
+    from runner.core.rundir import RunDir
     assert RunDir(folder).read_pending()[-1]["values"]["status"] == "Completed"
 
 
@@ -573,8 +573,8 @@ def test_history_plot_and_chosen_columns(project, tmp_path):
     proc = project.sheetrun("plot", path, "loss", "--out", out, check=0)
     assert "2 curve(s) of loss written to" in proc.stdout and "rows 3 reported no loss" in proc.stdout
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(out) > 5000
-    from runner.results import curve
-    from runner.rundir import RunDir
+    from runner.core.rundir import RunDir
+    from runner.results.history import curve
     x_name, xs, ys = curve(RunDir(os.path.join(project.root, project.read()[1]["run_folder"])), "loss")
     assert x_name == "step" and xs == [0, 10, 20, 30, 40] and ys == [1.0 / (s + 1) * 3 for s in range(5)]
     status = project.sheetrun("status", path, "--show", "loss", check=0).stdout

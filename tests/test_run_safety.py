@@ -12,10 +12,10 @@ import time
 
 import psutil
 import pytest
+from conftest import BASE, CFG, fill_up, job_host_pid, wait_for
 from filelock import FileLock
 
-from conftest import BASE, CFG, job_host_pid, fill_up, wait_for
-from runner.rundir import RunDir
+from runner.core.rundir import RunDir
 
 
 def _alive(pid: int) -> bool:
@@ -388,7 +388,7 @@ def test_long_errors_and_metric_texts_are_capped_and_kept_whole_in_the_run_folde
     path = project.sheet(BASE + ["delta:name"], [["scripts/long.py", CFG, "1", "a"]])
     project.sheetrun("run", path, check=1)
     row = project.read()[0]
-    from runner.columns import ERROR_MAX_CHARS, TEXT_MAX_CHARS
+    from runner.core.columns import ERROR_MAX_CHARS, TEXT_MAX_CHARS
     assert len(row["error"]) == ERROR_MAX_CHARS and row["error"].endswith("\u2026")
     assert len(row["blurb"]) == TEXT_MAX_CHARS and row["blurb"].endswith("\u2026")
     folder = RunDir(os.path.join(project.root, row["run_folder"]))

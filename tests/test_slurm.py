@@ -17,13 +17,13 @@ import threading
 import time
 
 import pytest
-
 from conftest import BASE, CFG, REPO, wait_for
-from runner.cells import decode
-from runner.columns import Status
+
+from runner.core.cells import decode
+from runner.core.columns import Status
+from runner.core.rundir import RunDir
 from runner.slurm import SbatchError, SlurmClient, SlurmExecutor
 from runner.slurm.states import row_status
-from runner.rundir import RunDir
 
 _spec = importlib.util.spec_from_file_location("slurm_cluster", os.path.join(REPO, "scripts", "slurm_cluster.py"))
 slurm_cluster = importlib.util.module_from_spec(_spec)

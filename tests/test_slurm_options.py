@@ -1,6 +1,6 @@
 import pytest
 
-from runner.slurm.options import SlurmOptionError, validate
+from runner.rowspec.slurm_options import SlurmOptionError, validate
 
 
 @pytest.mark.parametrize("option,value", [

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import BASE, CFG
 
 ARGS = "import sys, json\nprint(json.dumps(sys.argv[1:]))\n"
@@ -417,7 +416,7 @@ def test_a_script_that_imports_stuned_gets_logging_output_csv_even_without_a_log
 def test_logged_row_reads_stnds_escaped_form_its_working_copy_and_skips_half_written_files(tmp_path):
     """Newer stnd (stnd/utility/logger.py, set_up_local_csv) logs into ``local_copy_<name>`` in its
     own run folder and copies the row back into the private CSV only at its start, end and failure."""
-    from runner.stnd_logging import LoggedRow
+    from runner.rowspec.stnd_logging import LoggedRow
 
     private, stnd_folder = tmp_path / "stnd_row.csv", tmp_path / "stnd_run"
     stnd_folder.mkdir()
@@ -453,8 +452,8 @@ print(json.dumps({"decoded": [decode_val_from_str(c) for c in cells], "expanded"
 
 def test_cell_values_and_sweeps_decode_as_stuned_does_live(stuned_dir):
     """stuned 1.0.1's own decode_val_from_str and expand_csv, run here, against sheetrun's."""
-    from runner.cells import decode
-    from runner.sweeps import combinations
+    from runner.core.cells import decode
+    from runner.launch.sweeps import combinations
 
     # "1e-3" is left out: stuned 1.0.1 crashes on it (int("1e-3")); newer stnd and sheetrun give 0.001
     cells = ["12", "-3", "0.5", "2.5e-3", "True", "false", "None", "NONE", "null", "TRUE", "[a b 3]", "[1 2]", "plain text", "[]"]

@@ -4,9 +4,9 @@ import io
 import os
 
 import pytest
-
 from conftest import BASE, CFG
-from runner.summary import mean_std
+
+from runner.results.summary import mean_std
 
 SEEDED = """
 import sys, yaml
@@ -92,8 +92,8 @@ def test_summary_sheet_beside_the_sheet_is_replaced_but_a_persons_file_never(pro
 
 def test_summarize_the_demo_sheet_over_seeds(project):
     """The demo's evaluation run under three seeds: the summary's numbers are those of the rows."""
-    import statistics
     import shutil
+    import statistics
 
     from conftest import REPO, sed_config, shipped_sheet, write_yaml
 

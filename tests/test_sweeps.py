@@ -1,11 +1,10 @@
 """Sweeps: ``{a | b}`` and ``{<start end step is_log>}`` cells, expanded into rows as stnd's
 ``--expand`` does (stnd/utility/utils.py ``expand_csv``), but in place in the sheet itself."""
 import pytest
-
 from conftest import BASE, CFG
-from runner.cells import CellError
-from runner.cells import sweep_values
-from runner.sweeps import combinations
+
+from runner.core.cells import CellError, sweep_values
+from runner.launch.sweeps import combinations
 
 
 @pytest.mark.parametrize("cell,values", [

@@ -7,10 +7,10 @@ import os
 import textwrap
 
 import yaml
-
 from conftest import BASE, CFG
-from runner.allow import Allowance
-from runner.credentials import REDACTED
+
+from runner.core.credentials import REDACTED
+from runner.rowspec.allow import Allowance
 
 # writes a marker file (the proof that the editor's code ran), then exits 0
 EVIL = "import sys\nopen({marker!r}, 'w').write('ran')\n"
@@ -92,7 +92,7 @@ def test_run_cmd_refuses_at_run_time_what_the_owner_did_not_allow(project, tmp_p
     import subprocess
     import sys
 
-    from runner.cells import RUNNER_PROGRAM
+    from runner.core.cells import RUNNER_PROGRAM
 
     marker = tmp_path / "pwned"
     config = project.write("cfg.yaml", yaml.safe_dump({"exec_path": "/usr/bin/env", "is_python": False,

@@ -44,6 +44,7 @@ def test_the_error_cell_says_why(project):
 def test_a_cancelled_job_has_the_same_exit_code_whatever_the_script_does(project, tmp_path):
     import signal
     import time
+
     from conftest import wait_for
 
     project.write("scripts/graceful.py", "import signal, sys, time\n"
@@ -110,7 +111,7 @@ def _finished_command_run(tmp_path, time_limit_s=None):
     import sys
     import time
 
-    from runner.jobwrapper import JobRun
+    from runner.job.wrapper import JobRun
 
     folder = tmp_path / "run"
     folder.mkdir()

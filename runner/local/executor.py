@@ -20,9 +20,9 @@ import sys
 import time
 import traceback
 
-from runner import procs
-from runner.core import Executor, Job
-from runner.rundir import RunDir
+from runner.core import procs
+from runner.core.executor import Executor, Job
+from runner.core.rundir import RunDir
 
 
 class LocalJob(Job):
@@ -88,7 +88,7 @@ class LocalExecutor(Executor):
 
     def start(self, launch, rows) -> None:
         """Run the rows here, at most ``jobs`` at a time (the local follower)."""
-        from runner.scheduler import Scheduler
+        from runner.local.scheduler import Scheduler
 
         self.host_log = os.path.splitext(launch.record_path)[0] + ".host.log"
         try:

@@ -32,10 +32,10 @@ import signal
 import sys
 import time
 
-from runner import procs
-from runner.rundir import RunDir
-from runner.jobwrapper import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_FORWARD_INTERVAL_S, JobRun,
-                               final_row_values, push_to_sheet, signal_name)
+from runner.core import procs
+from runner.core.rundir import RunDir
+from runner.job.wrapper import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_FORWARD_INTERVAL_S, JobRun,
+                                final_row_values, push_to_sheet, signal_name)
 
 TICK_S = 0.5
 TRACK_S = 0.25          # how often each job's process tree is looked at

@@ -1,4 +1,12 @@
-"""Results sheets: ``open_sheet(location)`` picks the backend for a location."""
+"""Results sheets: ``open_sheet(location)`` picks the backend for a location.
+
+- ``table``: a sheet's contents (:class:`Table`, :class:`Row`), edited in memory;
+- ``base``: :class:`Sheet` (read, transact, batched row updates) and how a value becomes a cell;
+- ``csv_sheet``, ``gsheet``: a local CSV file, a Google Sheet;
+- ``metric_columns``: which metric columns a launch may add.
+
+May import: ``runner.core``.
+"""
 from __future__ import annotations
 
 from typing import Callable

@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from runner import columns as C
-from runner.columns import (ERROR, ERROR_MAX_CHARS, OWNED, RUN_ID, STATUS, TEXT_MAX_CHARS, WHETHER_TO_RUN,
-                            cap, metric_name_problem)
+from runner.core import columns as C
+from runner.core.columns import (ERROR, ERROR_MAX_CHARS, OWNED, RUN_ID, STATUS, TEXT_MAX_CHARS, WHETHER_TO_RUN, cap,
+                                 metric_name_problem)
 from runner.sheet.table import Table
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class Sheet(ABC):
         """A short name for run folders and messages."""
 
     #: True where every write is a network request under a quota (a Google Sheet): the local
-    #: runner then writes for its jobs, batched (``runner.rowwriter``).
+    #: runner then writes for its jobs, batched (``runner.launch.rowwriter``).
     remote = False
 
     #: How many times a transaction found the sheet changed by another program since this object
@@ -198,7 +198,7 @@ class Delivery:
 
 class ColumnPolicy:
     """Which column a reported metric goes to: here, its own name when that is a valid
-    metric name (``runner.metric_columns`` also keeps metrics out of people's columns) — and
+    metric name (``runner.sheet.metric_columns`` also keeps metrics out of people's columns) — and
     no new column past ``max_new`` added by this writer (one row taking at most half of them, so
     that a row reporting thousands of names leaves room for the others' few), nor past
     :data:`MAX_COLUMNS` in all."""
@@ -251,7 +251,7 @@ def _set_cells(table: Table, row, values: Mapping[str, object], policy: ColumnPo
 
 
 def _selected(text: str) -> bool:
-    from runner.cells import CellError, parse_whether_to_run
+    from runner.core.cells import CellError, parse_whether_to_run
 
     try:
         return parse_whether_to_run(text)

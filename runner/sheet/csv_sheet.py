@@ -40,7 +40,7 @@ from typing import Callable, TypeVar
 
 from filelock import FileLock, Timeout
 
-from runner.errors import describe
+from runner.core.errors import describe
 from runner.sheet.base import Sheet, SheetError
 from runner.sheet.table import SheetFormatError, Table
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from runner.columns import is_reserved
-from runner.credentials import redact
+from runner.core.columns import is_reserved
+from runner.core.credentials import redact
 
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
 BOM = "\ufeff"

@@ -1,4 +1,12 @@
-"""The SLURM backend: job arrays through sbatch, batched state from squeue."""
+"""The SLURM backend: job arrays through sbatch, batched state from squeue.
+
+- ``client``: sbatch / squeue / scancel, rate-limited and batched;
+- ``states``: SLURM job states as row statuses;
+- ``submit``: a launch's rows grouped by their options into arrays;
+- ``executor``: :class:`SlurmExecutor` and the array's batch script.
+
+May import: ``runner.core``, ``runner.sheet``, ``runner.rowspec``.
+"""
 from runner.slurm.client import JobState, SbatchError, SlurmClient, SlurmError
 from runner.slurm.executor import INFO_NAME, SlurmExecutor, SlurmJob
 

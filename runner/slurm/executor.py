@@ -17,8 +17,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from runner.core import Executor, Job
-from runner.rundir import RunDir, write_json
+from runner.core.executor import Executor, Job
+from runner.core.rundir import RunDir, write_json
 from runner.slurm.client import SlurmClient, lookup
 from runner.slurm.states import ENDED
 from runner.slurm.submit import IO_THREADS, submit_rows

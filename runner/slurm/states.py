@@ -10,7 +10,7 @@ attempt that recorded "requeued" never ran again.
 """
 from __future__ import annotations
 
-from runner.columns import Status
+from runner.core.columns import Status
 
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
            "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}

@@ -1,6 +1,6 @@
 """Submitting a launch's claimed rows to SLURM as job arrays.
 
-The launch (``runner.launch``) has claimed the rows exactly as for a local
+The launch (``runner.launch.pipeline``) has claimed the rows exactly as for a local
 run; here:
 
 1. the run folders are written (many at once: hundreds of small files);
@@ -23,12 +23,12 @@ import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from runner import columns as C
-from runner.columns import Status
-from runner.errors import UsageError, describe
-from runner.settings import PROJECT_CONFIG, read_settings
+from runner.core import columns as C
+from runner.core.columns import Status
+from runner.core.errors import UsageError, describe
+from runner.core.settings import PROJECT_CONFIG, read_settings
+from runner.rowspec.slurm_options import SlurmOptionError, validate
 from runner.slurm.client import SbatchError
-from runner.slurm.options import SlurmOptionError, validate
 
 IO_THREADS = 8           # run folders written at once (many small files: overlap their latency)
 
@@ -58,7 +58,7 @@ def sbatch_options(defaults: dict[str, str], row: dict[str, str], time_limit: st
 
 
 def submit_rows(launch, executor, rows) -> None:
-    """Write the rows' run folders and submit them as arrays (``launch``: a runner.launch.Launch)."""
+    """Write the rows' run folders and submit them as arrays (``launch``: a runner.launch.pipeline.Launch)."""
     defaults = slurm_defaults(launch.opts.root)
     failed: dict[str, str] = {rid: o.error for rid, o in launch.outcomes.items() if o.status == Status.FAILED}
 

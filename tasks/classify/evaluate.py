@@ -70,7 +70,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from runner import report
-from runner.rundir import write_json
+from runner.core.rundir import write_json
 from tasks.classify.checkpoints import model_paths, read_classifier
 from tasks.classify.kinds import ModelKind, create_kind, known_kinds
 from tasks.common import load_config, pick_device, run_dir, save_npz_atomic

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 from filelock import FileLock
 
-from runner.rundir import write_json
+from runner.core.rundir import write_json
 from tasks.common import digest  # noqa: F401  (re-exported: the cache key)
 
 CACHE_FORMAT = 1

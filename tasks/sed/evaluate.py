@@ -34,13 +34,12 @@ import numpy as np
 import torch
 
 from runner import report
-from runner.rundir import write_json
+from runner.core.rundir import write_json
 from tasks.common import load_config, pick_device, run_dir
 from tasks.metrics.ood import SCORES, all_scores, auroc
 from tasks.sed.cache import resolve_sets
 from tasks.sed.features import CachedFeatures
 from tasks.sed.heads import EnsembleHeads
-
 
 PROTOCOLS = ("argmax_before", "restrict_logits")
 
