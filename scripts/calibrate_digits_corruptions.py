@@ -18,7 +18,7 @@ strengths maximise the smallest margin, over the N backbones, of what
 below the one before, severity 5 at most 65% of clean. Each severity is
 measured with the draw the dataset uses for it. The chosen levels are then
 checked on ``--check`` backbones from further seeds, which took no part in
-the choice. It prints the levels for :data:`tasks.data.corruptions.LEVELS`.
+the choice. It prints the levels each corruption registers (``CORRUPTIONS.info[name]["levels"]``).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tasks.data import build_set  # noqa: E402
-from tasks.data.corruptions import CORRUPTIONS, LEVELS, corrupt_with  # noqa: E402
+from tasks.data.corruptions import CORRUPTIONS, corrupt_with  # noqa: E402
 from tasks.sed.backbones import data_config, load_backbone  # noqa: E402
 
 SEVERE_AT_MOST = 0.65       # severity 5 keeps at most this share of clean accuracy (the test's bar)
@@ -162,7 +162,7 @@ def main() -> None:
         chosen, margin = choose(acc[fit], clean[fit])
         levels = [float(GRIDS[name][g]) for g in chosen]
         at = np.stack([acc[:, k, g] for k, g in enumerate(chosen)], 1)
-        now = [int(np.abs(GRIDS[name] - s).argmin()) for s in LEVELS[name]]
+        now = [int(np.abs(GRIDS[name] - s).argmin()) for s in CORRUPTIONS.info[name]["levels"]]
         at_now = np.stack([acc[:, k, g] for k, g in enumerate(now)], 1)
         held_margins = margins(at[held], clean[held])
         print(f"{name:16s} levels {levels}  worst margin {margin:+.3f} (fit)  "

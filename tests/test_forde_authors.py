@@ -105,7 +105,7 @@ def test_same_padding_is_haiku_s_against_an_explicit_asymmetric_pad(model_name):
     import torch.nn.functional as F
 
     from tasks.models import create_model
-    from tasks.models.resnet_cifar import SamePad2d
+    from tasks.models.families.resnet_cifar import SamePad2d
 
     torch.manual_seed(0)
     same = create_model(model_name, 10, width=4, padding="same").eval()

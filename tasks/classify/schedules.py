@@ -24,17 +24,13 @@ step (the FoRDE authors set the rate once per epoch, at t = epoch / epochs).
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict
+from typing import Callable
+
+from tasks.registry import Registry
 
 Factor = Callable[[int], float]
-SCHEDULES: Dict[str, Callable[..., Factor]] = {}
-
-
-def schedule(name: str):
-    def wrap(fn):
-        SCHEDULES[name] = fn
-        return fn
-    return wrap
+SCHEDULES: Registry[Callable[..., Factor]] = Registry("schedule", key="schedule.name")
+schedule = SCHEDULES.register
 
 
 @schedule("constant")
@@ -86,11 +82,10 @@ def _ignite_warmup(cfg: dict, total: int, steps_per_epoch: int) -> Factor:
 def make_schedule(cfg: dict, steps_per_epoch: int, epochs: int) -> Factor:
     """factor(global step) for the schedule ``cfg`` (see the module docstring)."""
     name = cfg.get("name", "cosine")
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule.name must be one of {sorted(SCHEDULES)}, got {name!r}")
+    make = SCHEDULES.get(name)
     warmup = int(round(float(cfg.get("warmup_epochs", 0)) * steps_per_epoch))
     total = steps_per_epoch * epochs - warmup
-    after = SCHEDULES[name](cfg, max(1, total), steps_per_epoch)
+    after = make(cfg, max(1, total), steps_per_epoch)
     if name == "step":            # milestones count epochs from the start of the run
         factor = lambda t: ((t + 1) / warmup if t < warmup else 1.0) * after(t)  # noqa: E731
     else:

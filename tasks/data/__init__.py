@@ -30,6 +30,7 @@ from typing import Callable, Dict, Optional
 from tasks.data import folders
 from tasks.data.corruptions import CORRUPTIONS
 from tasks.data.transforms import build_transform
+from tasks.registry import Registry
 
 # ImageNet-C's corruption folders (the 15 benchmark ones)
 IMAGENET_C_CORRUPTIONS = (
@@ -39,18 +40,14 @@ IMAGENET_C_CORRUPTIONS = (
 )
 
 Builder = Callable[[dict, dict, bool], tuple]
-DATASETS: Dict[str, Builder] = {}
+DATASETS: Registry[Builder] = Registry("dataset")
 
 # keys every spec may have, besides its builder's arguments
 COMMON_KEYS = {"dataset", "epochs", "augment", "group", "corruptions", "severities", "transform", "label_noise",
                "shift"}
 
 
-def register(name: str):
-    def wrap(fn: Builder) -> Builder:
-        DATASETS[name] = fn
-        return fn
-    return wrap
+register = DATASETS.register
 
 
 def _transform(spec: dict, data_cfg: dict):
@@ -205,10 +202,9 @@ def build_set(spec: dict, data_cfg: dict, root: Optional[str] = None):
     Relative ``root`` paths are taken relative to ``root`` (the project root).
     """
     kind = spec.get("dataset")
-    if kind not in DATASETS:
-        raise ValueError(f"unknown dataset {kind!r}; known: {', '.join(sorted(DATASETS))}")
+    build = DATASETS.get(kind)
     spec = with_root(spec, root)
-    dataset, subset = DATASETS[kind](spec, data_cfg, bool(spec.get("augment", False)))
+    dataset, subset = build(spec, data_cfg, bool(spec.get("augment", False)))
     if spec.get("shift"):                      # on the true labels, before any label noise
         from tasks.data.shifts import shifted
 
@@ -234,14 +230,14 @@ def expand_catalog(catalog: dict, names="all") -> Dict[str, dict]:
             continue
         corruptions = spec["corruptions"]
         if corruptions == "all":
-            corruptions = sorted(CORRUPTIONS) if spec["dataset"] == "digits" else list(IMAGENET_C_CORRUPTIONS)
+            corruptions = CORRUPTIONS.names() if spec["dataset"] == "digits" else list(IMAGENET_C_CORRUPTIONS)
             if spec["dataset"] in ("cifar10_c", "cifar100_c"):
                 corruptions = list(IMAGENET_C_CORRUPTIONS)    # the 15 benchmark ones (the extra 4 by name)
         families[name] = []
         for c in corruptions:
             if spec["dataset"] == "digits" and c not in CORRUPTIONS:
                 raise ValueError(f"catalog entry {name!r}: unknown corruption {c!r}; "
-                                 f"known: {', '.join(sorted(CORRUPTIONS))}")
+                                 f"known: {', '.join(CORRUPTIONS.names())}")
             for s in spec.get("severities", [1, 2, 3, 4, 5]):
                 set_name = f"{c}_{s}"
                 expanded[set_name] = dict(spec, corruption=c, severity=int(s), group=f"C-{s}")

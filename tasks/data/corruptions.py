@@ -4,7 +4,7 @@ Each corruption takes a batch of images ``x`` (float tensor [N, C, H, W] in
 [0, 1]), a severity 1-5 and a ``numpy.random.Generator``, and returns a
 corrupted batch of the same shape, clipped to [0, 1]. The corruptions follow
 Hendrycks & Dietterich's ImageNet-C / CIFAR-10-C definitions; their strengths
-at severities 1-5 (:data:`LEVELS`) are calibrated on the demo's digits, not
+at severities 1-5 (each registration's ``levels``) are calibrated on the demo's digits, not
 taken from CIFAR-10-C: 8x8 digits upsampled to 32 pixels are blurry and
 high-contrast already, so CIFAR's strengths left accuracy untouched for most
 types. ``scripts/calibrate_digits_corruptions.py`` chose them against twelve
@@ -23,29 +23,26 @@ scale with the image side.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tasks.registry import Registry
+
 Corruption = Callable[[torch.Tensor, float, np.random.Generator], torch.Tensor]
-CORRUPTIONS: Dict[str, Corruption] = {}
-LEVELS: Dict[str, Tuple[float, ...]] = {}      # name -> the strength parameter at severities 1-5
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")     # info: its strengths at severities 1-5
 
 
 def register(name: str, levels: Sequence[float]):
     """Register a corruption ``fn(x, strength, rng)`` with its strengths at severities 1-5."""
-    def wrap(fn: Corruption) -> Corruption:
-        CORRUPTIONS[name] = fn
-        LEVELS[name] = tuple(levels)
-        return fn
-    return wrap
+    return CORRUPTIONS.register(name, levels=tuple(levels))
 
 
 def _check(x: torch.Tensor, name: str) -> None:
     if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; known: {', '.join(sorted(CORRUPTIONS))}")
+        raise ValueError(CORRUPTIONS.unknown(name))
     if x.dim() != 4 or x.min() < 0 or x.max() > 1:
         raise ValueError("corrupt() expects a float batch [N, C, H, W] with values in [0, 1]")
 
@@ -55,7 +52,7 @@ def corrupt(x: torch.Tensor, name: str, severity: int, rng: np.random.Generator)
     if not isinstance(severity, (int, np.integer)) or not 1 <= int(severity) <= 5:
         raise ValueError(f"severity must be 1-5, got {severity!r}")
     _check(x, name)
-    return CORRUPTIONS[name](x.float(), LEVELS[name][int(severity) - 1], rng).clamp_(0.0, 1.0)
+    return CORRUPTIONS.get(name)(x.float(), CORRUPTIONS.info[name]["levels"][int(severity) - 1], rng).clamp_(0.0, 1.0)
 
 
 def corrupt_with(x: torch.Tensor, name: str, strength: float, rng: np.random.Generator) -> torch.Tensor:

@@ -25,21 +25,16 @@ writes it into ``eval_metrics.json``): the options and, for a tint, the class co
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-SHIFTS: Dict[str, Callable] = {}
-KEYS = {"tint": {"kind", "p", "alpha", "seed", "num_classes", "num_examples"}, "vflip": {"kind"}}
+from tasks.registry import Registry
 
-
-def shift(name: str):
-    def wrap(fn):
-        SHIFTS[name] = fn
-        return fn
-    return wrap
+SHIFTS: Registry[Callable] = Registry("shift", key="shift.kind")     # info: the keys each shift takes
+shift = SHIFTS.register
 
 
 def tint_draws(num_classes: int, num_examples: int, p: float, seed: int):
@@ -51,7 +46,7 @@ def tint_draws(num_classes: int, num_examples: int, p: float, seed: int):
     return colours, random_class, own_class
 
 
-@shift("tint")
+@shift("tint", keys={"kind", "p", "alpha", "seed", "num_classes", "num_examples"})
 def _tint(options: dict, labels: np.ndarray, length: int):
     p, alpha = float(options.get("p", 0.5)), float(options.get("alpha", 0.25))
     if not 0 <= p <= 1 or not 0 <= alpha <= 1:
@@ -71,7 +66,7 @@ def _tint(options: dict, labels: np.ndarray, length: int):
     return apply
 
 
-@shift("vflip")
+@shift("vflip", keys={"kind"})
 def _vflip(options: dict, labels: np.ndarray, length: int):
     return lambda x, y, position: torch.flip(x, dims=[-2])
 
@@ -83,9 +78,8 @@ class ShiftedImages(Dataset):
         from tasks.data.label_noise import labels_of
 
         kind = options.get("kind")
-        if kind not in SHIFTS:
-            raise ValueError(f"shift.kind must be one of {sorted(SHIFTS)}, got {kind!r}")
-        unknown = set(options) - KEYS[kind]
+        make = SHIFTS.get(kind)
+        unknown = set(options) - SHIFTS.info[kind]["keys"]
         if unknown:
             raise ValueError(f"shift {kind} does not take {', '.join(sorted(unknown))}")
         self.dataset = dataset
@@ -93,7 +87,7 @@ class ShiftedImages(Dataset):
         self.std = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
         labels = labels_of(dataset)
         self.labels = labels
-        self.apply = SHIFTS[kind](options, labels, len(dataset))
+        self.apply = make(options, labels, len(dataset))
         self.record = dict(options)
         if kind == "tint":
             k = int(options.get("num_classes") or int(labels.max()) + 1)

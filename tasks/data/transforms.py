@@ -30,17 +30,15 @@ never reuses a cache made with another.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable
 
-RECIPES: Dict[str, Callable] = {}
+from tasks.registry import Registry
+
+RECIPES: Registry[Callable] = Registry("transform recipe")
 KEYS = {"recipe", "resize", "size", "interpolation", "scale", "ratio", "mean", "std", "padding", "flip"}
 
 
-def recipe(name: str):
-    def wrap(fn):
-        RECIPES[name] = fn
-        return fn
-    return wrap
+recipe = RECIPES.register
 
 
 def _interpolation(name: str):
@@ -130,6 +128,4 @@ def build_transform(spec: dict, data_cfg: dict):
     if unknown:
         raise ValueError(f"transform does not take {', '.join(sorted(unknown))} (it takes {', '.join(sorted(KEYS))})")
     name = t.get("recipe", "timm")
-    if name not in RECIPES:
-        raise ValueError(f"unknown transform recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
-    return RECIPES[name](t, data_cfg, bool(spec.get("augment", False)))
+    return RECIPES.get(name)(t, data_cfg, bool(spec.get("augment", False)))

@@ -24,20 +24,16 @@ Caps (options of the losses, in the ``distill`` section of a student's config):
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable
 
 import torch
 
+from tasks.registry import Registry
+
 EPS = 1e-8
 MIN_ALPHA, MAX_ALPHA = 1e-6, 1e6
-LOSSES: Dict[str, Callable[..., torch.Tensor]] = {}
-
-
-def loss(name: str):
-    def wrap(fn):
-        LOSSES[name] = fn
-        return fn
-    return wrap
+LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("distillation loss", key="distill.loss")
+loss = LOSSES.register
 
 
 def _finite(value: torch.Tensor, name: str) -> torch.Tensor:

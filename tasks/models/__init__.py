@@ -8,7 +8,7 @@
     net = create_model("small_cnn", num_classes=5, joint_members=10, member_seeds=range(10))  # 10 networks as one
 
 Families that timm lacks register themselves in :data:`MODELS` (one file
-each: ``resnet_cifar.py``, ``preact_resnet.py``, ``small_cnn.py``); every
+each in ``families/``: ``resnet_cifar.py``, ``preact_resnet.py``, ``small_cnn.py``); every
 other name goes to ``timm.create_model`` with ``pretrained=False`` (weights
 never download: give ``weights``, a local file). ``mimo=M`` wraps the network
 as M subnetworks (:mod:`tasks.models.mimo`); ``joint_members=M`` builds M networks (member m
@@ -19,28 +19,23 @@ from a truncated normal of standard deviation 1 / sqrt(fan-in) before truncation
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-MODELS: Dict[str, Callable[..., nn.Module]] = {}
+from tasks.registry import Registry
 
-
-def register(name: str):
-    def wrap(fn):
-        MODELS[name] = fn
-        return fn
-    return wrap
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", discover="tasks.models.families")
 
 
 def _build(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
     if name in MODELS:
-        return MODELS[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+        return MODELS.get(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
     import timm
 
     if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}: not one of {sorted(MODELS)} nor a timm architecture")
+        raise ValueError(f"unknown model {name!r}: not one of {MODELS.names()} nor a timm architecture")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
@@ -150,5 +145,3 @@ def load_weights(model: nn.Module, path: str, exclude: Optional[str] = None) -> 
         raise ValueError(f"{path} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]} "
                          f"(weights_exclude {exclude!r} leaves out only what it matches)")
 
-
-from tasks.models import preact_resnet, resnet_cifar, small_cnn  # noqa: E402,F401  (they register)

@@ -19,21 +19,15 @@ output (the class subset restricts the probabilities only, as the seeds' authors
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Dict, List, Sequence
 
 import torch
 
-KINDS: Dict[str, type] = {}
+from tasks.registry import Registry
+
+KINDS: Registry[type] = Registry("model kind", discover="tasks.classify.kinds")   # each module registers its own
 AUTO_ORDER: List[str] = ["ensemble", "joint", "mimo", "dirichlet", "single"]
-
-
-def register_kind(cls):
-    if not cls.name or cls.name in KINDS:
-        raise ValueError(f"a model kind needs a new name, got {cls.name!r}")
-    KINDS[cls.name] = cls
-    return cls
+register_kind = KINDS.register()
 
 
 class ModelKind:
@@ -88,26 +82,12 @@ class ModelKind:
 def create_kind(saved: Sequence[dict], kind: str, device, options: dict | None = None, network=None) -> ModelKind:
     """The kind ``kind`` (``auto``: the first of :data:`AUTO_ORDER` that detects the files);
     ``network``: the live network ``saved`` describes, used as it is (in-training validation)."""
-    _discover()
     if kind == "auto":
-        kind = next((k for k in AUTO_ORDER if KINDS[k].detect(saved)), "single")
+        kind = KINDS.find(lambda k: k.detect(saved), AUTO_ORDER) or "single"
     if kind not in KINDS:
-        raise ValueError(f"kind must be auto or one of {sorted(KINDS)}, got {kind!r}")
-    return KINDS[kind](saved, device, options, network)
+        raise ValueError(f"kind must be auto or one of {KINDS.names()}, got {kind!r}")
+    return KINDS.get(kind)(saved, device, options, network)
 
 
 def known_kinds() -> List[str]:
-    _discover()
-    return ["auto", *sorted(KINDS)]
-
-
-_found = False
-
-
-def _discover() -> None:
-    """Import every module of this folder: each registers its kind."""
-    global _found
-    if not _found:
-        _found = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
+    return ["auto", *KINDS.names()]

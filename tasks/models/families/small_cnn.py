@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from tasks.models import register
+from tasks.models import MODELS
 
 
 NORMS = {"batch": nn.BatchNorm2d, "group": lambda c: nn.GroupNorm(min(8, c), c), "none": None}
 
 
-@register("small_cnn")
+@MODELS.register("small_cnn")
 def small_cnn(num_classes: int = 10, in_chans: int = 3, width: int = 32, depth: int = 3,
               norm: str = "batch") -> nn.Module:
     """``norm``: batch | group | none (none and group keep every sample independent of the batch)."""

@@ -1,13 +1,13 @@
 """PreAct ResNet-18 (He et al. 2016, "Identity mappings"): BN -> ReLU -> conv in every block,
 a 3x3 stem for 32-pixel images, widths 64..512 x ``width`` / 64; ``padding`` torch or same
-(Haiku's, as :mod:`tasks.models.resnet_cifar`)."""
+(Haiku's, as :mod:`tasks.models.families.resnet_cifar`)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.models import register
-from tasks.models.resnet_cifar import conv3x3, stages
+from tasks.models import MODELS
+from tasks.models.families.resnet_cifar import conv3x3, stages
 
 
 class PreActBlock(nn.Module):
@@ -42,6 +42,6 @@ class PreActResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-@register("preact_resnet18")
+@MODELS.register("preact_resnet18")
 def preact_resnet18(num_classes: int = 10, in_chans: int = 3, width: int = 64, padding: str = "torch") -> nn.Module:
     return PreActResNet((2, 2, 2, 2), num_classes, in_chans, width, padding)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.models import register
+from tasks.models import MODELS
 
 NORMS = ("batch", "none")
 PADDINGS = ("torch", "same")
@@ -100,7 +100,7 @@ class CifarResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
 
 
-@register("cifar_resnet18")
+@MODELS.register("cifar_resnet18")
 def cifar_resnet18(num_classes: int = 10, in_chans: int = 3, width: int = 64, norm: str = "batch",
                    padding: str = "torch") -> nn.Module:
     return CifarResNet((2, 2, 2, 2), num_classes, in_chans, width, norm, padding)
