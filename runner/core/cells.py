@@ -23,6 +23,7 @@ import os
 import re
 
 from runner.core import credentials
+from runner.core.errors import RowError
 
 KEEP_DEFAULT = object()          # sentinel: leave the default config's value alone
 EMPTY_STRING = "EMPTY_STRING"
@@ -41,7 +42,7 @@ _PATH_VAR = re.compile(r"<\$([A-Za-z0-9_-]+)>")        # stnd: "<$VAR>" in a pat
 NO_NORMALISATION = "!!!"                              # stnd: a path starting with it is taken as it is
 
 
-class CellError(ValueError):
+class CellError(RowError):
     """A cell cannot be decoded; the message names the problem."""
 
 

@@ -14,6 +14,8 @@ import json
 import os
 import time
 
+from runner.core.errors import RowError
+
 VARIABLES = ("SHEETRUN_SHEETS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS")
 DEFAULT_KEY_FILE = os.path.join("~", ".config", "gspread", "service_account.json")
 REDACTED = "[withheld: matches sheetrun's Google credentials]"
@@ -24,7 +26,7 @@ RECHECK_S = 5.0              # how often the key file is looked at again (a row 
 _cache: dict = {}
 
 
-class CredentialError(ValueError):
+class CredentialError(RowError):
     """A sheet asked for one of sheetrun's credentials."""
 
 

@@ -22,8 +22,8 @@ from runner.core.errors import RowError
 QUOTING_HINT = "a name with spaces is written in quotes, e.g. --rows '\"eval plain\",3'"
 
 
-class SelectorError(ValueError):
-    pass
+class SelectorError(RowError):
+    """Rows named in text that cannot be read (an unclosed quote)."""
 
 
 def _groups(text: str) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from runner.core import columns as C
 from runner.core.cells import CellError, parse_whether_to_run
 from runner.core.columns import Status
+from runner.core.errors import UsageError
 from runner.core.rowrefs import ranges
 from runner.core.rundir import RunDir, read_json_quietly
 from runner.sheet import Table
@@ -91,7 +92,7 @@ def resolve_columns(table: Table, names: list[str]) -> list[str]:
             close = difflib.get_close_matches(name, table.columns, n=3, cutoff=0.5)
             problems.append(repr(name) + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
     if problems:
-        raise ValueError("the sheet has no column " + ", ".join(problems))
+        raise UsageError("the sheet has no column " + ", ".join(problems), option="--by")
     return out
 
 
@@ -161,7 +162,7 @@ def summarize(table: Table, root: str, by: list[str] | None = None, show: list[s
             hints = [repr(m) + (f" (did you mean {', '.join(map(repr, close))}?)"
                                 if (close := difflib.get_close_matches(m, metrics, n=3, cutoff=0.5)) else "")
                      for m in missing]
-            raise ValueError("no completed row reported " + ", ".join(hints))
+            raise UsageError("no completed row reported " + ", ".join(hints), option="--show")
         metrics = list(show)
     varied = [c for c in by if len({g.key[c] for g in groups.values()}) > 1]
     for key, group in groups.items():

@@ -4,17 +4,19 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import yaml
 
 from runner.core.cells import KEEP_DEFAULT
+from runner.core.errors import RowError
 
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
 SEPARATOR = "/"
 
 
-class ConfigError(ValueError):
+class ConfigError(RowError):
     """A config cannot be loaded or a delta cannot be applied."""
 
 
@@ -36,8 +38,19 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def apply_deltas(default: dict, deltas: list[tuple], warnings: list[str] | None = None) -> dict:
-    """Return a copy of ``default`` with each ``(key path, value, create[, quoted])`` applied.
+@dataclass(frozen=True)
+class Delta:
+    """One ``delta:`` cell: the key path it sets, the value, whether it may create the key
+    (``delta+:``), and whether the cell was quoted (text meant as text)."""
+    path: str
+    value: Any
+    create: bool = False
+    quoted: bool = False
+
+
+def apply_deltas(default: dict, deltas: list, warnings: list[str] | None = None) -> dict:
+    """Return a copy of ``default`` with each :class:`Delta` (or ``(path, value, create[, quoted])``)
+    applied.
 
     ``a/b/c`` addresses nested mappings (and list indices). An unknown key is an
     error with a did-you-mean hint unless ``create`` is set (``delta+:`` columns).
@@ -47,8 +60,9 @@ def apply_deltas(default: dict, deltas: list[tuple], warnings: list[str] | None 
     taken and the problem goes to ``warnings``, as stnd takes any value.
     """
     config = copy.deepcopy(default)
-    for path, value, create, *rest in deltas:
-        quoted = bool(rest and rest[0])
+    for delta in deltas:
+        delta = delta if isinstance(delta, Delta) else Delta(*delta)
+        path, value, create, quoted = delta.path, delta.value, delta.create, delta.quoted
         if value is KEEP_DEFAULT:
             continue        # a column may only concern rows whose config has that key
         parent, key = _locate(config, path, create=create)

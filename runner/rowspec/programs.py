@@ -35,6 +35,7 @@ import shutil
 import sys
 
 from runner.core.cells import resolve_path
+from runner.core.errors import RowError
 
 MARKER = "__RUNNER__"
 KEYS = ("exec_path", "is_python", "is_bash", "conda_env", "kwargs", "two_dash_flags",
@@ -42,7 +43,7 @@ KEYS = ("exec_path", "is_python", "is_bash", "conda_env", "kwargs", "two_dash_fl
 FREE_FORM = ("kwargs", "take_last_dict")       # mappings whose keys are the program's, not a schema
 
 
-class ProgramError(ValueError):
+class ProgramError(RowError):
     """A runner config that cannot be run; the message says why."""
 
 

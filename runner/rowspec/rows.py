@@ -100,13 +100,10 @@ def _refuse_sweep(column: str, text: str) -> None:
 
 def expand_env(value: str, column: str = "cmd_env_var") -> str:
     """``$VAR`` / ``${VAR}`` from this environment (unset: empty, as a shell has it); nothing else.
-    sheetrun's own credentials are never handed out (CellError)."""
+    sheetrun's own credentials are never handed out (CredentialError)."""
     def value_of(m: re.Match) -> str:
         name = m.group(1) or m.group(2)
-        try:
-            credentials.refuse_credential(name, column)
-        except credentials.CredentialError as exc:
-            raise CellError(str(exc)) from None
+        credentials.refuse_credential(name, column)      # a CredentialError: a RowError of the cell
         return os.environ.get(name, "")
 
     return _ENV_REF.sub(value_of, value)
@@ -129,147 +126,199 @@ def build_spec(row: dict[str, str], number: int, root: str, load_config=cfg.load
     ``conda_env``: a script row runs inside this conda environment. ``allowance``: what rows of
     this project may run (``runner.rowspec.allow``; read from the project when not given).
     """
-    problems: list[str] = []
-    warnings: list[str] = []
-    allowance = allowance or Allowance.load(root)
-
-    def cell(column: str) -> str:
-        return cells.fill_placeholders(row.get(column, ""), number, row, worksheet)
-
-    try:
-        typed_main = row.get(C.PATH_TO_MAIN, "").strip()
-        main = RUNNER_MARKER if typed_main == RUNNER_MARKER else cell(C.PATH_TO_MAIN).strip()
-        config_path = cell(C.PATH_TO_DEFAULT_CONFIG).strip()
-        if not main:
-            raise RowError("path_to_main is empty")
-        if not config_path:
-            raise RowError("path_to_default_config is empty")
-        script: str | None = None
-        if main != RUNNER_MARKER:
-            script = resolve_path(main, root)
-            refused = None if _is_runner_program(script) else allowance.path_problem(C.PATH_TO_MAIN, main, script)
-            if refused:
-                problems.append(refused)
-            elif not os.path.isfile(script):
-                problems.append(_not_found("script", main, script, root))
-        config_file = resolve_path(config_path, root)
-        refused = allowance.path_problem(C.PATH_TO_DEFAULT_CONFIG, config_path, config_file)
-        if refused:                         # an outside file is not even read
-            raise RowError("; ".join(problems + [refused]))
-    except CellError as exc:
-        raise RowError(str(exc)) from None
-    try:
-        default = load_config(config_file)
-    except cfg.ConfigError as exc:
-        problem = _not_found("config", config_path, config_file, root) if not os.path.exists(config_file) \
-            else str(exc)
-        raise RowError(_with_root_hint(problems + [problem], root)) from None
-
-    deltas: list[tuple[str, Any, bool]] = []
-    env: dict[str, str] = {}
-    slurm: dict[str, str] = {}
-    for column in row:
-        try:
-            if column.startswith(C.PARAMETER_PREFIXES):
-                _refuse_sweep(column, cell(column))
-            if column.startswith((C.DELTA_PREFIX, C.DELTA_NEW_PREFIX)):
-                key = column.split(":", 1)[1].strip()
-                # a runner's arguments are free-form: its deltas create what they name, as stnd's do
-                create = column.startswith(C.DELTA_NEW_PREFIX) or (main == RUNNER_MARKER and programs.creates(key))
-                try:
-                    value = cells.decode(cell(column))
-                    if decimal_comma and isinstance(value, str) and cells.DECIMAL_COMMA.fullmatch(value) \
-                            and _number_at(default, key):          # 0,01 for a number: 0.01
-                        value = float(value.replace(",", "."))
-                except CellError as exc:
-                    raise CellError(f"{column}: {exc}") from None
-                raw = cell(column).strip()
-                quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
-                deltas.append((key, value, create, quoted))
-            elif column.startswith((C.ENV_PREFIX, C.CMD_ENV_PREFIX)):
-                stnd = column.startswith(C.CMD_ENV_PREFIX)
-                name = column.split(":", 1)[1].strip()
-                if not _ENV_NAME.fullmatch(name):
-                    raise CellError(f"{column}: {name!r} is not a valid environment variable name")
-                value = cell(column)
-                if value != "" and value.strip() not in DEFAULT_WORDS:
-                    refused = allowance.env_problem(column.strip(), name)
-                    if refused:
-                        raise CellError(refused)
-                    env[name] = expand_env(value, column.strip()) if stnd else value
-            elif column.startswith(C.SLURM_PREFIX):
-                value = cell(column)
-                if value.strip() != "" and value.strip() not in DEFAULT_WORDS:
-                    option = column[len(C.SLURM_PREFIX):].strip()
-                    checked = slurm_options.validate(option, value)
-                    refused = allowance.slurm_problem(option, checked)
-                    if refused:
-                        raise CellError(refused)
-                    slurm[option] = checked
-        except (CellError, slurm_options.SlurmOptionError) as exc:
-            problems.append(str(exc))
-
-    config: dict = default
-    if not problems:
-        try:
-            config = cfg.apply_deltas(default, deltas, warnings)
-        except cfg.ConfigError as exc:
-            problems.append(str(exc))
-    if not problems:
-        unfilled = cfg.unfilled_placeholders(config)
-        if unfilled:          # stnd runs such rows (<pad> can be a real value): say it, run it
-            warnings.append("the config still has <...> values: " + ", ".join(
-                f"{k} = {_leaf(config, k)!s}" for k in unfilled))
-
+    reader = _RowReader(row, number, root, worksheet, allowance or Allowance.load(root))
+    main, script, config_path, config_file = reader.paths()
+    default = reader.default_config(load_config, config_path, config_file)
+    deltas, env, slurm = reader.parameters(default, main, decimal_comma)
+    config = reader.config(default, deltas)
     take_last: dict = {}
-    if main == RUNNER_MARKER and not problems:
-        try:
-            exec_typed = str(config.get("exec_path") or "")
-            programs.argv(config, root)
-            take_last = programs.take_last(config)
-            exec_path = resolve_path(exec_typed, root)
-            config = dict(config, exec_path=exec_path)
-            refused = allowance.program_problem(config, exec_path, exec_typed)
-            if refused:
-                problems.append(refused)
-            elif not os.path.isfile(exec_path) and not exec_typed.startswith(NO_NORMALISATION):
-                problems.append(_not_found("exec_path", exec_typed, exec_path, root))
-        except (programs.ProgramError, CellError) as exc:
-            problems.append(str(exc))
-    elif script is not None and _is_runner_program(script) and not problems:
-        problems += _runner_config_problems(config, root, allowance)     # run_cmd.py runs what its config says
-
-    depends_text = ""
-    try:
-        depends_text = cell(C.DEPENDS_ON).replace(";", ",")
-        depends = rowrefs.split(depends_text)
-    except CellError as exc:
-        problems.append(str(exc))
-        depends = []
-    except rowrefs.SelectorError as exc:
-        problems.append(f"depends_on {exc}")
-        depends = []
-    time_limit, time_limit_s = row.get(C.TIME_LIMIT, "").strip(), None
-    if time_limit:
-        try:
-            time_limit_s = slurm_options.parse_time(time_limit)
-        except ValueError as exc:
-            problems.append(f"time_limit: {exc}")
-
-    conda: list[str] = []
-    if conda_env and main != RUNNER_MARKER:
-        try:
-            conda = programs.conda_prefix(conda_env, root)
-        except programs.ProgramError as exc:
-            problems.append(str(exc).replace("conda_env is", "--conda-env is").replace(
-                "set conda_env to None to run without it", "run without --conda-env"))
-    if problems:
-        raise RowError(_with_root_hint(problems, root))
+    if main == RUNNER_MARKER:
+        config, take_last = reader.program(config)
+    elif script is not None and _is_runner_program(script) and not reader.problems:
+        reader.problems += _runner_config_problems(config, root, reader.allowance)   # run_cmd.py runs its config
+    depends_text, depends = reader.depends_on()
+    time_limit, time_limit_s = reader.time_limit()
+    conda = reader.conda(conda_env) if main != RUNNER_MARKER else []
+    if reader.problems:
+        raise RowError(_with_root_hint(reader.problems, root))
     return RowSpec(number=number, script=script, default_config_path=config_file,
                    default_config=default, config=config, env=env, slurm=slurm,
                    depends_on=depends, depends_text=depends_text, name=row.get(C.NAME, "").strip(), conda=conda,
                    time_limit=time_limit, time_limit_s=time_limit_s,
-                   root=root, take_last=take_last, warnings=warnings)
+                   root=root, take_last=take_last, warnings=reader.warnings)
+
+
+class _RowReader:
+    """One row read cell by cell: each step adds what is wrong to ``problems`` (or raises
+    RowError where nothing after it can be checked) and what is odd to ``warnings``."""
+
+    def __init__(self, row: dict[str, str], number: int, root: str, worksheet: str, allowance: Allowance):
+        self.row, self.number, self.root, self.worksheet = row, number, root, worksheet
+        self.allowance = allowance
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def cell(self, column: str) -> str:
+        return cells.fill_placeholders(self.row.get(column, ""), self.number, self.row, self.worksheet)
+
+    def paths(self) -> tuple[str, str | None, str, str]:
+        """(path_to_main as meant, the script or None for ``__RUNNER__``, the config as typed, resolved)."""
+        typed_main = self.row.get(C.PATH_TO_MAIN, "").strip()
+        main = RUNNER_MARKER if typed_main == RUNNER_MARKER else self.cell(C.PATH_TO_MAIN).strip()
+        config_path = self.cell(C.PATH_TO_DEFAULT_CONFIG).strip()
+        if not main:
+            raise RowError("path_to_main is empty", column=C.PATH_TO_MAIN)
+        if not config_path:
+            raise RowError("path_to_default_config is empty", column=C.PATH_TO_DEFAULT_CONFIG)
+        script = None if main == RUNNER_MARKER else self._script(main)
+        config_file = resolve_path(config_path, self.root)
+        refused = self.allowance.path_problem(C.PATH_TO_DEFAULT_CONFIG, config_path, config_file)
+        if refused:                         # an outside file is not even read
+            raise RowError("; ".join(self.problems + [refused]), column=C.PATH_TO_DEFAULT_CONFIG)
+        return main, script, config_path, config_file
+
+    def _script(self, main: str) -> str:
+        script = resolve_path(main, self.root)
+        refused = None if _is_runner_program(script) else self.allowance.path_problem(C.PATH_TO_MAIN, main, script)
+        if refused:
+            self.problems.append(refused)
+        elif not os.path.isfile(script):
+            self.problems.append(_not_found("script", main, script, self.root))
+        return script
+
+    def default_config(self, load_config, config_path: str, config_file: str) -> dict:
+        try:
+            return load_config(config_file)
+        except cfg.ConfigError as exc:
+            problem = _not_found("config", config_path, config_file, self.root) \
+                if not os.path.exists(config_file) else str(exc)
+            raise RowError(_with_root_hint(self.problems + [problem], self.root)) from None
+
+    def parameters(self, default: dict, main: str, decimal_comma: bool
+                   ) -> tuple[list[cfg.Delta], dict[str, str], dict[str, str]]:
+        """The row's ``delta:``, ``env:`` and ``slurm:`` cells, checked."""
+        deltas: list[cfg.Delta] = []
+        env: dict[str, str] = {}
+        slurm: dict[str, str] = {}
+        for column in self.row:
+            try:
+                if column.startswith(C.PARAMETER_PREFIXES):
+                    _refuse_sweep(column, self.cell(column))
+                if column.startswith((C.DELTA_PREFIX, C.DELTA_NEW_PREFIX)):
+                    deltas.append(self._delta(column, default, main, decimal_comma))
+                elif column.startswith((C.ENV_PREFIX, C.CMD_ENV_PREFIX)):
+                    env.update(self._env(column))
+                elif column.startswith(C.SLURM_PREFIX):
+                    slurm.update(self._slurm(column))
+            except RowError as exc:         # a cell, a credential, an sbatch option
+                self.problems.append(str(exc))
+        return deltas, env, slurm
+
+    def _delta(self, column: str, default: dict, main: str, decimal_comma: bool) -> cfg.Delta:
+        key = column.split(":", 1)[1].strip()
+        # a runner's arguments are free-form: its deltas create what they name, as stnd's do
+        create = column.startswith(C.DELTA_NEW_PREFIX) or (main == RUNNER_MARKER and programs.creates(key))
+        try:
+            value = cells.decode(self.cell(column))
+            if decimal_comma and isinstance(value, str) and cells.DECIMAL_COMMA.fullmatch(value) \
+                    and _number_at(default, key):          # 0,01 for a number: 0.01
+                value = float(value.replace(",", "."))
+        except CellError as exc:
+            raise CellError(f"{column}: {exc}", column=column) from None
+        raw = self.cell(column).strip()
+        return cfg.Delta(key, value, create, quoted=len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"")
+
+    def _env(self, column: str) -> dict[str, str]:
+        name = column.split(":", 1)[1].strip()
+        if not _ENV_NAME.fullmatch(name):
+            raise CellError(f"{column}: {name!r} is not a valid environment variable name")
+        value = self.cell(column)
+        if value == "" or value.strip() in DEFAULT_WORDS:
+            return {}
+        refused = self.allowance.env_problem(column.strip(), name)
+        if refused:
+            raise CellError(refused)
+        return {name: expand_env(value, column.strip()) if column.startswith(C.CMD_ENV_PREFIX) else value}
+
+    def _slurm(self, column: str) -> dict[str, str]:
+        value = self.cell(column)
+        if value.strip() == "" or value.strip() in DEFAULT_WORDS:
+            return {}
+        option = column[len(C.SLURM_PREFIX):].strip()
+        checked = slurm_options.validate(option, value)
+        refused = self.allowance.slurm_problem(option, checked)
+        if refused:
+            raise CellError(refused)
+        return {option: checked}
+
+    def config(self, default: dict, deltas: list[cfg.Delta]) -> dict:
+        """The default config with the deltas applied (the default itself when a cell is wrong)."""
+        if self.problems:
+            return default
+        try:
+            config = cfg.apply_deltas(default, deltas, self.warnings)
+        except cfg.ConfigError as exc:
+            self.problems.append(str(exc))
+            return default
+        unfilled = cfg.unfilled_placeholders(config)
+        if unfilled:          # stnd runs such rows (<pad> can be a real value): say it, run it
+            self.warnings.append("the config still has <...> values: " + ", ".join(
+                f"{k} = {_leaf(config, k)!s}" for k in unfilled))
+        return config
+
+    def program(self, config: dict) -> tuple[dict, dict]:
+        """A ``__RUNNER__`` row: (its config with ``exec_path`` resolved, its take_last_dict columns)."""
+        if self.problems:
+            return config, {}
+        try:
+            exec_typed = str(config.get("exec_path") or "")
+            programs.argv(config, self.root)
+            take_last = programs.take_last(config)
+            exec_path = resolve_path(exec_typed, self.root)
+            config = dict(config, exec_path=exec_path)
+        except (programs.ProgramError, CellError) as exc:
+            self.problems.append(str(exc))
+            return config, {}
+        refused = self.allowance.program_problem(config, exec_path, exec_typed)
+        if refused:
+            self.problems.append(refused)
+        elif not os.path.isfile(exec_path) and not exec_typed.startswith(NO_NORMALISATION):
+            self.problems.append(_not_found("exec_path", exec_typed, exec_path, self.root))
+        return config, take_last
+
+    def depends_on(self) -> tuple[str, list[str]]:
+        """(the ``depends_on`` cell as read, the rows it names)."""
+        try:
+            text = self.cell(C.DEPENDS_ON).replace(";", ",")
+        except CellError as exc:
+            self.problems.append(str(exc))
+            return "", []
+        try:
+            return text, rowrefs.split(text)
+        except rowrefs.SelectorError as exc:
+            self.problems.append(f"depends_on {exc}")
+            return text, []
+
+    def time_limit(self) -> tuple[str, float | None]:
+        text = self.row.get(C.TIME_LIMIT, "").strip()
+        if not text:
+            return "", None
+        try:
+            return text, slurm_options.parse_time(text)
+        except ValueError as exc:
+            self.problems.append(f"time_limit: {exc}")
+            return text, None
+
+    def conda(self, conda_env: str) -> list[str]:
+        """A script row's ``conda run`` prefix (``--conda-env``)."""
+        if not conda_env:
+            return []
+        try:
+            return programs.conda_prefix(conda_env, self.root)
+        except programs.ProgramError as exc:
+            self.problems.append(str(exc).replace("conda_env is", "--conda-env is").replace(
+                "set conda_env to None to run without it", "run without --conda-env"))
+            return []
 
 
 def _runner_config_problems(config: dict, root: str, allowance: Allowance) -> list[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import re
 
+from runner.core.errors import RowError
+
 SBATCH_OPTIONS = frozenset("""
 account error output acctg-freq batch bb bbf begin cluster-constraint clusters comment constraint container
 contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot
@@ -54,8 +56,8 @@ _FORMATS = {
 }
 
 
-class SlurmOptionError(ValueError):
-    pass
+class SlurmOptionError(RowError):
+    """A ``slurm:`` cell (or sheetrun.yaml option) sbatch would not take, or the owner does not allow."""
 
 
 def validate(option: str, value: str) -> str:

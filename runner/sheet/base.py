@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Mapping, TypeVar
 from runner.core import columns as C
 from runner.core.columns import (ERROR, ERROR_MAX_CHARS, OWNED, RUN_ID, STATUS, TEXT_MAX_CHARS, WHETHER_TO_RUN, cap,
                                  metric_name_problem)
+from runner.core.errors import SheetrunError
 from runner.sheet.table import Table
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ MAX_COLUMNS = 16384        # the widest sheet sheetrun makes: Excel opens no wid
 DEFAULT_NEW_COLUMNS = 1000  # metric columns one launch (or one job writing its own row) may add
 
 
-class SheetError(RuntimeError):
+class SheetError(SheetrunError, RuntimeError):
     """The sheet cannot be read or written. ``bad_request``: the sheet refused what was sent (Google's
     400): trying again will not help, and sending it row by row finds the row it comes from."""
 

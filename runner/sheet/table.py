@@ -25,6 +25,7 @@ from typing import Iterator
 
 from runner.core.columns import is_reserved
 from runner.core.credentials import redact
+from runner.core.errors import RowError, SheetrunError
 
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
 BOM = "\ufeff"
@@ -71,11 +72,11 @@ def _letters(index: int) -> str:
     return out
 
 
-class SheetFormatError(ValueError):
+class SheetFormatError(SheetrunError, ValueError):
     """The sheet's text is not a CSV table the runner can safely rewrite."""
 
 
-class RaggedRowError(ValueError):
+class RaggedRowError(RowError):
     """A row has more fields than the header: the runner cannot tell which cell is which."""
 
 

@@ -22,14 +22,17 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from runner.core.errors import BackendError
+
 TEMPORARY = re.compile(
     r"temporar|try again|timed? ?out|unable to contact|connection refused|socket|"
     r"slurmctld.*(busy|not responding)|resource temporarily unavailable|too many pending rpcs",
     re.IGNORECASE)
 
 
-class SlurmError(RuntimeError):
+class SlurmError(BackendError):
     """A SLURM command failed; ``str()`` is its message."""
+    backend = "SLURM"
 
 
 class SbatchError(SlurmError):
