@@ -22,7 +22,6 @@ run folders), and it ends with the launch's numbers (rows, sheet writes).
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shlex
@@ -36,19 +35,19 @@ from runner.core.columns import Status
 from runner.core.errors import describe
 from runner.core.rowrefs import RowFilter
 from runner.core.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
-from runner.core.runindex import IndexedRun, RunIndex, row_key, unshown_runs
+from runner.core.runindex import IndexedRun, RunIndex, row_key
 from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S, THREAD_VARS
 from runner.launch import provenance
 from runner.launch.approvals import Approvals
-from runner.launch.plan import PlannedRow, new_run_id, plan
+from runner.launch.claim import Claim, _remove_claim, _set_claim, _write_new
+from runner.launch.plan import PlannedRow, new_run_id
 from runner.launch.rowwriter import RowWriter
 from runner.rowspec import stnd_logging
 from runner.rowspec.allow import Allowance
 from runner.rowspec.config import dump_yaml
 from runner.rowspec.slurm_options import parse_time
-from runner.runs.liveness import holder_text, verdict
 from runner.sheet import Sheet, SheetError, Table
-from runner.sheet.metric_columns import MetricColumns, clear_previous_metrics, unaccounted_cells
+from runner.sheet.metric_columns import MetricColumns
 
 FINAL_FLUSH_TRIES = 3
 JOB_SHEET_WRITES_PER_MIN = 20    # SLURM jobs writing a Google Sheet themselves: all of a launch's, together
@@ -101,14 +100,6 @@ class RunResult:
         not be written for a while is said, not failed (its rows are there: sync delivers)."""
         return (not self.interrupted and not self.left_out and not self.rows_gone
                 and all(o.status == Status.COMPLETED for o in self.outcomes))
-
-
-def _plan_inputs(table: Table) -> tuple:
-    """What :func:`runner.launch.plan.plan` reads of a sheet: its columns, and each row's number and the
-    cells of the columns sheetrun reads or owns (not notes, not metrics)."""
-    columns = tuple(table.columns)
-    read = [c for c in columns if C.is_input_column(c) or c in C.OWNED]
-    return columns, tuple((row.number, row.ragged, tuple(row.get(c) for c in read)) for row in table.rows)
 
 
 def cpu_budget(jobs: int) -> int:
@@ -170,99 +161,12 @@ class Launch:
     def claim_rows(self) -> list[PlannedRow]:
         """Plan and claim the rows in one transaction; returns the planned rows."""
         self._write_record()
-        made: list[str] = []                # run folders of this transaction's attempts
-        opts = self.opts
-
-        def held(row) -> str | None:
-            rd = RunDir(os.path.join(opts.root, row.get(C.RUN_FOLDER)))
-            seen = verdict(rd, row.get(C.RUN_ID))
-            if not seen.active:
-                return None
-            claim = rd.launcher()
-            if claim.get("launch") and claim.get("launch") != self.id and "queued" in seen.reason:
-                return f"queued in another {holder_text(claim)}"
-            return seen.reason
-
-        last: dict = {}                     # the previous attempt: what it planned from, and its plan
-
-        def change(table: Table) -> list[PlannedRow]:
-            key = _plan_inputs(table)
-            if key == last.get("key"):
-                # The sheet changed since the last attempt, but not in a cell the plan reads (another
-                # program saved a note, a metric): the same claim goes onto its newest content at once.
-                return apply(table, last["planned"])
-            for folder in made:             # an earlier attempt of this transaction (the file changed)
-                _remove_claim(folder)
-            made.clear()
-            self.result.skipped, self.result.notes, self.result.left_out = [], [], set()
-            newer = unshown_runs(table, opts.root, self.index, self.sheet.location)
-            planned = plan(table, opts.root, opts.rows, held=held, skipped=self.result.skipped,
-                           worksheet=self.sheet.name, notes=self.result.notes, conda_env=opts.conda_env,
-                           allowance=self.allowance, leave_out=lambda row: self._leave_out(row, newer))
-            claimed = dict(self.claim, claimed=time.time())
-            last["claimed"] = claimed["claimed"]
-            self.jobs_in_launch = sum(p.ok and p.writable for p in planned)
-            for p in planned:
-                if p.ok and p.writable:
-                    folder = os.path.join(self.sheet_dir, f"{self.stamp}_row{p.number}_{p.run_id}")
-                    previous = table.find_row(p.number).get(C.RUN_FOLDER)
-                    previous = os.path.normpath(os.path.join(opts.root, previous)) if previous else ""
-                    try:
-                        os.makedirs(folder)
-                        made.append(folder)
-                        p.run_folder = folder
-                        _write_new(os.path.join(folder, "job.json"), self.job_record(p, claimed, previous))
-                    except OSError as exc:
-                        p.run_folder = ""
-                        p.error = f"could not create the run folder: {describe(exc)}"
-            _fail_dependents(planned)
-            for p in planned:
-                if p.writable and not p.ok and p.run_folder:
-                    _remove_claim(p.run_folder)
-                    p.run_folder = ""
-            last.update(key=key, planned=planned)
-            return apply(table, planned)
-
-        def apply(table: Table, planned: list[PlannedRow]) -> list[PlannedRow]:
-            """The claim's cells, written into this attempt's table."""
-            if any(p.writable for p in planned):
-                for column in C.OWNED:          # a fixed, readable order for new sheets
-                    table.ensure_column(column)
-            written.clear()
-            for p in planned:
-                if not p.writable:
-                    continue
-                values = {C.RUN_ID: p.run_id, C.JOB_ID: "", C.EXIT_CODE: "", C.WALLTIME: ""}
-                if p.ok:
-                    values.update({C.STATUS: Status.SUBMITTED, C.ERROR: "",
-                                   C.RUN_FOLDER: display_path(p.run_folder, opts.root)})
-                else:
-                    values.update({C.STATUS: p.status, C.ERROR: C.cap(p.error, C.ERROR_MAX_CHARS),
-                                   C.RUN_FOLDER: ""})
-                row = table.find_row(p.number)
-                kept = unaccounted_cells(row, opts.root)
-                if kept and p.spec is not None and not any(w.startswith(KEPT_NOTE) for w in p.spec.warnings):
-                    p.spec.warnings.append(f"{KEPT_NOTE} {', '.join(kept)}: its previous run folder "
-                                           f"{row.get(C.RUN_FOLDER)} is not here, so which are that run's numbers "
-                                           "is unknown; empty those by hand")
-                written[p.run_id] = _set_claim(row, values, opts.root)
-            return planned
-
-        written: dict = {}                  # run id -> (row, cells before, cells after) of the last attempt
-
-        try:
-            planned = self.sheet.transact(change)
-        except BaseException:
-            for folder in made:
-                _remove_claim(folder)
-            raise
-        for run_id, (row, before, after) in written.items():
+        claim = Claim(self)
+        planned = claim.run()
+        for run_id, (row, before, after) in claim.written.items():
             self.writer.ledger.claimed(run_id, row, before, after)
-        self._index([(p, written[p.run_id][0]) for p in planned if p.ok and p.run_id in written], last["claimed"])
-        used = {p.run_folder for p in planned if p.ok}
-        for folder in made:
-            if folder not in used:
-                _remove_claim(folder)
+        self._index([(p, claim.written[p.run_id][0]) for p in planned if p.ok and p.run_id in claim.written],
+                    claim.claimed_at)
         for p in planned:
             self.outcomes[p.run_id] = Outcome(p.number, p.run_id, p.status, p.error)
             if p.run_folder:
@@ -485,51 +389,6 @@ class Launch:
                            sheet_transactions=writer.transactions + 1,
                            sheet_rewrites=getattr(self.sheet, "writes", None))
         return self.result
-
-
-KEPT_NOTE = "kept the cells"
-
-
-def _set_claim(row, values: dict, root: str) -> tuple:
-    """Write a claim's cells into ``row`` (emptying the metric cells of its previous run);
-    returns (row, the texts before, the texts after), for the launch's ledger."""
-    was = row.as_dict()
-    after = {column: "" for column in clear_previous_metrics(row, root)}   # every number in a row is its run's
-    for column, value in values.items():
-        row.set(column, value)
-        after[column] = str(value)
-    return row, {column: was.get(column, "") for column in after}, after
-
-
-def _write_new(path: str, data: dict) -> None:
-    """A JSON file in a folder nothing reads yet (no temp file and rename needed)."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data) + "\n")
-
-
-def _remove_claim(folder: str) -> None:
-    try:
-        os.unlink(os.path.join(folder, "job.json"))
-    except OSError:
-        pass
-    try:
-        os.rmdir(folder)
-    except OSError:
-        pass
-
-
-def _fail_dependents(planned: list[PlannedRow]) -> None:
-    """A row whose dependency could not be claimed (its run folder failed) fails too."""
-    by_id = {p.run_id: p for p in planned}
-    changed = True
-    while changed:
-        changed = False
-        for p in planned:
-            if p.ok:
-                bad = next((by_id[d] for d in p.deps if not by_id[d].ok), None)
-                if bad is not None:
-                    p.block(bad)
-                    changed = True
 
 
 def launch(sheet: Sheet, executor, opts: RunOptions, progress=None) -> RunResult:

@@ -123,86 +123,123 @@ def reconcile(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_d
     changes: list[SyncChange] = restore_lost_runs(sheet, root, runs_dir, table)
     if changes:
         table = sheet.read()
-    infos = {}                                # run id -> slurm.json, for the active SLURM rows
+    work = _Reconciliation(root, client, extra)
+    work.ask_slurm(table)
     for row in table.rows:
-        if row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_ID) and row.get(C.RUN_FOLDER):
-            info = slurm_info(RunDir(os.path.join(root, row.get(C.RUN_FOLDER))))
-            if info:
-                infos[row.get(C.RUN_ID)] = info
-    states, slurm_problem = {}, ""
-    if infos:
-        try:
-            states = slurm_states([i["job_id"] for i in infos.values()], client or default_client())
-        except SlurmError as exc:
-            slurm_problem = f"SLURM cannot be asked ({exc}); row left as it is"
-    batches: dict[str, list] = {rid: list(b) for rid, b in (extra or {}).items()}   # run id -> writes, in order
-    held_back: dict[str, RunDir] = {}         # run folders whose pending writes go out now
-    to_cancel: list[str] = []
-    stnd_rows: dict[int, tuple] = {}         # row number -> (run folder cell, cells), rows stnd left active
-    for row in table.rows:
+        work.row(row)
+    work.cancel_jobs_that_cannot_start()
+    if work.stnd_rows:
+        sheet.transact(work.settle_stnd_rows)
+    undelivered = work.deliver(sheet)
+    return Reconciled(changes + work.changes, _rows_after(table, work.batches, undelivered), undelivered)
+
+
+class _Reconciliation:
+    """One reconcile: what each row's run says, gathered into one write."""
+
+    def __init__(self, root: str, client: SlurmClient | None, extra: dict | None):
+        self.root = root
+        self.client = client
+        self.changes: list[SyncChange] = []
+        self.infos: dict = {}                 # run id -> slurm.json, for the active SLURM rows
+        self.states: dict = {}
+        self.slurm_problem = ""
+        self.batches: dict[str, list] = {rid: list(b) for rid, b in (extra or {}).items()}  # run id -> writes
+        self.held_back: dict[str, RunDir] = {}   # run folders whose pending writes go out now
+        self.to_cancel: list[str] = []
+        self.stnd_rows: dict[int, tuple] = {}   # row number -> (run folder cell, cells), rows stnd left active
+
+    def ask_slurm(self, table) -> None:
+        """The states of every active SLURM row's job, in one ``squeue`` call."""
+        for row in table.rows:
+            if row.get(C.STATUS) in Status.ACTIVE and row.get(C.RUN_ID) and row.get(C.RUN_FOLDER):
+                info = slurm_info(RunDir(os.path.join(self.root, row.get(C.RUN_FOLDER))))
+                if info:
+                    self.infos[row.get(C.RUN_ID)] = info
+        if self.infos:
+            try:
+                self.states = slurm_states([i["job_id"] for i in self.infos.values()],
+                                           self.client or default_client())
+            except SlurmError as exc:
+                self.slurm_problem = f"SLURM cannot be asked ({exc}); row left as it is"
+
+    def row(self, row) -> None:
         status, run_id, folder = row.get(C.STATUS), row.get(C.RUN_ID), row.get(C.RUN_FOLDER)
         if not run_id and status in Status.ACTIVE and not row.ragged:
-            seen = stnd_verdict(row, root)
-            changes.append(SyncChange(row.number, "", status, seen.status or status, seen.reason))
-            if not seen.active:
-                stnd_rows[row.number] = (folder, {C.STATUS: seen.status, C.ERROR: seen.reason})
-            continue
+            self._stnd_row(row)
+            return
         if not run_id or not folder:
-            continue
-        rd = RunDir(os.path.join(root, folder))
-        pending = rd.pending_batches() if os.path.isdir(rd.path) else []
-        if pending:
-            batches[run_id] = list(pending) + batches.get(run_id, [])
-            held_back[run_id] = rd
+            return
+        rd = RunDir(os.path.join(self.root, folder))
+        pending = self._take_pending(run_id, rd)
         if status not in Status.ACTIVE:
             if pending:
-                changes.append(SyncChange(row.number, run_id, status, status,
-                                          f"delivered {len(pending)} pending update(s)"))
-            continue
-        info = infos.get(run_id)
-        if info:
-            if slurm_problem:
-                changes.append(SyncChange(row.number, run_id, status, status, slurm_problem))
-                continue
-            seen = slurm_verdict(rd, info["job_id"], states)
-            state = lookup(states, info["job_id"])
-            if not seen.active and state is not None and state.state == "PENDING":
-                to_cancel.append(info["job_id"])    # it can never start (a failed dependency)
-        else:
-            seen = local_verdict(rd, run_id)
+                self.changes.append(SyncChange(row.number, run_id, status, status,
+                                               f"delivered {len(pending)} pending update(s)"))
+            return
+        info = self.infos.get(run_id)
+        if info and self.slurm_problem:
+            self.changes.append(SyncChange(row.number, run_id, status, status, self.slurm_problem))
+            return
+        seen = self._slurm_verdict(rd, info) if info else local_verdict(rd, run_id)
         if seen.active:
             if info and not row.get(C.JOB_ID):
-                batches.setdefault(run_id, []).append(({C.JOB_ID: info["job_id"]}, ()))
-            changes.append(SyncChange(row.number, run_id, status, status, seen.reason))
-            continue
+                self.batches.setdefault(run_id, []).append(({C.JOB_ID: info["job_id"]}, ()))
+            self.changes.append(SyncChange(row.number, run_id, status, status, seen.reason))
+            return
         values = _settled_values(rd, seen)
         if info:
             values[C.JOB_ID] = info["job_id"]
         # Only a row still active is changed: a job finishing meanwhile keeps its own result.
-        batches.setdefault(run_id, []).append((values, Status.TERMINAL))
-        changes.append(SyncChange(row.number, run_id, status, seen.status, seen.reason))
-    if to_cancel:
-        try:
-            (client or default_client()).cancel(to_cancel)
-        except SlurmError:
-            pass          # the row already says why; a later sync tries again
-    if stnd_rows:
-        def settle(table) -> None:
-            for row in table.rows:
-                folder, values = stnd_rows.get(row.number, (None, None))
-                if (values and row.get(C.RUN_FOLDER) == folder and not row.get(C.RUN_ID)
-                        and row.get(C.STATUS) in Status.ACTIVE and not row.ragged):
-                    for column, value in values.items():
-                        row.set(column, value)
+        self.batches.setdefault(run_id, []).append((values, Status.TERMINAL))
+        self.changes.append(SyncChange(row.number, run_id, status, seen.status, seen.reason))
 
-        sheet.transact(settle)
-    undelivered: set = set()
-    if batches:
-        delivery = sheet.update_rows_in_order(batches, MetricColumns(root))
-        undelivered = delivery.undelivered
+    def _stnd_row(self, row) -> None:
+        """A row stnd started (no run id): settled from its own files."""
+        status = row.get(C.STATUS)
+        seen = stnd_verdict(row, self.root)
+        self.changes.append(SyncChange(row.number, "", status, seen.status or status, seen.reason))
+        if not seen.active:
+            self.stnd_rows[row.number] = (row.get(C.RUN_FOLDER), {C.STATUS: seen.status, C.ERROR: seen.reason})
+
+    def _take_pending(self, run_id: str, rd: RunDir) -> list:
+        """The writes the job could not deliver, put first in the row's batches."""
+        pending = rd.pending_batches() if os.path.isdir(rd.path) else []
+        if pending:
+            self.batches[run_id] = list(pending) + self.batches.get(run_id, [])
+            self.held_back[run_id] = rd
+        return pending
+
+    def _slurm_verdict(self, rd: RunDir, info: dict) -> Verdict:
+        seen = slurm_verdict(rd, info["job_id"], self.states)
+        state = lookup(self.states, info["job_id"])
+        if not seen.active and state is not None and state.state == "PENDING":
+            self.to_cancel.append(info["job_id"])    # it can never start (a failed dependency)
+        return seen
+
+    def cancel_jobs_that_cannot_start(self) -> None:
+        if self.to_cancel:
+            try:
+                (self.client or default_client()).cancel(self.to_cancel)
+            except SlurmError:
+                pass          # the row already says why; a later sync tries again
+
+    def settle_stnd_rows(self, table) -> None:
+        for row in table.rows:
+            folder, values = self.stnd_rows.get(row.number, (None, None))
+            if (values and row.get(C.RUN_FOLDER) == folder and not row.get(C.RUN_ID)
+                    and row.get(C.STATUS) in Status.ACTIVE and not row.ragged):
+                for column, value in values.items():
+                    row.set(column, value)
+
+    def deliver(self, sheet: Sheet) -> set:
+        """Every batch in one transaction; the run ids whose writes did not land."""
+        if not self.batches:
+            return set()
+        delivery = sheet.update_rows_in_order(self.batches, MetricColumns(self.root))
         for note in delivery.notes:
             print(f"sheetrun: {note}", file=sys.stderr)
-        for run_id, rd in held_back.items():
+        for run_id, rd in self.held_back.items():
             if run_id not in delivery.undelivered:
                 try:
                     rd.clear_pending()
@@ -210,7 +247,7 @@ def reconcile(sheet: Sheet, root: str, client: SlurmClient | None = None, runs_d
                     pass
         for run_id, why in delivery.refused.items():
             print(f"sheetrun: run {run_id}: {why}", file=sys.stderr)
-    return Reconciled(changes, _rows_after(table, batches, undelivered), undelivered)
+        return delivery.undelivered
 
 
 def _rows_after(table, batches: dict, undelivered: set) -> dict:
