@@ -8,6 +8,7 @@ from runner import __version__
 from runner.cli import results, rows, run
 from runner.cli.options import err_console
 from runner.core.errors import BackendError, SheetrunError
+from runner.core.sheetref import SheetRef
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         # jobs inherit it; only the path travels, never the key
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = os.path.abspath(args.credentials)
     if getattr(args, "worksheet", None):
-        if "://" not in args.sheet:
+        ref = SheetRef.parse(args.sheet)
+        if not ref.remote:
             err_console.print("sheetrun: --worksheet is for Google Sheets URLs")
             return 2
-        args.sheet = args.sheet.split("::")[0] + "::" + args.worksheet
+        args.sheet = str(ref.with_worksheet(args.worksheet))
     try:
         return args.func(args)
     except SheetrunError as exc:          # usage, a row, the sheet, the scheduler: said in one line

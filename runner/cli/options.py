@@ -7,6 +7,7 @@ import os
 
 from runner.core.console import make_console
 from runner.core.errors import UsageError
+from runner.core.sheetref import SheetRef
 from runner.rowspec.rows import project_root_for
 
 console = make_console()
@@ -21,7 +22,7 @@ def root_of(args) -> str:
         return os.path.abspath(args.root)
     if os.environ.get("PROJECT_ROOT_PROVIDED_FOR_STUNED"):
         return os.path.abspath(os.environ["PROJECT_ROOT_PROVIDED_FOR_STUNED"])
-    if "://" in args.sheet:
+    if SheetRef.parse(args.sheet).remote:
         return os.getcwd()
     return project_root_for(args.sheet)
 

@@ -12,6 +12,7 @@ from runner.cli.options import (check_shown, console, err_console, root_of, rows
 from runner.core import columns as C
 from runner.core.errors import UsageError
 from runner.core.rowrefs import RowFilter
+from runner.core.sheetref import SheetRef
 from runner.sheet import open_sheet
 
 
@@ -148,9 +149,7 @@ def _write_summary(sheet, records) -> None:
     from runner.sheet import Table
 
     if sheet.remote:
-        base = sheet.location.split("::")[0]
-        title = sheet.title + " summary"
-        target = open_sheet(f"{base}::{title}")
+        target = open_sheet(str(SheetRef.parse(sheet.location).with_worksheet(sheet.title + " summary")))
     else:
         stem, ext = os.path.splitext(sheet.location)
         target = open_sheet(f"{stem}_summary{ext or '.csv'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from runner.core.records import ExitRecord
 from runner.core.rundir import RunDir
 
 
@@ -34,7 +35,7 @@ class Job(ABC):
         """Stop the job and everything it started, now."""
 
     @property
-    def exit_record(self) -> dict | None:
+    def exit_record(self) -> ExitRecord | None:
         return self.run_dir.read_exit()
 
 

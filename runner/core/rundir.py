@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import threading
 import time
 from typing import Any
+
+from runner.core.records import ExitRecord, JobRecord, Launcher
 
 HEARTBEAT_INTERVAL_S = 5.0
 FORWARD_INTERVAL_S = 0.5       # how often new metrics are forwarded to the sheet
@@ -100,20 +101,23 @@ class RunDir:
     def cancel_requested(self) -> bool:
         return os.path.exists(self.cancel_marker)
 
-    def launcher(self) -> dict:
-        """Who claimed this run: ``{"pid", "pid_started", "host", "launch", "launch_file", "claimed"}``."""
-        job = read_json_quietly(self.job) or {}
-        if isinstance(job.get("launcher"), dict):
-            return job["launcher"]
-        if job.get("launcher_pid"):           # run folders from before the launcher record
-            return {"pid": job["launcher_pid"], "host": socket.gethostname(), "claimed": job.get("created", 0)}
-        return {}
+    def read_job(self) -> JobRecord | None:
+        """``job.json`` (None if it is missing or unreadable)."""
+        job = read_json_quietly(self.job)
+        return JobRecord.from_json(job) if isinstance(job, dict) else None
 
-    def read_exit(self) -> dict | None:
+    def launcher(self) -> Launcher:
+        """Who claimed this run (an empty Launcher, false, when nothing says)."""
+        job = self.read_job()
+        return job.launcher if job is not None else Launcher()
+
+    def read_exit(self) -> ExitRecord | None:
+        """``exit.json``: how the job ended (None while it has not, or if it cannot be read)."""
         try:
-            return read_json(self.exit_record)
+            record = read_json(self.exit_record)
         except (OSError, ValueError):
             return None
+        return ExitRecord.from_json(record) if isinstance(record, dict) else None
 
     def heartbeat_age(self) -> float | None:
         try:

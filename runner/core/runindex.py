@@ -21,7 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from runner.core import columns as C
-from runner.core.rundir import RunDir, read_json_quietly, write_json
+from runner.core.records import ExitRecord
+from runner.core.rundir import RunDir, write_json
 
 INDEX_FILE = "runs.jsonl"
 RESET_FILE = "reset.json"
@@ -101,13 +102,13 @@ class RunIndex:
 class Unshown:
     """A run of a row newer than the one the row shows."""
     run: IndexedRun
-    record: dict | None           # its exit record; None while it has not ended
+    record: ExitRecord | None     # its exit record; None while it has not ended
 
     def reason(self, root: str, number: int) -> str:
         """Why ``sheetrun run`` leaves the row alone, and what to do."""
         folder = os.path.relpath(self.run.folder, root)
         what = ("a newer run not in the sheet, not finished" if self.record is None
-                else f"a finished run not in the sheet ({self.record.get('status')})")
+                else f"a finished run not in the sheet ({self.record.status})")
         return (f"has {what}: sync first ('sheetrun sync' puts {folder} back), or 'sheetrun reset --rows "
                 f"{number}' to run it afresh")
 
@@ -153,7 +154,5 @@ def _shown_created(row, root: str, by_id: dict) -> float:
     if run_id in by_id:
         return by_id[run_id].created
     folder = row.get(C.RUN_FOLDER)
-    job = read_json_quietly(RunDir(os.path.join(root, folder)).job, None) if folder else None
-    if isinstance(job, dict) and isinstance(job.get("created"), (int, float)):
-        return float(job["created"])
-    return float("inf")
+    job = RunDir(os.path.join(root, folder)).read_job() if folder else None
+    return float(job.created) if job is not None and job.created else float("inf")

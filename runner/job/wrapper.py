@@ -42,8 +42,10 @@ from runner.core import columns as C
 from runner.core import credentials, procs
 from runner.core.columns import Status
 from runner.core.errors import describe
+from runner.core.records import ExitRecord, JobRecord
 from runner.core.rundir import (DEFAULT_LOG_LIMIT, FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, cap_log,
                                 format_walltime, read_json, size_text, write_json)
+from runner.core.sheetref import SheetRef
 from runner.job import failure
 from runner.job.failure import signal_name
 from runner.report import clean_metrics, read_metrics_log
@@ -170,11 +172,11 @@ def load_results(rd: RunDir) -> tuple[dict, str]:
     return metrics, "; ".join(problems)
 
 
-def final_row_values(record: dict, metrics: dict) -> dict:
+def final_row_values(record: ExitRecord, metrics: dict) -> dict:
     """The cells a finished job writes: status, exit code, walltime, error, metrics."""
-    values = {C.STATUS: record["status"], C.EXIT_CODE: record["exit_code"],
-              C.WALLTIME: format_walltime(record["walltime_s"]), C.ERROR: record["error"], **metrics}
-    if record["status"] == Status.COMPLETED:
+    values = {C.STATUS: record.status, C.EXIT_CODE: record.exit_code,
+              C.WALLTIME: format_walltime(record.walltime_s or 0), C.ERROR: record.error, **metrics}
+    if record.status == Status.COMPLETED:
         values[C.WHETHER_TO_RUN] = "0"
     return values
 
@@ -229,12 +231,12 @@ def disk_full(path: str) -> bool:
         return False
 
 
-def follower_alive(job: dict) -> bool:
+def follower_alive(job: JobRecord) -> bool:
     """Does a ``sheetrun run --backend slurm --wait`` still follow this job's launch? It then writes
     the rows of all its jobs, batched, from their run folders (one Google Sheets quota for all), and
     the job leaves its row alone; its launch record says ``follows`` and is touched every poll."""
-    path = (job.get("launcher") or {}).get("launch_file")
-    if not path or job.get("sheet_writes") != "job":
+    path = job.launcher.launch_file
+    if not path or job.sheet_writes != "job":
         return False
     try:
         age = time.time() - os.stat(path).st_mtime
@@ -248,7 +250,7 @@ class RowChannel:
     """Where one job's row updates go: to the local runner (``send``), or straight to the sheet —
     unless a ``--wait`` follower writes it (``followed()``: then the run folder is all it needs)."""
 
-    def __init__(self, rd: RunDir, job: dict, send=None, requeued: bool = False, followed=None):
+    def __init__(self, rd: RunDir, job: JobRecord, send=None, requeued: bool = False, followed=None):
         self.rd, self.job = rd, job
         self.send = send                        # message -> bool (False: the runner is gone)
         self.direct = send is None
@@ -262,7 +264,7 @@ class RowChannel:
         self.offset = 0                         # metrics.jsonl forwarded so far (direct mode)
 
     def _push(self, values: dict, skip=()) -> None:
-        push_to_sheet(self.rd, self.job["sheet"], self.job["run_id"], values, skip, self.job.get("cwd"))
+        push_to_sheet(self.rd, self.job.sheet, self.job.run_id, values, skip, self.job.cwd)
 
     def _left_to_follower(self) -> bool:
         """Direct mode: True while a follower writes the row; when it goes, what it may have missed
@@ -272,7 +274,7 @@ class RowChannel:
             return True
         if self.deferred:
             self.deferred = False
-            _say(f"sheetrun: run {self.job['run_id']}: the sheetrun following it is gone; it writes its own row")
+            _say(f"sheetrun: run {self.job.run_id}: the sheetrun following it is gone; it writes its own row")
             if self.running is not None:
                 self._push(self.running, () if self.requeued else Status.TERMINAL)
             self.offset = 0
@@ -284,14 +286,14 @@ class RowChannel:
             if self.direct:
                 return
             self.direct = True
-            _say(f"sheetrun: run {self.job['run_id']}: {why}; it writes its own row from now on")
+            _say(f"sheetrun: run {self.job.run_id}: {why}; it writes its own row from now on")
             if self.running is not None:
                 self._push(self.running, () if self.requeued else Status.TERMINAL)
             self.offset = 0
             self._forward()
 
     def _message(self, message: dict) -> bool:
-        return self.send(dict(message, run_id=self.job["run_id"]))
+        return self.send(dict(message, run_id=self.job.run_id))
 
     def started(self, values: dict) -> None:
         with self.lock:
@@ -320,9 +322,9 @@ class RowChannel:
         if new:
             self._push(new)
 
-    def finished(self, record: dict, metrics: dict) -> None:
+    def finished(self, record: ExitRecord, metrics: dict) -> None:
         with self.lock:
-            if not self.direct and self._message({"event": "exit", "record": record, "metrics": metrics}):
+            if not self.direct and self._message({"event": "exit", "record": record.to_json(), "metrics": metrics}):
                 return
         self.switch("the runner's pipe is closed")
         with self.lock:
@@ -344,8 +346,8 @@ class JobRun:
         self.kind = kind                            # "wrapper": this process runs only this job; "host"
         self.processes = procs.ProcessLog(self.rd.processes)   # every process of the job seen so far
         self.extra_env = dict(extra_env or {})      # chosen at start time (its devices)
-        self.job = read_json(self.rd.job)
-        self.run_id = self.job["run_id"]
+        self.job = JobRecord.from_json(read_json(self.rd.job))
+        self.run_id = self.job.run_id
         self.requeued = requeued
         self.channel = RowChannel(self.rd, self.job, send, requeued)
         self.proc: subprocess.Popen | None = None
@@ -355,13 +357,13 @@ class JobRun:
         self.folder_problems: list[str] = []     # what could not be written into the run folder, and why
         self.kill_at: float | None = None        # when a stop request escalates to SIGKILL
         self.stop_signal = 0                     # the last signal sent to stop it
-        self.time_limit_s = self.job.get("time_limit_s")
+        self.time_limit_s = self.job.time_limit_s
         self.timed_out = False
-        self.take_last = {c: re.compile(r) for c, r in (self.job.get("take_last") or {}).items()}
+        self.take_last = {c: re.compile(r) for c, r in self.job.take_last.items()}
         self._stdout_offset = 0
         self._stdout_tail = ""                   # the last, unfinished line read so far
         self._taken: dict = {}
-        stnd_csv = self.job.get("stnd_row_csv")
+        stnd_csv = self.job.stnd_row_csv
         self.stnd_row = stnd_logging.LoggedRow(stnd_csv) if stnd_csv else None
         self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
         self.logs_cut: dict[str, int] = {}       # log -> bytes cut from its middle (log_limit)
@@ -385,15 +387,15 @@ class JobRun:
             self.cancelled.append("sheetrun cancel, before it started")
         else:
             env = credentials.job_environment(dict(os.environ))     # never sheetrun's own credentials
-            env.update(thread_env(job.get("env", {})))
-            env.update(job.get("env", {}))
+            env.update(thread_env(job.env))
+            env.update(job.env)
             env.update(self.extra_env)
-            env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": job["sheet"],
+            env.update({"SHEETRUN_RUN_DIR": rd.path, "SHEETRUN_SHEET": job.sheet,
                         procs.RUN_ID_VAR: self.run_id})
             try:
                 self.proc = _start_command(rd, job, env)
             except OSError as exc:
-                self.launch_error = f"could not start {job['argv'][0]}: {describe(exc)}"
+                self.launch_error = f"could not start {job.argv[0]}: {describe(exc)}"
         self.job_id = job_id or (str(self.proc.pid) if self.proc else "")
         me = procs.identity()
         self.host = me["host"]
@@ -494,7 +496,7 @@ class JobRun:
         """Stop the command once it has run for its time limit (it then ends Timeout)."""
         if (self.time_limit_s and not self.cancelled and self.proc is not None
                 and now - self.started >= self.time_limit_s):
-            self.timed_out = self.stop(f"time limit {self.job.get('time_limit')}")
+            self.timed_out = self.stop(f"time limit {self.job.time_limit}")
 
     def heartbeat(self, now: float) -> None:
         self.save("heartbeat", lambda: _touch(self.rd.heartbeat, now))
@@ -502,7 +504,7 @@ class JobRun:
     def _ending(self, code: int | None, results_problem: str) -> tuple[str, str, int | None]:
         """(status, error, the exit code the row shows) of a command that exited with ``code``."""
         if self.timed_out:
-            return Status.TIMEOUT, f"time limit reached ({self.job.get('time_limit')})", \
+            return Status.TIMEOUT, f"time limit reached ({self.job.time_limit})", \
                 -(self.stop_signal or signal.SIGTERM)
         if self.cancelled or (code is not None and code != 0 and self.rd.cancel_requested()):
             reason = self.cancelled[0] if self.cancelled else "sheetrun cancel"
@@ -522,7 +524,7 @@ class JobRun:
 
     def cap_logs(self) -> None:
         """Keep stdout.log and stderr.log to the job's ``log_limit``: their head and newest tail."""
-        limit = self.job.get("log_limit") or DEFAULT_LOG_LIMIT
+        limit = self.job.log_limit or DEFAULT_LOG_LIMIT
         for name, path in (("stdout.log", self.rd.stdout), ("stderr.log", self.rd.stderr)):
             try:
                 cut, moved = cap_log(path, limit)
@@ -535,9 +537,9 @@ class JobRun:
 
     def logs_cut_note(self) -> str:
         cuts = ", ".join(f"{name}: {size_text(n)} cut from its middle" for name, n in self.logs_cut.items())
-        return f"{cuts} (log_limit {size_text(self.job.get('log_limit') or DEFAULT_LOG_LIMIT)})"
+        return f"{cuts} (log_limit {size_text(self.job.log_limit or DEFAULT_LOG_LIMIT)})"
 
-    def finish(self, code: int | None) -> dict:
+    def finish(self, code: int | None) -> ExitRecord:
         """The command has exited with ``code`` (None: it never started): record how it went."""
         rd = self.rd
         ended = time.time()
@@ -548,16 +550,16 @@ class JobRun:
         if self.logs_cut:
             error = "; ".join([error] * bool(error) + [self.logs_cut_note()])
         self.save("metrics.json", lambda: write_json(rd.metrics, metrics))
-        record = {"status": status, "exit_code": code, "script_exit_code": script_code, "error": error,
-                  "started": self.started, "ended": ended, "walltime_s": ended - self.started,
-                  "host": getattr(self, "host", "")}
-        self.save("exit.json", lambda: write_json(rd.exit_record, record))
+        record = ExitRecord(status=status, exit_code=code, script_exit_code=script_code, error=error,
+                            started=self.started, ended=ended, walltime_s=ended - self.started,
+                            host=getattr(self, "host", ""))
+        self.save("exit.json", lambda: write_json(rd.exit_record, record.to_json()))
         problems = self.folder_problems
         if (problems or code) and disk_full(rd.path) and not any("disk full" in p for p in problems):
             problems.append(f"the run folder's disk is full ({rd.path})")
         if problems:
-            record["error"] = "; ".join([error] * bool(error) + ["run folder: " + problems[0]])
-        record["error"] = one_line(record["error"])
+            record.error = "; ".join([error] * bool(error) + ["run folder: " + problems[0]])
+        record.error = one_line(record.error)
         # The exit record is the truth: it also corrects a row that sync marked Lost meanwhile.
         self.channel.finished(record, metrics)
         return record
@@ -582,12 +584,12 @@ def run_job(run_dir: str) -> int:
     stop = threading.Event()
     # a remote sheet has a per-minute request quota shared by every job of the launch: each forwards
     # at the pace its launch set for it (job.json's sheet_interval_s: slower the more jobs it has)
-    remote = "://" in run.job["sheet"]
-    forward_s = run.job.get("sheet_interval_s") or (REMOTE_FORWARD_INTERVAL_S if remote else FORWARD_INTERVAL_S)
+    remote = SheetRef.parse(run.job.sheet).remote
+    forward_s = run.job.sheet_interval_s or (REMOTE_FORWARD_INTERVAL_S if remote else FORWARD_INTERVAL_S)
     tick_s = min(forward_s, 1.0 if remote else FORWARD_INTERVAL_S)
     # paced: Running and the metrics go with the first write, at a random moment of the first interval,
     # so that an array's jobs starting together do not all write at once
-    run.channel.paced = remote and bool(run.job.get("sheet_interval_s"))
+    run.channel.paced = remote and bool(run.job.sheet_interval_s)
     phase = random.uniform(0, forward_s) if run.channel.paced else 0.0
 
     def watch() -> None:
@@ -620,20 +622,20 @@ def run_job(run_dir: str) -> int:
         stop.set()
         watcher.join()
     record = run.finish(code)
-    return 0 if record["status"] == Status.COMPLETED else 1
+    return 0 if record.status == Status.COMPLETED else 1
 
 
-def _start_command(rd: RunDir, job: dict, env: dict) -> subprocess.Popen:
+def _start_command(rd: RunDir, job: JobRecord, env: dict) -> subprocess.Popen:
     """The row's command, in its own session, set to die with this wrapper (SIGKILL)."""
-    prefix = list(job.get("exec_prefix") or [])
+    prefix = list(job.exec_prefix or [])
     with open(rd.stdout, "ab") as out, open(rd.stderr, "ab") as err:
         if prefix:
             try:
-                return subprocess.Popen(prefix + job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
+                return subprocess.Popen(prefix + job.argv, cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=err, start_new_session=True)
             except FileNotFoundError:       # no such tool on this host (a SLURM node): do it here
                 pass
-        return subprocess.Popen(job["argv"], cwd=job["cwd"], env=env, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(job.argv, cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True,
                                 preexec_fn=procs.die_with_parent(os.getpid()))
 

@@ -55,7 +55,7 @@ class Claim:
         if not seen.active:
             return None
         claim = rd.launcher()
-        if claim.get("launch") and claim.get("launch") != self.launch.id and "queued" in seen.reason:
+        if claim.launch and claim.launch != self.launch.id and "queued" in seen.reason:
             return f"queued in another {holder_text(claim)}"
         return seen.reason
 

@@ -33,6 +33,7 @@ from runner.core import columns as C
 from runner.core import procs, settings
 from runner.core.columns import Status
 from runner.core.errors import describe
+from runner.core.records import JobRecord, Launcher
 from runner.core.rowrefs import RowFilter
 from runner.core.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
 from runner.core.runindex import IndexedRun, RunIndex, row_key
@@ -232,16 +233,15 @@ class Launch:
         row_env = dict(self.env if self.backend == "local" else {}, **self.root_env)
         row_env.update(p.spec.env)
         limit, limit_s = self.time_limit(p)
-        return {"sheet": self.sheet.location, "run_id": p.run_id, "row": p.number, "name": p.spec.name,
-                "attempt": attempt,
-                "argv": p.spec.argv(os.path.join(p.run_folder, "config.yaml"), self.opts.python),
-                "cwd": self.opts.root, "env": row_env, "launcher": launcher,
-                "launcher_pid": launcher["pid"], "created": launcher["claimed"],
-                "time_limit": limit, "time_limit_s": limit_s, "previous_run_folder": previous,
-                "sheet_writes": self.sheet_writes, "exec_prefix": procs.pdeathsig_prefix(),
-                "sheet_interval_s": self.sheet_interval_s(), "log_limit": self.log_limit,
-                "take_last": p.spec.take_last,
-                "stnd_row_csv": os.path.join(p.run_folder, stnd_logging.ROW_FILE) if p.spec.stnd_logging else ""}
+        return JobRecord(
+            sheet=self.sheet.location, run_id=p.run_id, row=p.number, name=p.spec.name, attempt=attempt,
+            argv=p.spec.argv(os.path.join(p.run_folder, "config.yaml"), self.opts.python),
+            cwd=self.opts.root, env=row_env, launcher=Launcher.from_json(launcher),
+            time_limit=limit, time_limit_s=limit_s, previous_run_folder=previous,
+            sheet_writes=self.sheet_writes, exec_prefix=procs.pdeathsig_prefix(),
+            sheet_interval_s=self.sheet_interval_s(), log_limit=self.log_limit, take_last=p.spec.take_last,
+            stnd_row_csv=os.path.join(p.run_folder, stnd_logging.ROW_FILE) if p.spec.stnd_logging else "",
+        ).to_json()
 
     def sheet_interval_s(self) -> float | None:
         """How often each job of a launch that writes its own rows (SLURM) may write a Google Sheet:

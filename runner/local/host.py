@@ -33,7 +33,9 @@ import sys
 import time
 
 from runner.core import procs
+from runner.core.records import ExitRecord
 from runner.core.rundir import RunDir
+from runner.core.sheetref import SheetRef
 from runner.job.wrapper import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_FORWARD_INTERVAL_S, JobRun,
                                 final_row_values, push_to_sheet, signal_name)
 
@@ -88,9 +90,9 @@ class JobHost:
         for _, message in self.outbox:
             if message.get("event") == "exit":
                 run_dir = message.get("folder", "")
-                job = {"sheet": message["sheet"], "run_id": message["run_id"], "cwd": message.get("cwd")}
-                push_to_sheet(RunDir(run_dir), job["sheet"], job["run_id"],
-                              final_row_values(message["record"], message["metrics"]), (), job["cwd"])
+                push_to_sheet(RunDir(run_dir), message["sheet"], message["run_id"],
+                              final_row_values(ExitRecord.from_json(message["record"]), message["metrics"]), (),
+                              message.get("cwd"))
         self.outbox.clear()
         for run in self.runs.values():
             run.channel.switch(f"the runner is gone ({why})")
@@ -129,7 +131,7 @@ class JobHost:
     def _start(self, folder: str, env: dict) -> None:
         def send(message: dict) -> bool:
             if message.get("event") == "exit":      # enough to write the row if the runner is gone
-                message = dict(message, folder=run.rd.path, sheet=run.job["sheet"], cwd=run.job.get("cwd"))
+                message = dict(message, folder=run.rd.path, sheet=run.job.sheet, cwd=run.job.cwd)
             return self.send(message)
 
         try:
@@ -266,7 +268,7 @@ class JobHost:
             if not self.runner_alive and now - last_forward >= FORWARD_INTERVAL_S:
                 last_forward = now
                 for run in self.runs.values():
-                    remote = "://" in run.job["sheet"]
+                    remote = SheetRef.parse(run.job.sheet).remote
                     if not remote or now - getattr(run, "_forwarded", 0) >= REMOTE_FORWARD_INTERVAL_S:
                         run._forwarded = now
                         run.channel.forward_metrics()

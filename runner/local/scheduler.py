@@ -28,6 +28,7 @@ from runner.core import columns as C
 from runner.core import procs
 from runner.core.columns import Status
 from runner.core.errors import describe
+from runner.core.records import ExitRecord
 from runner.core.rundir import format_walltime
 from runner.job.wrapper import final_row_values
 from runner.launch.pipeline import Launch
@@ -183,15 +184,14 @@ class Scheduler:
         previous = outcome.status
         self.writer.unwatch(rid)
         exit_message = job.exit_message
-        if exit_message is None:                   # no message: the record on disk, if any
-            record = job.run_dir.read_exit()
-            exit_message = {"record": record, "metrics": _metrics_of(job)} if record else None
-        if exit_message is not None:
-            record, metrics = exit_message["record"], exit_message.get("metrics") or {}
+        record = ExitRecord.from_json(exit_message["record"]) if exit_message is not None \
+            else job.run_dir.read_exit()           # no message: the record on disk, if any
+        if record is not None:
+            metrics = (exit_message.get("metrics") if exit_message is not None else _metrics_of(job)) or {}
             outcome.metrics = metrics
             self.writer.add(rid, final_row_values(record, metrics))
-            outcome.status, outcome.error = record["status"], record.get("error", "")
-            outcome.walltime = format_walltime(record.get("walltime_s", 0))
+            outcome.status, outcome.error = record.status, record.error
+            outcome.walltime = format_walltime(record.walltime_s or 0)
         else:
             left = procs.end_job(rid, job.run_dir.processes)   # the command died with its host; the rest now
             if self.stop_reason:
@@ -205,14 +205,14 @@ class Scheduler:
             self.writer.add(rid, {C.STATUS: status, C.ERROR: error})
         if self.progress:
             self.progress.finished(outcome, previous)
-        self._retry(rid, outcome, exit_message)
+        self._retry(rid, outcome, record)
 
-    def _retry(self, rid: str, outcome, exit_message) -> None:
+    def _retry(self, rid: str, outcome, record: ExitRecord | None) -> None:
         """``--retries``: claim the row's next try, on the sheet's thread (picked up by the loop)."""
         p = self.planned.pop(rid, None)
         attempt = self.attempt.pop(rid, 1)
-        failed = (outcome.status == Status.LOST or (outcome.status == Status.FAILED and exit_message is not None
-                                                    and exit_message["record"].get("exit_code") not in (0, None)))
+        failed = (outcome.status == Status.LOST or (outcome.status == Status.FAILED and record is not None
+                                                    and record.exit_code not in (0, None)))
         if p is None or not failed or self.stop_reason or attempt > self.launch.opts.retries:
             return
         self.retrying[self.writer.submit(self.launch.claim_again, p, attempt + 1)] = (p, outcome, attempt + 1)

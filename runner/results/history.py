@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from runner.core import columns as C
+from runner.core.records import JobRecord
 from runner.core.rundir import RunDir, format_walltime, read_json_quietly
 
 X_KEYS = ("step", "epoch")
@@ -37,13 +38,13 @@ class PastRun:
 
 def _past_run(folder: str) -> PastRun:
     rd = RunDir(folder)
-    job = read_json_quietly(rd.job, {}) or {}
-    record = rd.read_exit() or {}
+    job = rd.read_job() or JobRecord(sheet="", run_id="", argv=[], cwd="")
+    record = rd.read_exit()
     wrapper = read_json_quietly(rd.wrapper, {}) or {}
-    status = record.get("status") or ("never started" if not wrapper else "no exit record")
-    walltime = format_walltime(record["walltime_s"]) if "walltime_s" in record else ""
-    return PastRun(folder, job.get("run_id", ""), int(job.get("attempt", 1) or 1), status,
-                   wrapper.get("started") or job.get("created"), walltime,
+    status = (record and record.status) or ("never started" if not wrapper else "no exit record")
+    walltime = format_walltime(record.walltime_s) if record and record.walltime_s is not None else ""
+    return PastRun(folder, job.run_id, int(job.attempt or 1), status,
+                   wrapper.get("started") or job.created or None, walltime,
                    read_json_quietly(rd.metrics, {}) or {})
 
 
@@ -59,13 +60,14 @@ def history(row, root: str, sheet_runs: str) -> list[PastRun]:
     while folder and folder not in seen and os.path.isdir(folder):
         seen.add(folder)
         runs.append(_past_run(folder))
-        folder = (read_json_quietly(RunDir(folder).job, {}) or {}).get("previous_run_folder", "")
+        job = RunDir(folder).read_job()
+        folder = job.previous_run_folder if job is not None else ""
     name = " ".join(row.get(C.NAME).split())
     for older in sorted(glob.glob(os.path.join(glob.escape(sheet_runs), "*_row*_r*")), reverse=True):
         if older in seen or not os.path.isdir(older):
             continue
-        job = read_json_quietly(RunDir(older).job, {}) or {}
-        mine = (" ".join(str(job.get("name") or "").split()) == name if name and "name" in job
+        job = RunDir(older).read_job()
+        mine = (" ".join(job.name.split()) == name if name and job is not None and job.name is not None
                 else os.path.basename(older).split("_row", 1)[1].startswith(f"{row.number}_"))
         if mine:
             seen.add(older)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from runner.core import procs
 from runner.core.columns import Status
+from runner.core.records import ExitRecord, Launcher
 from runner.core.rundir import HEARTBEAT_STALE_S, RunDir, read_json_quietly
 from runner.slurm import INFO_NAME, SlurmClient, SlurmError
 from runner.slurm.client import lookup
@@ -37,26 +38,26 @@ from runner.slurm.states import row_status
 class Verdict:
     status: str | None         # None: the run is still going; else what the row should say
     reason: str
-    record: dict | None = None
+    record: ExitRecord | None = None
 
     @property
     def active(self) -> bool:
         return self.status is None
 
 
-def holder_text(claim: dict) -> str:
-    when = time.strftime("%H:%M:%S", time.localtime(claim.get("claimed", 0)))
-    return f"sheetrun pid {claim.get('pid')} on {claim.get('host')}, claimed at {when}"
+def holder_text(claim: Launcher) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(claim.claimed))
+    return f"sheetrun pid {claim.pid} on {claim.host}, claimed at {when}"
 
 
-def launcher_alive(claim: dict) -> bool:
+def launcher_alive(claim: Launcher) -> bool:
     """Is the sheetrun that claimed a run still alive?"""
-    if not claim or not claim.get("pid"):
+    if not claim:
         return False
-    if claim.get("host") == socket.gethostname():
-        return procs.alive(claim["pid"], claim.get("pid_started"))
+    if claim.host == socket.gethostname():
+        return procs.alive(claim.pid, claim.pid_started)
     try:                           # another host: its launch record's heartbeat
-        age = time.time() - os.stat(claim.get("launch_file", "")).st_mtime
+        age = time.time() - os.stat(claim.launch_file).st_mtime
     except OSError:
         return False
     return age < HEARTBEAT_STALE_S
@@ -92,7 +93,7 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
         return Verdict(Status.LOST, f"run folder {rd.path} is missing")
     record = rd.read_exit()
     if record:
-        return Verdict(record["status"], "exit record", record)
+        return Verdict(record.status, "exit record", record)
     here = socket.gethostname()
     wrapper = read_json_quietly(rd.wrapper)
     if wrapper:
@@ -113,7 +114,7 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
                                  f"still run (pid {pids}); 'sheetrun cancel' ends them")
         record = rd.read_exit()            # it may have ended between the two looks
         if record:
-            return Verdict(record["status"], "exit record", record)
+            return Verdict(record.status, "exit record", record)
         return Verdict(Status.LOST, f"job process {pid} ended without an exit record (killed?)")
     claim = rd.launcher()
     if launcher_alive(claim):
@@ -121,7 +122,7 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
     if rd.cancel_requested():
         return Verdict(Status.CANCELLED, "cancelled before it started")
     return Verdict(Status.LOST, "never started: the sheetrun that claimed it "
-                                f"(launcher pid {claim.get('pid')}) is gone")
+                                f"(launcher pid {claim.pid}) is gone")
 
 
 def slurm_verdict(rd: RunDir, job_id: str, states: dict) -> Verdict:
@@ -130,7 +131,7 @@ def slurm_verdict(rd: RunDir, job_id: str, states: dict) -> Verdict:
     state = lookup(states, job_id)
     if state is None:
         if record:
-            return Verdict(record["status"], "exit record", record)
+            return Verdict(record.status, "exit record", record)
         return Verdict(Status.LOST, f"SLURM job {job_id} is gone (finished long ago, or purged) "
                                     "and left no exit record")
     new, reason = row_status(state.state, state.reason, record)

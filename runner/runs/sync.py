@@ -269,7 +269,7 @@ def _settled_values(rd: RunDir, seen: Verdict) -> dict:
     if seen.record:
         metrics, _ = load_results(rd)
         values = final_row_values(seen.record, metrics)
-        if seen.record["status"] != seen.status:     # SLURM knows better (time limit, node failure)
+        if seen.record.status != seen.status:     # SLURM knows better (time limit, node failure)
             values.update({C.STATUS: seen.status, C.ERROR: seen.reason})
         return values
     return {C.STATUS: seen.status, C.ERROR: seen.reason}

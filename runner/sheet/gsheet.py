@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+from runner.core.sheetref import SheetRef
 from runner.sheet.base import Sheet, SheetError
 from runner.sheet.table import SheetFormatError, Table
 
@@ -140,7 +141,8 @@ class GoogleSheet(Sheet):
     remote = True
 
     def __init__(self, location: str):
-        url, _, worksheet = location.partition("::")
+        ref = SheetRef.parse(location)
+        url, worksheet = ref.address, ref.worksheet
         m = _KEY.search(url)
         if not m:
             raise SheetError(f"not a Google Sheets URL: {location}")
@@ -408,9 +410,9 @@ def _service_account():
 
 
 def _retrying_http_client():
+    import requests
     from gspread.exceptions import APIError
     from gspread.http_client import HTTPClient
-    import requests
 
     class RetryingHTTPClient(HTTPClient):
         """429 and 5xx: exponential backoff with jitter, RETRIES times; connection errors: a few quick tries."""

@@ -55,9 +55,9 @@ def row_status(state: str, reason: str, record: dict | None) -> tuple[str | None
         return None, state.lower()
     if state in ENDED:
         status, text = ENDED[state]
-        if record and record.get("status") in Status.TERMINAL:
-            if record["status"] == Status.CANCELLED and state in OVERRULE_CANCELLED:
+        if record and record.status in Status.TERMINAL:
+            if record.status == Status.CANCELLED and state in OVERRULE_CANCELLED:
                 return status, text
-            return record["status"], "exit record"
+            return record.status, "exit record"
         return status, text + (f"; {reason}" if reason else "")
     return None, f"SLURM state {state or '?'}"
