@@ -11,6 +11,7 @@ attempt that recorded "requeued" never ran again.
 from __future__ import annotations
 
 from runner.core.columns import Status
+from runner.core.records import ExitRecord
 
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
            "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
@@ -39,8 +40,11 @@ NEVER_STARTS = {"DependencyNeverSatisfied": "a dependency did not complete",
                 "InvalidAccount": "invalid account", "InvalidQOS": "invalid QOS"}
 
 
-def row_status(state: str, reason: str, record: dict | None) -> tuple[str | None, str]:
-    """(status for the row, or None to leave it as it is; the reason to show)."""
+def row_status(state: str, reason: str, record: ExitRecord | dict | None) -> tuple[str | None, str]:
+    """(status for the row, or None to leave it as it is; the reason to show). ``record``: the job's
+    exit record, as read (:class:`ExitRecord`) or as ``exit.json`` holds it; None when there is none."""
+    if isinstance(record, dict):
+        record = ExitRecord.from_json(record)
     state = state.split()[0].rstrip("+") if state else ""
     reason = "" if reason in ("None", "(null)") else reason
     if state in WAITING:
