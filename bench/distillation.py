@@ -43,7 +43,7 @@ def timed(fn, steps: int) -> float:
 def memory_child(n: int, members: int) -> None:
     from torch.utils.data import Dataset
 
-    from tasks.classify.evaluate import evaluate_domain, summarise
+    from tasks.classify.scoring import evaluate_domain, summarise
 
     class Synthetic(Dataset):
         def __len__(self):

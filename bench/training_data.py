@@ -20,7 +20,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tasks.classify.train import SeededItems, seed_of
+from tasks.classify.setup import SeededItems, seed_of
 from tasks.data import build_set
 
 

@@ -45,6 +45,11 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         self.info[name] = info
 
+    def pop(self, name: str, default=None):
+        """Unregister ``name`` (a test's or a plugin's entry); its entry, or ``default`` if none."""
+        self.info.pop(name, None)
+        return self._entries.pop(name, default)
+
     def get(self, name: str) -> T:
         """The entry ``name``; a ValueError listing the known names (and the nearest one) if none."""
         self._discover()

@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, set_nested
 from tasks.classify import schedules
 from tasks.classify.checkpoints import load_classifier
-from tasks.classify.train import param_groups
+from tasks.classify.setup import param_groups
 from tasks.models import create_model
 
 SCRIPT = os.path.join(REPO, "tasks", "classify", "train.py")
@@ -84,8 +84,8 @@ def test_training_reaches_the_row_and_the_saved_model_reloads(tmp_path):
     assert saved["history"][-1]["val_acc"] > 0.9          # digits 0-4 are easy
     assert not os.path.exists(cfg["save_path"] + ".last.pt")
     # the per-epoch validation gives what evaluate.py's reading of the saved file gives
-    from tasks.classify.evaluate import evaluate_domain, load_kind, summarise
-    from tasks.classify.train import build_data
+    from tasks.classify.scoring import evaluate_domain, load_kind, summarise
+    from tasks.classify.setup import build_data
     _, val = build_data(cfg)
     got = summarise(evaluate_domain(load_kind([cfg["save_path"]], "auto", torch.device("cpu")), val, 100,
                                     torch.device("cpu")), 10)
@@ -165,7 +165,7 @@ def test_mimo_trains_and_averages_its_members(tmp_path):
 def test_devices_are_checked_before_anything_starts(capsys):
     """devices: 8 where fewer GPUs are visible fails at once, saying how to give them; on a CPU,
     more processes than cores and amp are said (amp does nothing there)."""
-    from tasks.classify.train import check_devices
+    from tasks.classify.training import check_devices
 
     visible = torch.cuda.device_count()
     with pytest.raises(ValueError, match=f"devices: {visible + 1}, but {visible} GPU.*--gpus-per-job {visible + 1}"):

@@ -184,7 +184,7 @@ def test_label_noise_changes_exactly_round_n_p_labels_each_to_another_class():
 
 
 def test_label_noise_in_training_changes_the_training_split_only():
-    from tasks.classify.train import build_data
+    from tasks.classify.setup import build_data
 
     cfg = {"data": {"train": {"dataset": "digits", "split": "train", "label_noise": {"fraction": 0.3, "seed": 1}},
                     "holdout": {"fraction": 0.25, "seed": 3}, "input_size": [3, 16, 16]}}

@@ -92,7 +92,7 @@ def test_the_weight_decay_exemption_is_the_seeds_96_block_batch_norms():
     48 batch norms inside the blocks (96 tensors), not the stem's, the downsample paths' or fc.bias."""
     from timm import create_model
 
-    from tasks.classify.train import param_groups
+    from tasks.classify.setup import param_groups
 
     model = create_model("resnet50", num_classes=1000)
     decay, spared = param_groups(model, 1e-4, False, AUTHORS_REGEX)

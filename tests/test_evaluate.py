@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.classify.evaluate import evaluate_domain, load_kind, summarise, uncertainty_of
+from tasks.classify.scoring import evaluate_domain, load_kind, summarise, uncertainty_of
 from tasks.classify.checkpoints import MODEL_FORMAT
 from tasks.data import build_set
 from tasks.metrics import classification as C
@@ -75,7 +75,7 @@ def test_the_nll_is_exact_however_unlikely_the_label(tmp_path):
     arrays = evaluate_domain(predict, val, len(val), torch.device("cpu"))
     np.testing.assert_allclose(arrays["nll"], exact, rtol=1e-9)
     assert summarise(arrays, bins=10)["NLL"] == pytest.approx(exact.mean(), rel=1e-9)
-    from tasks.classify.train import evaluate as validate                  # the in-training validation's NLL
+    from tasks.classify.training import evaluate as validate                  # the in-training validation's NLL
 
     assert validate(predict, val, len(val), torch.device("cpu"))["val_nll"] == pytest.approx(exact.mean(), rel=1e-9)
 

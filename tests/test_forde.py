@@ -171,7 +171,7 @@ def pca_file(tmp_path_factory):
 def test_without_repulsion_the_members_train_exactly_as_independent_networks(tmp_path):
     """repulsion: none is M networks trained apart: member m equals tasks/classify/train.py run
     with seed.init = init x M + m on the same data seed."""
-    from tasks.classify.train import train
+    from tasks.classify.training import train
     from tasks.forde.train_forde import make_objective
 
     _, cfg = forde_config(tmp_path, "ensemble", **{"forde/repulsion": "none", "seed/init": 1})
@@ -197,7 +197,7 @@ def test_a_deep_ensemble_on_its_own_batches_is_m_runs_of_their_own(tmp_path):
     """member_batches: own (the baseline's setting): member m has its own data order and augmentation
     and equals tasks/classify/train.py run alone with seeds (init x M + m, data x M + m)."""
     from tasks.classify.checkpoints import classifier_from
-    from tasks.classify.train import train
+    from tasks.classify.training import train
     from tasks.forde.train_forde import make_objective
 
     _, cfg = forde_config(tmp_path, "ensemble", **{"forde/repulsion": "none", "member_batches": "own",
@@ -221,7 +221,7 @@ def test_a_deep_ensemble_on_its_own_batches_is_m_runs_of_their_own(tmp_path):
 
 def test_forde_keeps_one_shared_batch(tmp_path, pca_file):
     """The repulsion compares members at the same inputs: own batches are refused with it."""
-    from tasks.classify.train import train
+    from tasks.classify.training import train
     from tasks.forde.train_forde import make_objective
 
     _, cfg = forde_config(tmp_path, "forde", **{"forde/pca_path": pca_file, "member_batches": "own"})
@@ -396,7 +396,7 @@ def test_the_rate_is_the_authors_lr_scheduler_every_step(epochs, ratio):
 
 
 def test_a_joint_ensembles_stacked_biases_are_spared_weight_decay_like_any_bias():
-    from tasks.classify.train import param_groups
+    from tasks.classify.setup import param_groups
 
     net = create_model("small_cnn", 5, joint_members=3, width=4)
     decay, spared = param_groups(net, 5e-4, decay_norm_and_bias=False)

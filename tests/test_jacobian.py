@@ -203,7 +203,7 @@ def test_shards_concatenate_to_the_unsharded_result_exactly(noisy_run):
     a, b = per_sample(whole_files), per_sample(shard_files)
     assert a == b                                                        # exactly, every number
     # the split is every training sample once, and exactly round(N p) of them carry a changed label
-    from tasks.classify.train import build_data
+    from tasks.classify.setup import build_data
 
     train, _ = build_data(cfg)
     noisy = [sid for sid, (t, g, _) in a.items() if t != g]

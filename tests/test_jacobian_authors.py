@@ -158,7 +158,7 @@ def test_the_sheet_covers_every_checkpoint_and_split_exactly_once():
 def test_the_split_and_the_noisy_labels_are_the_authors_draws():
     """torch's random_split (the authors' train / validation split) and their corrupt_labels, written
     out step by step: the same seeds give the same samples and the same noisy labels."""
-    from tasks.classify.train import build_data
+    from tasks.classify.setup import build_data
 
     cfg = {"data": {"train": {"dataset": "digits", "split": "train", "id_classes": list(range(10)),
                               "label_noise": {"fraction": 0.2, "seed": 42, "draw": "authors"}},

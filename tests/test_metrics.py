@@ -152,3 +152,27 @@ def test_ood_scores_are_float64_so_near_identical_members_keep_their_order():
     assert mi.dtype == torch.float64 and (mi >= -1e-15).all()
     exact = mutual_information(logits.double())
     assert torch.equal(mi, exact)
+
+
+def test_sample_scores_are_the_per_sample_terms_of_the_mean_metrics():
+    """What an evaluation computes batch by batch on the model's device (from log-probabilities) has
+    for its means exactly the documented metrics."""
+    import torch
+
+    from tasks.metrics.classification import brier, nll, sample_scores, top_k_accuracy
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(200, 7)) * 3
+    labels = rng.integers(0, 7, size=200)
+    log_probs = torch.log_softmax(torch.from_numpy(logits), -1)
+    probs = log_probs.exp().numpy()
+    s = sample_scores(log_probs, torch.from_numpy(labels), k=5)
+    assert s["correct"].double().mean().item() == pytest.approx(top_k_accuracy(probs, labels, 1), abs=1e-12)
+    assert s["topk"].double().mean().item() == pytest.approx(top_k_accuracy(probs, labels, 5), abs=1e-12)
+    assert s["nll"].mean().item() == pytest.approx(nll(probs, labels), rel=1e-12)
+    assert s["brier"].mean().item() == pytest.approx(brier(probs, labels), rel=1e-12)
+    np.testing.assert_allclose(s["confidence"].numpy(), probs.max(1), rtol=1e-12)
+    tiny = torch.tensor([[0.0, -800.0]], dtype=torch.float64)          # p(y) = e^-800: exact, not infinite
+    assert sample_scores(tiny, torch.tensor([1]))["nll"].item() == pytest.approx(800.0)
+    with pytest.raises(ValueError, match="expected log_probs"):
+        sample_scores(log_probs[0], torch.from_numpy(labels))

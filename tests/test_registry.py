@@ -13,6 +13,7 @@ def test_a_name_is_registered_once_and_listed_sorted():
     with pytest.raises(ValueError, match="needs a new name, got 'cosine' \\(already registered\\)"):
         reg.add("cosine", lambda: "again")
     assert reg.get("cosine")() == "c"                    # the first registration stands
+    assert reg.pop("step")() == "s" and reg.names() == ["cosine"] and reg.pop("step", 0) == 0
 
 
 def test_an_unknown_name_is_refused_with_the_nearest_and_the_known_ones():

@@ -383,7 +383,8 @@ def test_fold_networks_score_only_their_own_held_out_fold_and_the_split_reads_th
     import yaml
 
     from tasks.classify.checkpoints import classifier_from, read_classifier
-    from tasks.classify.train import build_data, train
+    from tasks.classify.setup import build_data
+    from tasks.classify.training import train
     from tasks.data.domains import build_union, fold_parts
     from tasks.robustness import split_shift
 
@@ -428,7 +429,8 @@ def test_fold_networks_score_only_their_own_held_out_fold_and_the_split_reads_th
 def test_a_linear_probe_trains_the_head_alone(tmp_path):
     """`model.trainable` (the authors' freeze_features): only the parameters it matches change."""
     from tasks.classify.checkpoints import read_classifier
-    from tasks.classify.train import build_model, train
+    from tasks.classify.setup import build_model
+    from tasks.classify.training import train
 
     cfg = domain_classifier_config(tmp_path, "tune", trainable=r"^13\.")
     cfg["epochs"] = 1
@@ -459,7 +461,7 @@ def test_published_weights_become_a_model_file_with_their_preprocessing(tmp_path
 
     from conftest import REPO
     from tasks.classify.checkpoints import classifier_from, read_classifier
-    from tasks.classify.evaluate import read_correct
+    from tasks.classify.scoring import read_correct
 
     torch.manual_seed(0)
     net = timm.create_model("resnet10t", pretrained=False, num_classes=10)
@@ -594,7 +596,7 @@ def test_objectnet_reads_its_mappings_and_scores_a_class_by_its_imagenet_classes
     """ObjectNet: only the classes matched to ImageNet, labelled by ObjectNet class; the border cut;
     a prediction counts for its ImageNet class's ObjectNet class, whose probability is the sum of its
     ImageNet classes' (here 0.3 + 0.3 beats a single class's 0.4)."""
-    from tasks.classify.evaluate import evaluate_domain
+    from tasks.classify.scoring import evaluate_domain
 
     write_objectnet(tmp_path / "objectnet-1.0", np.random.default_rng(0))
     spec = {"dataset": "objectnet", "root": str(tmp_path / "objectnet-1.0"),

@@ -124,7 +124,7 @@ def test_every_split_the_statistics_read_is_the_same_every_time(tmp_path, recipe
 
 def test_the_validation_holdout_of_an_augmented_training_is_read_plainly(tmp_path):
     """classify/train.py's in-training validation reads the holdout with the evaluation view."""
-    from tasks.classify.train import build_data
+    from tasks.classify.setup import build_data
 
     write_cifar(str(tmp_path / "c"))
     cfg = full_scale_jacobian_training(str(tmp_path / "c"), "crop_flip")
@@ -144,7 +144,7 @@ def test_digits_read_without_augmentation_are_the_same_every_time():
 
 
 def test_an_evaluation_domain_cannot_ask_for_augmentation(tmp_path):
-    from tasks.classify.evaluate import evaluation_domains
+    from tasks.classify.scoring import evaluation_domains
 
     assert list(evaluation_domains({"in_distribution": {"dataset": "digits", "split": "test"}})) == ["in_distribution"]
     with pytest.raises(ValueError, match="drop augment: true from shifted"):

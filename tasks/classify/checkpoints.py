@@ -108,3 +108,14 @@ def ensemble_from(saved: Sequence[dict]) -> nn.Module:
 def load_ensemble(paths: Sequence[str]) -> nn.Module:
     """The models saved at ``paths`` as one ensemble."""
     return ensemble_from([read_classifier(p) for p in paths])
+
+
+# the objectives that saved their metadata before a saved model named its objective
+OLDER_OBJECTIVES = ("distill", "forde")
+
+
+def training_of(saved: dict) -> dict:
+    """How a saved model was trained, as it declares it: ``{key: metadata}`` of its objective
+    (``objective`` names the key: tasks/classify/objectives.py); {} for plain cross-entropy."""
+    keys = [saved["objective"]] if saved.get("objective") else [k for k in OLDER_OBJECTIVES if k in saved]
+    return {key: saved[key] for key in keys if key in saved}

@@ -16,13 +16,18 @@ from __future__ import annotations
 import torch
 
 from tasks.classify.checkpoints import load_ensemble, model_paths
-from tasks.classify.train import train
+from tasks.classify.objectives import Objective
+from tasks.classify.training import train
 from tasks.common import load_config
 from tasks.distill.losses import EPS, LOSSES, MAX_ALPHA
 
 
-class DistillationObjective:
+class DistillationObjective(Objective):
+    """The student's loss against its teachers' predictions (``distill.loss``: :data:`LOSSES`)."""
+    metadata_key = "distill"
+
     def __init__(self, cfg: dict, device):
+        super().__init__(cfg, device)
         d = cfg["distill"]
         paths = model_paths(d["teachers"])
         self.teachers = load_ensemble(paths).to(device).eval()
@@ -34,7 +39,7 @@ class DistillationObjective:
                        "eps": float(d.get("eps", EPS))}
         self.metadata = {"loss": d["loss"], "teachers": paths, **self.kwargs}
 
-    def __call__(self, model, x, y):
+    def __call__(self, model, x, y, generator=None):
         with torch.no_grad():
             teacher_probs = self.teachers(x).float().softmax(-1)          # [M, B, K]
         logits = model(x).float()

@@ -73,7 +73,7 @@ def load_pca(path: str, input_size: Sequence[int]) -> Tuple[torch.Tensor, torch.
 
 def main(argv=None) -> None:
     from runner import report
-    from tasks.classify.train import data_config
+    from tasks.classify.setup import data_config
     from tasks.data import build_set
 
     cfg = load_config(__doc__.splitlines()[0], argv)

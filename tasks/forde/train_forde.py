@@ -37,15 +37,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from tasks.classify.train import joint_cross_entropy, train
+from tasks.classify.objectives import Objective, joint_cross_entropy
+from tasks.classify.training import train
 from tasks.common import load_config
 from tasks.forde.repulsion import KINDS, repulsion
 
 
-class FordeObjective:
+class FordeObjective(Objective):
+    """A joint ensemble's summed cross-entropy plus the repulsion of its input gradients."""
     metadata_key = "forde"          # the saved model records how it was trained under this key
 
     def __init__(self, cfg: dict, device):
+        super().__init__(cfg, device)
         f = cfg.get("forde") or {}
         self.kind = f.get("repulsion", "pca")
         if self.kind is None:          # a sheet cell reads `none` as null (as stnd does): the same thing
@@ -60,7 +63,6 @@ class FordeObjective:
             raise ValueError(f"forde.repulsion: {self.kind} compares the members at the same inputs: it needs "
                              "member_batches: shared (own batches are the deep-ensemble baseline's, repulsion: none)")
         self.eps = float(f.get("eps", 1e-12))
-        self.smoothing = float(cfg.get("label_smoothing", 0.0))
         self.eigenvectors = self.scales = None
         if self.kind == "pca":
             from tasks.forde.compute_pca import load_pca
@@ -72,7 +74,7 @@ class FordeObjective:
         self.metadata = {"repulsion": self.kind, "pca_path": f.get("pca_path") if self.kind == "pca" else None,
                          "eps": self.eps}
 
-    def __call__(self, model, x, y):
+    def __call__(self, model, x, y, generator=None):
         m = self.members
         if self.own_batches:                 # x [M, b, ...], y [M, b]: M networks on their own batches
             loss, pred, target = joint_cross_entropy(model(x).float(), y, self.smoothing)

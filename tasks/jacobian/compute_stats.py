@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -49,7 +50,7 @@ SHORT = {"frobenius": "fro", "operator": "op"}
 
 def split_set(saved: dict, split: str, test_data: dict | None, root: str | None = None):
     """(dataset, training labels [N], clean labels [N]) of one split of the model's data, by position."""
-    from tasks.classify.train import build_data, data_config
+    from tasks.classify.setup import build_data, data_config
     from tasks.data import build_set
     from tasks.data.label_noise import labels_of
 
@@ -115,22 +116,12 @@ def main(argv=None) -> dict:
     from tasks.classify.checkpoints import classifier_from, read_classifier
 
     cfg = load_config(__doc__.splitlines()[0], argv)
-    norms = list(cfg.get("normalizations") or ["none"])
-    names = list(cfg.get("statistics") or ["frobenius", "operator"])
-    unknown = [n for n in norms if n not in OUTPUTS]
-    if unknown:
-        raise ValueError(f"normalizations must be among {sorted(OUTPUTS)}, got {unknown}")
-    mode = cfg.get("mode", "batched")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    power = dict(cfg.get("power_iteration") or {})
+    options = StatsOptions.from_config(cfg)
     device = pick_device(cfg.get("device", "auto"))
     torch.set_grad_enabled(False)
-
-    epoch = cfg.get("epoch")
-    saved = read_classifier(cfg["model"], epoch=epoch)
+    saved = read_classifier(cfg["model"], epoch=cfg.get("epoch"))
     model = classifier_from(saved).to(device)
-    epoch = int(saved.get("epoch", epoch if epoch is not None else -1))
+    epoch = int(saved.get("epoch", cfg["epoch"] if cfg.get("epoch") is not None else -1))
     split = cfg.get("split", "train")
     dataset, labels, clean = split_set(saved, split, cfg.get("test_data"))
     batch_size = int(cfg.get("batch_size", 128))
@@ -139,57 +130,100 @@ def main(argv=None) -> dict:
     run = os.path.splitext(os.path.basename(cfg["model"]))[0]
     out_dir = os.path.join(cfg.get("output_dir", "results/jacobian"), run, f"epoch{epoch}", split)
     first = int(cfg.get("skip") or 0) // batch_size
-    train_data = saved["config"]["data"]["train"]
-    metadata = {"model": cfg["model"], "run": run, "network": saved["model"]["name"],
-                "network_kwargs": saved["model"].get("kwargs") or {}, "epoch": epoch, "split": split,
-                "dataset": (cfg.get("test_data") or {}).get("dataset") if split == "test" else train_data.get("dataset"),
-                "label_noise": train_data.get("label_noise"), "holdout": saved["config"]["data"].get("holdout"),
-                "normalizations": norms, "statistics": names, "mode": mode, "power_iteration": power,
-                "batch_size": batch_size, "sample_seed": cfg.get("sample_seed"), "device": str(device)}
+    metadata = dict(shard_metadata(cfg, saved, run, epoch, split, options), batch_size=batch_size,
+                    device=str(device))
     print(f"{run} epoch {epoch}, {split}: {sum(map(len, batches))} of {len(dataset)} samples in {len(batches)} "
-          f"batches from batch {first}; {', '.join(norms)}; {mode} on {device}", flush=True)
-
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
-    everything = {n: {} for n in norms}
-    noisy_all, wrong_all, unfit_all = [], [], []
+          f"batches from batch {first}; {', '.join(options.norms)}; {options.mode} on {device}", flush=True)
     started = time.time()
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=int(cfg.get("num_workers", 0)))
+    tally = Tally(options.norms)
     bar = progress(sum(map(len, batches)), f"{run} e{epoch} {split}")
     for b, ((x, y, ids), positions) in enumerate(zip(loader, batches)):
-        x, y = x.to(device), y.to(device)
-        pos = np.asarray(positions)
-        stats = {}
-        for norm in norms:
-            jac = jacobian(model, x, norm, y, mode)
-            values = statistics(jac, names, power, ids.tolist())
-            stats[norm] = {k: v.cpu().tolist() for k, v in values.items()}
-            for k, v in stats[norm].items():
-                everything[norm].setdefault(k, []).extend(v)
-        predictions = model(x).argmax(-1).cpu().numpy()
-        noisy_all.append(labels[pos] != clean[pos])
-        wrong_all.append(predictions != clean[pos])
-        unfit_all.append(predictions != labels[pos])
-        write_json({"format": FORMAT, "metadata": dict(metadata, batch=first + b),
-                    "sample_ids": ids.tolist(), "positions": pos.tolist(), "targets": labels[pos].tolist(),
-                    "ground_truths": clean[pos].tolist(), "predictions": predictions.tolist(), "stats": stats},
+        record = tally.batch(model, x.to(device), y.to(device), ids, np.asarray(positions), labels, clean, options)
+        write_json({"format": FORMAT, "metadata": dict(metadata, batch=first + b), **record},
                    os.path.join(out_dir, f"batch{first + b:05d}.json"))
-        bar.update(len(pos))
+        bar.update(len(positions))
     bar.close()
     seconds = time.time() - started
-    noisy = np.concatenate(noisy_all) if noisy_all else np.zeros(0, dtype=bool)
-    wrong = np.concatenate(wrong_all) if wrong_all else np.zeros(0, dtype=bool)
-    unfit = np.concatenate(unfit_all) if unfit_all else np.zeros(0, dtype=bool)
-    metrics = {"samples": int(len(noisy)), "noisy_samples": int(noisy.sum()), "epoch": epoch,
-               **({"error_clean_labels": round(float(wrong.mean()), 6),
-                   "error_trained_labels": round(float(unfit.mean()), 6)}
-                  if len(wrong) else {}),
-               "batches": len(batches), "samples_per_s": round(len(noisy) / max(seconds, 1e-9), 2),
-               **{k: round(v, 6) for k, v in summary(everything, noisy).items()}}
-    if "operator" in names:          # samples whose power iteration the cap stopped before the tolerance
-        metrics["power_unsettled"] = sum(int(np.sum(~np.asarray(v["operator_settled"], dtype=bool)))
-                                         for v in everything.values() if "operator_settled" in v)
+    metrics = tally.metrics(options.names, epoch, len(batches), seconds)
     report(metrics)
     print(f"wrote {len(batches)} files to {out_dir} ({seconds:.1f} s)", flush=True)
     return metrics
+
+
+@dataclass
+class StatsOptions:
+    """What to compute: the normalisations of the output, the statistics, how the Jacobian is
+    taken (``mode``) and the power iteration's settings."""
+    norms: list
+    names: list
+    mode: str
+    power: dict
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "StatsOptions":
+        norms = list(cfg.get("normalizations") or ["none"])
+        unknown = [n for n in norms if n not in OUTPUTS]
+        if unknown:
+            raise ValueError(f"normalizations must be among {sorted(OUTPUTS)}, got {unknown}")
+        mode = cfg.get("mode", "batched")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return cls(norms, list(cfg.get("statistics") or ["frobenius", "operator"]), mode,
+                   dict(cfg.get("power_iteration") or {}))
+
+
+def shard_metadata(cfg: dict, saved: dict, run: str, epoch: int, split: str, options: StatsOptions) -> dict:
+    """What every batch file says of the run it belongs to."""
+    train_data = saved["config"]["data"]["train"]
+    return {"model": cfg["model"], "run": run, "network": saved["model"]["name"],
+            "network_kwargs": saved["model"].get("kwargs") or {}, "epoch": epoch, "split": split,
+            "dataset": (cfg.get("test_data") or {}).get("dataset") if split == "test" else train_data.get("dataset"),
+            "label_noise": train_data.get("label_noise"), "holdout": saved["config"]["data"].get("holdout"),
+            "normalizations": options.norms, "statistics": options.names, "mode": options.mode,
+            "power_iteration": options.power, "batch_size": None, "sample_seed": cfg.get("sample_seed")}
+
+
+class Tally:
+    """The statistics of every sample seen so far, and which were noisy, wrongly predicted (against
+    the clean labels) and not fitted (against the labels trained on)."""
+
+    def __init__(self, norms: list):
+        self.everything = {n: {} for n in norms}
+        self.noisy, self.wrong, self.unfit = [], [], []
+
+    def batch(self, model, x, y, ids, pos: np.ndarray, labels, clean, options: StatsOptions) -> dict:
+        """One batch's statistics, added to the tally; returns what its batch file holds."""
+        stats = {}
+        for norm in options.norms:
+            jac = jacobian(model, x, norm, y, options.mode)
+            values = statistics(jac, options.names, options.power, ids.tolist())
+            stats[norm] = {k: v.cpu().tolist() for k, v in values.items()}
+            for k, v in stats[norm].items():
+                self.everything[norm].setdefault(k, []).extend(v)
+        predictions = model(x).argmax(-1).cpu().numpy()
+        self.noisy.append(labels[pos] != clean[pos])
+        self.wrong.append(predictions != clean[pos])
+        self.unfit.append(predictions != labels[pos])
+        return {"sample_ids": ids.tolist(), "positions": pos.tolist(), "targets": labels[pos].tolist(),
+                "ground_truths": clean[pos].tolist(), "predictions": predictions.tolist(), "stats": stats}
+
+    def metrics(self, names: list, epoch: int, batches: int, seconds: float) -> dict:
+        """The row's numbers: sample counts, the errors, the speed, each statistic's summary, the
+        power iterations left unsettled."""
+        def joined(parts):
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+        noisy, wrong, unfit = joined(self.noisy), joined(self.wrong), joined(self.unfit)
+        metrics = {"samples": int(len(noisy)), "noisy_samples": int(noisy.sum()), "epoch": epoch,
+                   **({"error_clean_labels": round(float(wrong.mean()), 6),
+                       "error_trained_labels": round(float(unfit.mean()), 6)} if len(wrong) else {}),
+                   "batches": batches, "samples_per_s": round(len(noisy) / max(seconds, 1e-9), 2),
+                   **{k: round(v, 6) for k, v in summary(self.everything, noisy).items()}}
+        if "operator" in names:          # samples whose power iteration the cap stopped before the tolerance
+            metrics["power_unsettled"] = sum(int(np.sum(~np.asarray(v["operator_settled"], dtype=bool)))
+                                             for v in self.everything.values() if "operator_settled" in v)
+        return metrics
 
 
 if __name__ == "__main__":

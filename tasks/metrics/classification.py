@@ -22,6 +22,32 @@ def _probs_labels(probs, labels):
     return p, y
 
 
+def sample_scores(log_probs, labels, k: int = 5) -> dict:
+    """Each sample's scores, from predictions given as log-probabilities ``log_probs`` [N, K] (a torch
+    tensor on any device: an evaluation scores batch by batch where the model runs) and ``labels``
+    [N] (classes; a negative label, an unlabelled sample, is scored as class 0 and is for the caller
+    to leave out). With p_i = exp(log_probs_i):
+
+    - ``correct``: 1[argmax_k p_ik = y_i]; ``topk``: 1[y_i among the k most probable] (k <= K);
+    - ``confidence``: max_k p_ik;
+    - ``nll``: -log p_i[y_i], from the log-probability itself (exact however small p_i[y_i] is);
+    - ``brier``: sum_k (p_ik - 1[k = y_i])^2.
+
+    Their means are :func:`top_k_accuracy`, :func:`nll` and :func:`brier`."""
+    import torch
+
+    if log_probs.dim() != 2 or labels.dim() != 1 or len(log_probs) != len(labels):
+        raise ValueError(f"expected log_probs [N, K] and labels [N], got {tuple(log_probs.shape)} and "
+                         f"{tuple(labels.shape)}")
+    y = labels.clamp_min(0).unsqueeze(-1)
+    p = log_probs.exp()
+    confidence, predicted = p.max(-1)
+    top = p.topk(min(k, p.shape[-1]), -1).indices
+    onehot = torch.zeros_like(p).scatter_(-1, y, 1.0)
+    return {"correct": predicted == labels, "topk": (top == y).any(-1), "confidence": confidence,
+            "nll": -log_probs.gather(-1, y).squeeze(-1), "brier": ((p - onehot) ** 2).sum(-1)}
+
+
 def top_k_accuracy(probs, labels, k: int = 1) -> float:
     """Fraction of samples whose label is among the k most probable classes:
     acc@k = mean_i 1[y_i in top-k(p_i)]."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -116,7 +117,7 @@ def fold_model_logits(union, spec: dict, options: dict, device, batch_size: int)
 def model_rows(sheets, rows, baselines, reference_domain, shifted_domain, n_shifted):
     """The evaluation rows named by ``rows``: name, group, reference accuracy and which shifted
     examples they got right (their evaluation's per-example results for ``shifted_domain``)."""
-    from tasks.classify.evaluate import read_correct
+    from tasks.classify.scoring import read_correct
     from tasks.sheets import evaluated_rows, matches
 
     found = []
@@ -138,23 +139,55 @@ def model_rows(sheets, rows, baselines, reference_domain, shifted_domain, n_shif
 
 
 def main(argv=None) -> pd.DataFrame:
+    from runner import report
+    from tasks.common import load_config, run_dir
+
+    cfg = load_config(__doc__.splitlines()[0], argv)
+    epsilons = [float(e) for e in cfg.get("epsilons", [0.01, 0.1])]
+    out = cfg.get("out") or run_dir() or "."
+    os.makedirs(out, exist_ok=True)
+    support = find_support(cfg, epsilons, out)
+    df = part_accuracies(cfg, support, epsilons)
+    metrics = {"domain_auroc": round(support.auroc, 4), "temperature": round(support.alpha, 4),
+               **{f"out_of_support_{e:g}": round(float(support.split[e].mean()), 4) for e in epsilons}}
+    if not df.empty:
+        fit_parts(df, cfg)
+        df.to_csv(os.path.join(out, "split_shift.csv"), index=False)
+        metrics.update(mean_effective_robustness(df, float(cfg.get("figure_epsilon", epsilons[-1]))))
+    write_table(os.path.join(out, "split_shift.md"), support, epsilons, df)
+    if not df.empty:
+        figure(df, float(cfg.get("figure_epsilon", epsilons[-1])), os.path.join(out, "split_shift.png"))
+    report(metrics)
+    print(f"-> {out}/support.npz, split_shift.md" + (", .csv, .png" if not df.empty else ""), flush=True)
+    return df
+
+
+@dataclass
+class Support:
+    """The domain classifier's verdict: its out-of-fold logits, their calibration, the AUROC, and which
+    shifted examples are out of the reference's support at each epsilon."""
+    kind: str
+    n_ref: int
+    n_shift: int
+    auroc: float
+    alpha: float
+    split: dict
+
+
+def find_support(cfg: dict, epsilons: list, out: str) -> Support:
+    """Cross-fit the domain classifier, calibrate it, and split the shifted set (``support.npz``)."""
     from sklearn.metrics import roc_auc_score
 
-    from runner import report
-    from tasks.classify.train import data_config
-    from tasks.common import load_config, pick_device, run_dir
+    from tasks.classify.setup import data_config
+    from tasks.common import pick_device
     from tasks.data import build_set
     from tasks.data.domains import build_union, union_of
 
-    cfg = load_config(__doc__.splitlines()[0], argv)
-    dcfg = data_config(cfg)
-    spec = union_of(cfg)
-    epsilons = [float(e) for e in cfg.get("epsilons", [0.01, 0.1])]
+    dcfg, spec = data_config(cfg), union_of(cfg)
     classifier = dict(cfg.get("classifier") or {"kind": "logistic"})
     kind = classifier.get("kind", "logistic")
     if kind not in CLASSIFIERS:
         raise ValueError(f"classifier.kind must be one of {CLASSIFIERS}, got {kind!r}")
-
     union = build_union(spec, lambda s: build_set(s, dcfg))
     is_shifted = union.is_shifted
     n_ref, n_shift = len(union.reference_index), len(union.shifted)
@@ -167,54 +200,68 @@ def main(argv=None) -> pd.DataFrame:
                                             int(cfg.get("batch_size", 256)))
     alpha = calibrate(logits, is_shifted)
     ratios = density_ratios(logits, alpha, n_ref, n_shift)
-    auroc = float(roc_auc_score(is_shifted, logits))
     split = out_of_support(ratios[is_shifted], epsilons)
-    out = cfg.get("out") or run_dir() or "."
-    os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, "support.npz"), logits=logits, fold=fold_of, is_shifted=is_shifted,
              reference_index=union.reference_index, ratios=ratios, temperature=alpha, epsilons=np.array(epsilons),
              out_of_support=np.stack([split[e] for e in epsilons]))
     for e in epsilons:
         print(f"  eps {e:g}: {int(split[e].sum())} of {n_shift} shifted examples out of support", flush=True)
+    return Support(kind, n_ref, n_shift, float(roc_auc_score(is_shifted, logits)), alpha, split)
 
-    metrics = {"domain_auroc": round(auroc, 4), "temperature": round(alpha, 4),
-               **{f"out_of_support_{e:g}": round(float(split[e].mean()), 4) for e in epsilons}}
+
+def part_accuracies(cfg: dict, support: Support, epsilons: list) -> pd.DataFrame:
+    """One line per evaluated row, epsilon and part (in / out of support): its reference accuracy and
+    its accuracy on that part of the shifted set."""
     sheets, patterns = config_sheets(cfg), as_list(cfg.get("rows"))
     lines = []
     if sheets and patterns:
         found = model_rows(sheets, patterns, as_list(cfg.get("baselines"), ["baseline*"]),
-                           cfg.get("reference_domain", "in_distribution"), cfg.get("shifted_domain", "target"), n_shift)
+                           cfg.get("reference_domain", "in_distribution"), cfg.get("shifted_domain", "target"),
+                           support.n_shift)
         for r in found:
             for e in epsilons:
-                for part, mask in (("in_support", ~split[e]), ("out_of_support", split[e])):
+                for part, mask in (("in_support", ~support.split[e]), ("out_of_support", support.split[e])):
                     lines.append({"sheet": r["sheet"], "name": r["name"], "group": r["group"], "epsilon": e,
                                   "part": part, "examples": int(mask.sum()), "ref": r["ref"],
                                   "shift": float(r["correct"][mask].mean()) if mask.any() else np.nan})
-    df = pd.DataFrame(lines)
-    if not df.empty:
-        df["effective_robustness"] = np.nan
-        for (e, part), chunk in df.groupby(["epsilon", "part"]):
-            base = chunk[chunk["group"] == "baseline"].dropna(subset=["shift"])
-            if len(base) < 3 or chunk["examples"].iloc[0] == 0:
-                continue
-            try:
-                line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"),
-                                interval=cfg.get("interval", "exact"),
-                                clip=resolve_clip(cfg.get("clip"), int(chunk["examples"].iloc[0])))
-            except ValueError as exc:             # one part without a line must not cost the others theirs
-                print(f"  eps {e:g}, {part}: no line ({exc})", flush=True)
-                continue
-            df.loc[chunk.index, "effective_robustness"] = 100 * effective_robustness(line, chunk["ref"], chunk["shift"])
-        df.to_csv(os.path.join(out, "split_shift.csv"), index=False)
-        evaluated = df[df["group"] == "evaluated"]
-        for part in ("in_support", "out_of_support"):
-            values = evaluated[(evaluated["part"] == part) & (evaluated["epsilon"] == float(cfg.get(
-                "figure_epsilon", epsilons[-1])))]["effective_robustness"].dropna()
-            if len(values):
-                metrics[f"mean_er_{part}"] = round(float(values.mean()), 3)
-    with open(os.path.join(out, "split_shift.md"), "w", encoding="utf-8") as f:
-        f.write(f"Domain classifier ({kind}) AUROC {auroc:.4f} (out of fold), temperature {alpha:.3f}; "
-                f"{n_ref} reference, {n_shift} shifted examples.\n\n| epsilon | out of support |\n|---|---|\n")
+    return pd.DataFrame(lines)
+
+
+def fit_parts(df: pd.DataFrame, cfg: dict) -> None:
+    """``effective_robustness`` of every line: against the baselines' line of its epsilon and part."""
+    df["effective_robustness"] = np.nan
+    for (e, part), chunk in df.groupby(["epsilon", "part"]):
+        base = chunk[chunk["group"] == "baseline"].dropna(subset=["shift"])
+        if len(base) < 3 or chunk["examples"].iloc[0] == 0:
+            continue
+        try:
+            line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"),
+                            interval=cfg.get("interval", "exact"),
+                            clip=resolve_clip(cfg.get("clip"), int(chunk["examples"].iloc[0])))
+        except ValueError as exc:             # one part without a line must not cost the others theirs
+            print(f"  eps {e:g}, {part}: no line ({exc})", flush=True)
+            continue
+        df.loc[chunk.index, "effective_robustness"] = 100 * effective_robustness(line, chunk["ref"], chunk["shift"])
+
+
+def mean_effective_robustness(df: pd.DataFrame, epsilon: float) -> dict:
+    """The row's ``mean_er_<part>``: the evaluated rows' mean ER on each part, at ``epsilon``."""
+    evaluated = df[df["group"] == "evaluated"]
+    out = {}
+    for part in ("in_support", "out_of_support"):
+        values = evaluated[(evaluated["part"] == part) & (evaluated["epsilon"] == epsilon)]["effective_robustness"]
+        if len(values.dropna()):
+            out[f"mean_er_{part}"] = round(float(values.dropna().mean()), 3)
+    return out
+
+
+def write_table(path: str, support: Support, epsilons: list, df: pd.DataFrame) -> None:
+    """``split_shift.md``: the split at each epsilon, and every line with its accuracy and ER."""
+    split = support.split
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"Domain classifier ({support.kind}) AUROC {support.auroc:.4f} (out of fold), temperature "
+                f"{support.alpha:.3f}; {support.n_ref} reference, {support.n_shift} shifted examples.\n\n"
+                "| epsilon | out of support |\n|---|---|\n")
         for e in epsilons:
             f.write(f"| {e:g} | {int(split[e].sum())} ({100 * split[e].mean():.1f}%) |\n")
         if not df.empty:
@@ -223,11 +270,6 @@ def main(argv=None) -> pd.DataFrame:
                 er = "" if np.isnan(r.effective_robustness) else f"{r.effective_robustness:+.2f}"
                 acc = "" if np.isnan(r.shift) else f"{100 * r.shift:.2f}"
                 f.write(f"| {r.epsilon:g} | {r.name} | {r.group} | {r.part} | {r.examples} | {acc} | {er} |\n")
-    if not df.empty:
-        figure(df, float(cfg.get("figure_epsilon", epsilons[-1])), os.path.join(out, "split_shift.png"))
-    report(metrics)
-    print(f"-> {out}/support.npz, split_shift.md" + (", .csv, .png" if not df.empty else ""), flush=True)
-    return df
 
 
 def figure(df: pd.DataFrame, epsilon: float, path: str) -> None:
