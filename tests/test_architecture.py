@@ -91,18 +91,6 @@ def test_no_import_circles(package):
     assert not circles, "\n".join(circles)
 
 
-# Functions still over the limit, with their length today: each may only shrink, and leaves this
-# list once it is split (no new entry is ever added).
-STILL_LONG = {
-    "tasks/classify/train.py:train_process": 191,
-    "tasks/sed/train_ensemble.py:train": 112,
-    "tasks/classify/evaluate.py:main": 103,
-    "tasks/robustness/split_shift.py:main": 91,
-    "tasks/jacobian/compute_stats.py:main": 80,
-    "tasks/sed/evaluate.py:main": 68, "tasks/robustness/effective_robustness.py:main": 68,
-}
-
-
 def _function_lengths() -> dict[str, int]:
     out = {}
     for package in ("runner", "tasks"):
@@ -117,8 +105,5 @@ def _function_lengths() -> dict[str, int]:
 
 def test_no_function_is_longer_than_60_lines():
     lengths = _function_lengths()
-    too_long = [f"{name}: {n} lines" for name, n in sorted(lengths.items())
-                if n > max(MAX_FUNCTION_LINES, STILL_LONG.get(name, 0))]
+    too_long = [f"{name}: {n} lines" for name, n in sorted(lengths.items()) if n > MAX_FUNCTION_LINES]
     assert not too_long, "split these (a function reads as a recipe of at most 60 lines):\n" + "\n".join(too_long)
-    done = [name for name, n in STILL_LONG.items() if lengths.get(name, 0) <= MAX_FUNCTION_LINES]
-    assert not done, "now short: take these out of STILL_LONG:\n" + "\n".join(done)

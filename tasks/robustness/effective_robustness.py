@@ -170,14 +170,36 @@ def main(argv=None) -> pd.DataFrame:
     line = fit_line(base["ref"], base["shift"], scale=cfg.get("scale", "probit"), alpha=float(cfg.get("alpha", 0.05)),
                     interval=cfg.get("interval", "exact"),
                     clip=resolve_clip(cfg.get("clip"), int(df["samples"].max()) if df["samples"].max() > 0 else 1))
+    add_effective_robustness(df, line)
+    out = cfg.get("out") or run_dir() or "."
+    os.makedirs(out, exist_ok=True)
+    evaluated = df[df["group"] == "evaluated"]
+    models = per_model(evaluated, line, cfg.get("copies"))
+    write_tables(out, df, models, line, reference, shifted, cfg.get("interval", "exact"))
+    figure(df, line, os.path.join(out, "effective_robustness.png"), reference, shifted)
+    if cfg.get("write_rows", True):
+        write_rows(df, cfg.get("column") or "effective_robustness")
+    report({"baselines": int(len(base)), "evaluated": int(len(evaluated)), "slope": round(line.slope, 4),
+            "intercept": round(line.intercept, 4), **headline(evaluated, models, cfg.get("aggregate", "rows"))})
+    print(f"line over {len(base)} baselines: {line.slope:.3f} x + {line.intercept:.3f} ({line.scale}); "
+          f"{len(evaluated)} models; -> {out}/effective_robustness.md, .csv, .png", flush=True)
+    return df
+
+
+def add_effective_robustness(df: pd.DataFrame, line) -> None:
+    """Each row's point on the line (``predicted``), its ER and the ER's band, in points."""
     lower, mid, upper = line.predict(df["ref"])
     df["predicted"] = mid
     df["effective_robustness"] = 100 * effective_robustness(line, df["ref"], df["shift"])
     df["er_low"], df["er_high"] = 100 * (df["shift"] - upper), 100 * (df["shift"] - lower)
-    out = cfg.get("out") or run_dir() or "."
-    os.makedirs(out, exist_ok=True)
+
+
+def write_tables(out: str, df: pd.DataFrame, models: pd.DataFrame, line, reference: str, shifted: str,
+                 interval: str) -> None:
+    """``effective_robustness.csv`` (every row), ``_models.csv`` (every model) and the Markdown of both."""
     table = df[["sheet", "name", "group", "ref", "shift", "predicted", "effective_robustness", "er_low", "er_high"]]
     table.to_csv(os.path.join(out, "effective_robustness.csv"), index=False)
+    models.to_csv(os.path.join(out, "effective_robustness_models.csv"), index=False)
     with open(os.path.join(out, "effective_robustness.md"), "w", encoding="utf-8") as f:
         f.write(f"| row | group | {reference} acc (%) | {shifted} acc (%) | line (%) | ER (points) | ER band |\n"
                 "|---|---|---|---|---|---|---|\n")
@@ -186,34 +208,26 @@ def main(argv=None) -> pd.DataFrame:
                     f"{r.effective_robustness:+.2f} | [{r.er_low:+.2f}, {r.er_high:+.2f}] |\n")
         f.write(f"\nLine ({line.scale} axes, {line.n} baselines): {line.slope:.4f} x "
                 f"{'+' if line.intercept >= 0 else '-'} {abs(line.intercept):.4f}; "
-                f"{100 * (1 - line.alpha):.0f}% band ({cfg.get('interval', 'exact')}).\n")
-    evaluated = df[df["group"] == "evaluated"]
-    models = per_model(evaluated, line, cfg.get("copies"))
-    models.to_csv(os.path.join(out, "effective_robustness_models.csv"), index=False)
-    with open(os.path.join(out, "effective_robustness.md"), "a", encoding="utf-8") as f:
+                f"{100 * (1 - line.alpha):.0f}% band ({interval}).\n")
         f.write(f"\nPer model (the mean point of its copies):\n\n| model | copies | {reference} acc (%) | "
                 f"{shifted} acc (%) | ER (points) | ER band |\n|---|---|---|---|---|---|\n")
         for r in models.itertuples():
             f.write(f"| {r.model} | {r.copies} | {100 * r.ref:.2f} | {100 * r.shift:.2f} | "
                     f"{r.effective_robustness:+.2f} | [{r.er_low:+.2f}, {r.er_high:+.2f}] |\n")
-    figure(df, line, os.path.join(out, "effective_robustness.png"), reference, shifted)
-    if cfg.get("write_rows", True):
-        from runner.sheet import open_sheet
 
-        column = cfg.get("column") or "effective_robustness"
-        for location, rows in df.groupby("location"):
-            values = {r.run_id: {column: round(r.effective_robustness, 3), f"{column}_low": round(r.er_low, 3),
-                                 f"{column}_high": round(r.er_high, 3)}
-                      for r in rows.itertuples() if r.run_id}
-            missed = open_sheet(location).update_many(values)
-            if missed:
-                print(f"{location}: {len(missed)} rows were gone before their effective robustness was written",
-                      flush=True)
-    report({"baselines": int(len(base)), "evaluated": int(len(evaluated)), "slope": round(line.slope, 4),
-            "intercept": round(line.intercept, 4), **headline(evaluated, models, cfg.get("aggregate", "rows"))})
-    print(f"line over {len(base)} baselines: {line.slope:.3f} x + {line.intercept:.3f} ({line.scale}); "
-          f"{len(evaluated)} models; -> {out}/effective_robustness.md, .csv, .png", flush=True)
-    return df
+
+def write_rows(df: pd.DataFrame, column: str) -> None:
+    """Each evaluated row's ER and its band into its own row (``column``, ``column_low``, ``column_high``)."""
+    from runner.sheet import open_sheet
+
+    for location, rows in df.groupby("location"):
+        values = {r.run_id: {column: round(r.effective_robustness, 3), f"{column}_low": round(r.er_low, 3),
+                             f"{column}_high": round(r.er_high, 3)}
+                  for r in rows.itertuples() if r.run_id}
+        missed = open_sheet(location).update_many(values)
+        if missed:
+            print(f"{location}: {len(missed)} rows were gone before their effective robustness was written",
+                  flush=True)
 
 
 if __name__ == "__main__":

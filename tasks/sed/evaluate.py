@@ -128,47 +128,21 @@ def main(argv=None) -> None:
     device = pick_device(cfg.get("device", "auto"))
     saved = torch.load(cfg["model"], map_location="cpu", weights_only=False)
     model = EnsembleHeads.from_file_dict(saved).to(device).eval()
-    soup = {k: v.detach() for k, v in model.soup().items()}
-    cache_dir, bs, mem = cfg["cache_dir"], int(cfg.get("batch_size", 1024)), float(cfg.get("max_memory_gb", 4))
     protocol = cfg.get("class_subset_protocol", "argmax_before")
     if protocol not in PROTOCOLS:
         raise ValueError(f"class_subset_protocol must be one of {PROTOCOLS}, got {protocol!r}")
-
     wanted = [cfg["in_distribution"], *cfg.get("eval_sets", []), *cfg.get("ood_sets", [])]
-    groups = {name: resolve_sets(cache_dir, name) for name in dict.fromkeys(wanted)}
-    for entries in groups.values():
-        for e in entries:
-            if e["backbone_id"] != saved["backbone_id"]:
-                raise ValueError(f"{e['file']} was cached with another backbone than the ensemble was "
-                                 "trained on; recache the evaluation sets")
-    per_set: Dict[str, dict] = {}
+    groups = cached_groups(cfg["cache_dir"], wanted, saved["backbone_id"])
     print(f"{model.num_members} members; evaluating {sum(len(v) for v in groups.values())} cached sets", flush=True)
-    for entries in groups.values():
-        for e in entries:
-            if e["name"] not in per_set:
-                per_set[e["name"]] = evaluate_set(model, soup, e, bs, device, mem, protocol)
+    per_set = evaluate_sets(model, groups, int(cfg.get("batch_size", 1024)), device,
+                            float(cfg.get("max_memory_gb", 4)), protocol)
     members_of = {name: [e["name"] for e in entries] for name, entries in groups.items()}
-
-    accuracy = {}
-    best = worst = None
-    if cfg.get("eval_sets"):
-        best, worst = chosen_members(per_set[members_of[cfg["in_distribution"]][0]])
-    for name in cfg.get("eval_sets", []):
-        results = [set_accuracies(per_set[s], best, worst) for s in members_of[name] if "ensemble_acc" in per_set[s]]
-        if not results:
-            raise ValueError(f"evaluation set {name!r} has no labels; list it under ood_sets")
-        accuracy[name] = {k: float(np.mean([r[k] for r in results])) for k in ACC_KEYS}
-        accuracy[name]["sets"] = len(results)
-    ind = per_set[members_of[cfg["in_distribution"]][0]]["scores"]
-    detection = {}
-    for name in cfg.get("ood_sets", []):
-        table = {}
-        for score, (_, higher_is_ood) in SCORES.items():
-            sign = 1.0 if higher_is_ood else -1.0
-            table[score] = float(np.mean([auroc(sign * ind[score], sign * per_set[s]["scores"][score])
-                                          for s in members_of[name]]))
-        detection[name] = table
-
+    in_distribution = per_set[members_of[cfg["in_distribution"]][0]]
+    best, worst = chosen_members(in_distribution) if cfg.get("eval_sets") else (None, None)
+    accuracy = {name: set_group_accuracy(name, [per_set[s] for s in members_of[name]], best, worst)
+                for name in cfg.get("eval_sets", [])}
+    detection = {name: ood_aurocs(in_distribution["scores"], [per_set[s]["scores"] for s in members_of[name]])
+                 for name in cfg.get("ood_sets", [])}
     results = {"model": cfg["model"], "members": model.num_members, "backbone_id": saved["backbone_id"],
                "class_subset_protocol": protocol,
                "best_member": best, "worst_member": worst, "members_chosen_on": cfg["in_distribution"],
@@ -178,19 +152,65 @@ def main(argv=None) -> None:
                    for s, r in per_set.items()}}
     path = cfg.get("results_path") or os.path.join(run_dir() or ".", "eval_results.json")
     write_json(path, results)
+    report(headline_row(accuracy, detection, cfg.get("headline_scores", ["pds"])))
+    show(accuracy, detection)
+    print(f"results: {path}")
 
+
+def cached_groups(cache_dir: str, wanted: list, backbone_id: str) -> dict:
+    """Each named set's cached files; every one must come from the backbone the ensemble trained on."""
+    groups = {name: resolve_sets(cache_dir, name) for name in dict.fromkeys(wanted)}
+    for entries in groups.values():
+        for e in entries:
+            if e["backbone_id"] != backbone_id:
+                raise ValueError(f"{e['file']} was cached with another backbone than the ensemble was "
+                                 "trained on; recache the evaluation sets")
+    return groups
+
+
+def evaluate_sets(model, groups: dict, batch_size: int, device, max_memory_gb: float, protocol: str) -> dict:
+    """Every cached set scored once (a set named by several groups too), by its name."""
+    soup = {k: v.detach() for k, v in model.soup().items()}
+    per_set: Dict[str, dict] = {}
+    for entries in groups.values():
+        for e in entries:
+            if e["name"] not in per_set:
+                per_set[e["name"]] = evaluate_set(model, soup, e, batch_size, device, max_memory_gb, protocol)
+    return per_set
+
+
+def set_group_accuracy(name: str, sets: list, best, worst) -> dict:
+    """A group's accuracies: the mean over its labelled sets of the ensemble's, the members' and the soup's."""
+    results = [set_accuracies(s, best, worst) for s in sets if "ensemble_acc" in s]
+    if not results:
+        raise ValueError(f"evaluation set {name!r} has no labels; list it under ood_sets")
+    return {**{k: float(np.mean([r[k] for r in results])) for k in ACC_KEYS}, "sets": len(results)}
+
+
+def ood_aurocs(ind: dict, shifted: list) -> dict:
+    """Each score's AUROC, the OOD sets against the in-distribution one (the mean over the group's sets)."""
+    table = {}
+    for score, (_, higher_is_ood) in SCORES.items():
+        sign = 1.0 if higher_is_ood else -1.0
+        table[score] = float(np.mean([auroc(sign * ind[score], sign * s[score]) for s in shifted]))
+    return table
+
+
+def headline_row(accuracy: dict, detection: dict, scores: list) -> dict:
     row = {f"acc_{name}": round(100 * a["ensemble_acc"], 2) for name, a in accuracy.items()}
     for name, table in detection.items():
-        for score in cfg.get("headline_scores", ["pds"]):
+        for score in scores:
             row[f"auroc_{score}_{name}"] = round(table[score], 4)
-    report(row)
+    return row
+
+
+def show(accuracy: dict, detection: dict) -> None:
     for name, a in accuracy.items():
         print(f"{name:>16}: ensemble {100 * a['ensemble_acc']:.1f}%  members {100 * a['mean_member_acc']:.1f}% "
               f"(best {100 * a['best_member_acc']:.1f}, worst {100 * a['worst_member_acc']:.1f})  "
               f"soup {100 * a['soup_acc']:.1f}%")
     for name, table in detection.items():
         print(f"{name:>16}: AUROC " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()))
-    print(f"results: {path}")
 
 
 if __name__ == "__main__":

@@ -145,117 +145,161 @@ class StopFlag:
 
 
 def train(cfg: dict) -> dict:
-    device = pick_device(cfg.get("device", "auto"))
-    torch.manual_seed(cfg["seed"])
-    model, train_entry = build(cfg)
-    model.to(device)
-    m = model.num_members
-    active_n = int(cfg["ensemble"].get("active_members", 2)) or m
-    active_n = min(active_n, m)
-    mem = float(cfg.get("max_memory_gb", 4))
-    train_set = CachedFeatures(train_entry["path"], mem)
-    div_name = cfg.get("diversity_set")
-    div_set = CachedFeatures(one_set(cfg["cache_dir"], div_name)["path"], mem) if div_name else None
-    val_set = CachedFeatures(one_set(cfg["cache_dir"], cfg["val_set"])["path"], mem) if cfg.get("val_set") else None
-    loss_cfg, o = cfg["loss"], cfg["optim"]
-    if div_set is not None and div_set.num_batches(int(cfg.get("div_batch_size", cfg["batch_size"])), True) == 0:
-        raise ValueError(f"div_batch_size is larger than the diversity set {div_name!r} ({len(div_set)} rows)")
+    run = EnsembleRun(cfg)
+    run.resume()
+    run.announce()
+    for epoch in range(run.start_epoch, run.epochs):
+        run.train_epoch(epoch)
+    return run.finish()
 
-    bs = int(cfg["batch_size"])
-    epochs, freeze = int(cfg["epochs"]), int(cfg.get("freeze_epochs", 0))
-    if not 0 <= freeze < epochs:
-        raise ValueError(f"freeze_epochs must be in [0, epochs), got {freeze} of {epochs}")
-    spans = epoch_spans(len(train_set), epochs, cfg.get("epoch_rows"))
-    steps = [train_set.num_batches(bs, drop_last=True, span=sp) for sp in spans]
-    if min(steps) == 0:
-        raise ValueError(f"batch_size {bs} is larger than the training set ({len(train_set)} rows)")
-    opt = make_optimizer(model.flat, o)
-    lr_at = make_lr(o, steps, freeze)
-    config_digest = digest({"cfg": {k: v for k, v in cfg.items() if k not in NOT_RESULT},
-                            "train": train_entry["key"]})
-    ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
-    start_epoch, start_step, history = 0, 0, []
-    if cfg.get("resume", True) and os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+
+class EnsembleRun:
+    """One training run of the ensemble's heads on cached features: what it trains and where it is."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.device = pick_device(cfg.get("device", "auto"))
+        torch.manual_seed(cfg["seed"])
+        self.model, self.train_entry = build(cfg)
+        self.model.to(self.device)
+        self.m = self.model.num_members
+        self.active_n = min(int(cfg["ensemble"].get("active_members", 2)) or self.m, self.m)
+        self.train_set, self.div_set, self.val_set = self._sets(cfg)
+        self.bs = int(cfg["batch_size"])
+        self.epochs, self.freeze = int(cfg["epochs"]), int(cfg.get("freeze_epochs", 0))
+        if not 0 <= self.freeze < self.epochs:
+            raise ValueError(f"freeze_epochs must be in [0, epochs), got {self.freeze} of {self.epochs}")
+        self.spans = epoch_spans(len(self.train_set), self.epochs, cfg.get("epoch_rows"))
+        self.steps = [self.train_set.num_batches(self.bs, drop_last=True, span=sp) for sp in self.spans]
+        if min(self.steps) == 0:
+            raise ValueError(f"batch_size {self.bs} is larger than the training set ({len(self.train_set)} rows)")
+        self.opt = make_optimizer(self.model.flat, cfg["optim"])
+        self.lr_at = make_lr(cfg["optim"], self.steps, self.freeze)
+        self.digest = digest({"cfg": {k: v for k, v in cfg.items() if k not in NOT_RESULT},
+                              "train": self.train_entry["key"]})
+        self.ckpt_path = cfg.get("checkpoint_path") or cfg["save_path"] + ".last.pt"
+        self.start_epoch, self.start_step, self.history = 0, 0, []
+        self.stop = StopFlag()
+        self.started = time.time()
+
+    def _sets(self, cfg: dict) -> tuple:
+        """The training set, the diversity set and the validation set (the last two optional)."""
+        mem = float(cfg.get("max_memory_gb", 4))
+        train_set = CachedFeatures(self.train_entry["path"], mem)
+        div_name = cfg.get("diversity_set")
+        div_set = CachedFeatures(one_set(cfg["cache_dir"], div_name)["path"], mem) if div_name else None
+        val_set = CachedFeatures(one_set(cfg["cache_dir"], cfg["val_set"])["path"], mem) if cfg.get("val_set") else None
+        if div_set is not None and div_set.num_batches(int(cfg.get("div_batch_size", cfg["batch_size"])), True) == 0:
+            raise ValueError(f"div_batch_size is larger than the diversity set {div_name!r} ({len(div_set)} rows)")
+        return train_set, div_set, val_set
+
+    def resume(self) -> None:
+        """Go on from the checkpoint of an interrupted run of the same config and training set."""
+        if not (self.cfg.get("resume", True) and os.path.exists(self.ckpt_path)):
+            return
+        ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            print(f"ignoring {ckpt_path}: written by an older version of this script", flush=True)
-        elif ckpt.get("config_digest") == config_digest:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            start_epoch, start_step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
-            print(f"resuming from {ckpt_path}: epoch {start_epoch + 1}, batch {start_step}", flush=True)
+            print(f"ignoring {self.ckpt_path}: written by an older version of this script", flush=True)
+        elif ckpt.get("config_digest") == self.digest:
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.start_epoch, self.start_step, self.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+            print(f"resuming from {self.ckpt_path}: epoch {self.start_epoch + 1}, batch {self.start_step}", flush=True)
         else:
-            print(f"ignoring {ckpt_path}: it was written for another config", flush=True)
+            print(f"ignoring {self.ckpt_path}: it was written for another config", flush=True)
 
-    def checkpoint(epoch: int, step: int) -> None:
-        save_atomic({"format": CHECKPOINT_FORMAT, "config_digest": config_digest, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "epoch": epoch, "step": step, "history": history}, ckpt_path)
+    def checkpoint(self, epoch: int, step: int) -> None:
+        save_atomic({"format": CHECKPOINT_FORMAT, "config_digest": self.digest, "model": self.model.state_dict(),
+                     "optimizer": self.opt.state_dict(), "epoch": epoch, "step": step, "history": self.history},
+                    self.ckpt_path)
 
-    stop = StopFlag()
-    print(f"{m} members ({model.head['kind']} heads, {active_n} active per batch), "
-          f"{len(train_set)} training rows, {steps[0]} batches per epoch"
-          + (f" (epochs of {spans[0][1] - spans[0][0]} rows)" if spans[0] != (0, len(train_set)) else "")
-          + (f", the first {freeze} epoch(s) frozen" if freeze else "") + f", on {device}", flush=True)
-    started = time.time()
-    for epoch in range(start_epoch, epochs):
-        frozen = epoch < freeze
+    def announce(self) -> None:
+        spans, freeze = self.spans, self.freeze
+        print(f"{self.m} members ({self.model.head['kind']} heads, {self.active_n} active per batch), "
+              f"{len(self.train_set)} training rows, {self.steps[0]} batches per epoch"
+              + (f" (epochs of {spans[0][1] - spans[0][0]} rows)" if spans[0] != (0, len(self.train_set)) else "")
+              + (f", the first {freeze} epoch(s) frozen" if freeze else "") + f", on {self.device}", flush=True)
+
+    def train_epoch(self, epoch: int) -> None:
+        cfg, frozen = self.cfg, epoch < self.freeze
         sums = {"loss": 0.0, "ce": 0.0, "div": 0.0}
         n_steps = 0
-        skip = start_step if epoch == start_epoch else 0
-        div_batches = None
-        if div_set is not None:
-            div_batches = iter(_cycle(div_set, int(cfg.get("div_batch_size", bs)), cfg["seed"] + 1, epoch, device))
-            for _ in range(skip):
-                next(div_batches)
-        batches = train_set.batches(bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=device, skip=skip,
-                                    span=spans[epoch])
+        skip = self.start_step if epoch == self.start_epoch else 0
+        div_batches = self._div_batches(epoch, skip)
+        batches = self.train_set.batches(self.bs, seed=cfg["seed"], epoch=epoch, drop_last=True, device=self.device,
+                                         skip=skip, span=self.spans[epoch])
         for step, (x, y) in enumerate(batches, start=skip):
-            rng = np.random.default_rng([cfg["seed"], epoch, step])
-            chosen = np.sort(rng.choice(m, size=active_n, replace=False))
-            active = None if active_n == m else torch.as_tensor(chosen)
-            anchor = int(rng.integers(active_n))
-            rows = model.rows(active)            # only these members are differentiated and updated
-            if frozen:                           # a frozen epoch measures the loss, changes nothing
-                rows = rows.detach()
-            if div_batches is not None:
-                xd, yd = next(div_batches)
-                logits_all = model.forward_rows(torch.cat([x, xd]), rows)
-                logits, div_logits = logits_all[:, :len(x)], logits_all[:, len(x):]
-            else:
-                logits, div_logits, yd = model.forward_rows(x, rows), None, None
-            loss, parts = sed_loss(logits, y, div_logits, yd, lam=float(loss_cfg["lam"]),
-                                   lam_manual=float(loss_cfg["lam_manual"]),
-                                   diversity=loss_cfg.get("diversity", "a2d"), budget=bool(loss_cfg.get("budget")),
-                                   label_smoothing=float(loss_cfg.get("label_smoothing", 0.0)), anchor=anchor)
-            if not frozen:
-                loss.backward()
-                opt.step(rows.grad, active, lr_at(epoch, step))
-            sums["loss"] += loss.item()
+            loss, parts = self.train_step(epoch, step, x, y, div_batches, frozen)
+            sums["loss"] += loss
             sums["ce"] += parts["ce"]
             sums["div"] += parts["div"]
             n_steps += 1
-            if stop.raised:
-                checkpoint(epoch, step + 1)
-                print(f"stopped by signal {stop.raised}; checkpoint saved at epoch {epoch + 1}, "
-                      f"batch {step + 1} ({ckpt_path})", flush=True)
-                sys.exit(128 + stop.raised)
-        row = {"epoch": epoch + 1, "lr": 0.0 if frozen else lr_at(epoch, steps[epoch] - 1),
+            self.stop_if_signalled(epoch, step)
+        row = {"epoch": epoch + 1, "lr": 0.0 if frozen else self.lr_at(epoch, self.steps[epoch] - 1),
                **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
-        if val_set is not None:
-            row["val_acc"] = ensemble_accuracy(model, val_set, device)
-        history.append(row)
+        self.end_epoch(epoch, row)
+
+    def _div_batches(self, epoch: int, skip: int):
+        """The diversity set's batches of this epoch (endless), past the ``skip`` steps already done."""
+        if self.div_set is None:
+            return None
+        batches = iter(_cycle(self.div_set, int(self.cfg.get("div_batch_size", self.bs)), self.cfg["seed"] + 1,
+                              epoch, self.device))
+        for _ in range(skip):
+            next(batches)
+        return batches
+
+    def train_step(self, epoch: int, step: int, x, y, div_batches, frozen: bool) -> tuple[float, dict]:
+        """One step on the active members: their loss, and its parts (a frozen epoch changes nothing)."""
+        rng = np.random.default_rng([self.cfg["seed"], epoch, step])
+        chosen = np.sort(rng.choice(self.m, size=self.active_n, replace=False))
+        active = None if self.active_n == self.m else torch.as_tensor(chosen)
+        anchor = int(rng.integers(self.active_n))
+        rows = self.model.rows(active)            # only these members are differentiated and updated
+        if frozen:                                # a frozen epoch measures the loss, changes nothing
+            rows = rows.detach()
+        if div_batches is not None:
+            xd, yd = next(div_batches)
+            logits_all = self.model.forward_rows(torch.cat([x, xd]), rows)
+            logits, div_logits = logits_all[:, :len(x)], logits_all[:, len(x):]
+        else:
+            logits, div_logits, yd = self.model.forward_rows(x, rows), None, None
+        loss_cfg = self.cfg["loss"]
+        loss, parts = sed_loss(logits, y, div_logits, yd, lam=float(loss_cfg["lam"]),
+                               lam_manual=float(loss_cfg["lam_manual"]),
+                               diversity=loss_cfg.get("diversity", "a2d"), budget=bool(loss_cfg.get("budget")),
+                               label_smoothing=float(loss_cfg.get("label_smoothing", 0.0)), anchor=anchor)
+        if not frozen:
+            loss.backward()
+            self.opt.step(rows.grad, active, self.lr_at(epoch, step))
+        return loss.item(), parts
+
+    def stop_if_signalled(self, epoch: int, step: int) -> None:
+        if self.stop.raised:
+            self.checkpoint(epoch, step + 1)
+            print(f"stopped by signal {self.stop.raised}; checkpoint saved at epoch {epoch + 1}, "
+                  f"batch {step + 1} ({self.ckpt_path})", flush=True)
+            sys.exit(128 + self.stop.raised)
+
+    def end_epoch(self, epoch: int, row: dict) -> None:
+        if self.val_set is not None:
+            row["val_acc"] = ensemble_accuracy(self.model, self.val_set, self.device)
+        self.history.append(row)
         report({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-              + f"  ({time.time() - started:.1f} s)", flush=True)
-        if (epoch + 1) % int(cfg.get("checkpoint_every", 1)) == 0:
-            checkpoint(epoch + 1, 0)
+              + f"  ({time.time() - self.started:.1f} s)", flush=True)
+        if (epoch + 1) % int(self.cfg.get("checkpoint_every", 1)) == 0:
+            self.checkpoint(epoch + 1, 0)
 
-    save_atomic(model.to("cpu").to_file_dict({"backbone_id": train_entry["backbone_id"], "config": cfg,
-                                              "train_set": train_entry, "history": history}), cfg["save_path"])
-    if os.path.exists(ckpt_path):
-        os.remove(ckpt_path)        # finished: a rerun of this row trains afresh
-    print(f"saved {cfg['save_path']}", flush=True)
-    return {"history": history}
+    def finish(self) -> dict:
+        cfg = self.cfg
+        save_atomic(self.model.to("cpu").to_file_dict({"backbone_id": self.train_entry["backbone_id"], "config": cfg,
+                                                       "train_set": self.train_entry, "history": self.history}),
+                    cfg["save_path"])
+        if os.path.exists(self.ckpt_path):
+            os.remove(self.ckpt_path)        # finished: a rerun of this row trains afresh
+        print(f"saved {cfg['save_path']}", flush=True)
+        return {"history": self.history}
 
 
 def _cycle(feats: CachedFeatures, batch_size: int, seed: int, epoch: int, device):
