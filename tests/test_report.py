@@ -113,7 +113,7 @@ def _row_sheet(tmp_path, status):
 
 def test_a_held_back_running_write_never_lands_after_the_final_status(tmp_path):
     from runner.core.columns import Status
-    from runner.job.wrapper import push_to_sheet
+    from runner.job.delivery import push_to_sheet
     from runner.runs.sync import deliver_pending
     from runner.sheet import open_sheet
 

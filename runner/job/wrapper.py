@@ -43,185 +43,20 @@ from runner.core import credentials, procs
 from runner.core.columns import Status
 from runner.core.errors import describe
 from runner.core.records import ExitRecord, JobRecord
-from runner.core.rundir import (DEFAULT_LOG_LIMIT, FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, cap_log,
-                                format_walltime, read_json, size_text, write_json)
+from runner.core.rundir import (DEFAULT_LOG_LIMIT, FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, cap_log, read_json,
+                                size_text, write_json)
 from runner.core.sheetref import SheetRef
 from runner.job import failure
+from runner.job.channel import RowChannel, follower_alive
 from runner.job.failure import signal_name
-from runner.report import clean_metrics, read_metrics_log
+from runner.job.results import load_results, one_line
+from runner.job.slurm_env import slurm_job_id, slurm_stop_reason, thread_env
 from runner.rowspec import stnd_logging
 
 KILL_GRACE_S = 5.0
-FOLLOWER_STALE_S = 60.0         # a ``--wait`` follower whose launch record is older than this is gone
 MAX_PENDING_LINE = 65536        # take_last_dict: how much of an unfinished stdout line is kept
 REMOTE_FORWARD_INTERVAL_S = 10.0
-# the thread-count variables sheetrun sets for a job (local: cores / jobs; SLURM: --cpus-per-task)
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-ERROR_MAX_CHARS = C.ERROR_MAX_CHARS
 LOW_DISK_BYTES = 1 << 20
-
-
-def _say(message: str) -> None:
-    """A line on the wrapper's stderr (its log, in the run folder); a full disk is no reason to fail."""
-    try:
-        print(message, file=sys.stderr, flush=True)
-    except OSError:
-        pass
-
-
-_SHEETS: dict = {}
-_POLICIES: dict = {}
-_said_missing: set = set()
-
-
-def _sheet(location: str):
-    """One sheet object per location for the job's life (a remote sheet keeps its connection)."""
-    if location not in _SHEETS:
-        from runner.sheet import open_sheet
-        _SHEETS[location] = open_sheet(location)
-    return _SHEETS[location]
-
-
-def _policy(root: str):
-    if root not in _POLICIES:
-        from runner.sheet.metric_columns import MetricColumns
-        _POLICIES[root] = MetricColumns(root)
-    return _POLICIES[root]
-
-
-def merge_batches(batches: list) -> list:
-    """Consecutive batches with the same skip statuses merged into one (later values win)."""
-    out: list = []
-    for values, skip in batches:
-        skip = sorted(skip)
-        if out and out[-1][1] == skip:
-            out[-1][0].update(values)
-        else:
-            out.append((dict(values), skip))
-    return out
-
-
-def push_to_sheet(rd: RunDir, sheet_location: str, run_id: str, values: dict,
-                  skip_statuses=(), root: str | None = None) -> bool:
-    """Write values into the run's row; what cannot be delivered is kept in the run folder.
-
-    Writes held back earlier go first, in the same transaction, so a held-back
-    "Running" can never land after the final status. A row that is gone (or
-    ragged) keeps the writes in the run folder too: ``sheetrun sync`` delivers
-    them if it comes back.
-    """
-    batches = merge_batches(rd.pending_batches() + [(values, skip_statuses)])
-    policy = _policy(root or os.getcwd())
-    try:
-        delivery = _sheet(sheet_location).update_rows_in_order({run_id: batches}, policy)
-    except Exception as exc:           # the sheet is optional for the job's success
-        _keep(rd, batches)
-        _say(f"sheetrun: could not update the sheet ({type(exc).__name__}: {exc}); kept in {rd.pending}")
-        return False
-    for note in delivery.notes:
-        _say(f"sheetrun: {note}")
-    if delivery.undelivered:
-        _keep(rd, batches)
-        if run_id not in _said_missing:
-            _said_missing.add(run_id)
-            why = delivery.refused.get(run_id) or "no row has it any more (deleted, or rerun)"
-            _say(f"sheetrun: run {run_id}: {why}; its updates are kept in {rd.pending}")
-        return False
-    try:
-        rd.clear_pending()
-    except OSError:
-        pass
-    return True
-
-
-def _keep(rd: RunDir, batches: list) -> None:
-    try:
-        rd.set_pending(batches)
-    except OSError as exc:
-        _say(f"sheetrun: cannot keep the row's updates in {rd.pending}: {describe(exc)}")
-
-
-def one_line(text: str) -> str:
-    return C.cap(" ".join(text.split()), ERROR_MAX_CHARS)
-
-
-def load_results(rd: RunDir) -> tuple[dict, str]:
-    """Metrics from runner.report plus a script's own results.json (flat object).
-
-    A name or value that cannot go into a cell is left out, and said in the
-    returned problem text; the others are kept.
-    """
-    metrics, _ = read_metrics_log(rd.metrics_log)
-    problems = []
-    try:
-        results = read_json(rd.results, None)
-    except ValueError as exc:
-        results = None
-        problems.append(f"results.json is not valid JSON: {exc}")
-    except OSError as exc:
-        results = None
-        problems.append(f"results.json cannot be read: {describe(exc)}")
-    if results is not None:
-        if isinstance(results, dict):
-            metrics.update(results)
-        else:
-            problems.append("results.json must be a flat JSON object of name: value")
-    metrics, refused = clean_metrics(metrics)
-    problems += [f"{p}; left out" for p in refused]
-    return metrics, "; ".join(problems)
-
-
-def final_row_values(record: ExitRecord, metrics: dict) -> dict:
-    """The cells a finished job writes: status, exit code, walltime, error, metrics."""
-    values = {C.STATUS: record.status, C.EXIT_CODE: record.exit_code,
-              C.WALLTIME: format_walltime(record.walltime_s or 0), C.ERROR: record.error, **metrics}
-    if record.status == Status.COMPLETED:
-        values[C.WHETHER_TO_RUN] = "0"
-    return values
-
-
-def slurm_job_id() -> str | None:
-    """``<array>_<task>`` (or the plain job id) when running inside a SLURM job."""
-    env = os.environ
-    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID")
-
-
-def slurm_stop_reason() -> tuple[str, str] | None:
-    """Why SLURM signalled this job, when it was not a plain cancel: (status, error).
-
-    Asked once, right after the signal: a time limit shows as Reason=TimeLimit, a
-    requeue (the node went down, preemption with requeue) as the job already PENDING.
-    """
-    job_id = os.environ.get("SLURM_JOB_ID")
-    if not job_id:
-        return None
-    from runner.slurm.client import SlurmClient, SlurmError
-
-    try:
-        info = SlurmClient(timeout_s=10).job_info(job_id)
-    except SlurmError:
-        return None
-    reason, state = info.get("Reason", ""), info.get("JobState", "")
-    if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD"):      # stopped in order to run again
-        return Status.SUBMITTED, "requeued by SLURM (node failure or preemption); it will run again"
-    if reason == "TimeLimit" or state == "TIMEOUT":
-        return Status.TIMEOUT, f"time limit reached (TimeLimit={info.get('TimeLimit', '?')})"
-    if "Preempt" in reason or state == "PREEMPTED":
-        return Status.CANCELLED, "preempted by SLURM"
-    if state == "CANCELLED":              # scancel's signal reached the command before this wrapper
-        return Status.CANCELLED, "cancelled (scancel)"
-    return None
-
-
-def thread_env(job_env: dict) -> dict:
-    """Under SLURM, thread counts follow --cpus-per-task unless the row set them."""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if not cpus:
-        return {}
-    return {var: cpus for var in THREAD_VARS if var not in job_env}
 
 
 def disk_full(path: str) -> bool:
@@ -229,107 +64,6 @@ def disk_full(path: str) -> bool:
         return shutil.disk_usage(path).free < LOW_DISK_BYTES
     except OSError:
         return False
-
-
-def follower_alive(job: JobRecord) -> bool:
-    """Does a ``sheetrun run --backend slurm --wait`` still follow this job's launch? It then writes
-    the rows of all its jobs, batched, from their run folders (one Google Sheets quota for all), and
-    the job leaves its row alone; its launch record says ``follows`` and is touched every poll."""
-    path = job.launcher.launch_file
-    if not path or job.sheet_writes != "job":
-        return False
-    try:
-        age = time.time() - os.stat(path).st_mtime
-        record = read_json(path, {}) or {}
-    except (OSError, ValueError):
-        return False
-    return age < FOLLOWER_STALE_S and bool(record.get("follows")) and not record.get("follow_ended")
-
-
-class RowChannel:
-    """Where one job's row updates go: to the local runner (``send``), or straight to the sheet —
-    unless a ``--wait`` follower writes it (``followed()``: then the run folder is all it needs)."""
-
-    def __init__(self, rd: RunDir, job: JobRecord, send=None, requeued: bool = False, followed=None):
-        self.rd, self.job = rd, job
-        self.send = send                        # message -> bool (False: the runner is gone)
-        self.direct = send is None
-        self.requeued = requeued
-        self.followed = followed or (lambda: False)
-        self.deferred = False                   # left to the follower so far: it must catch up if it goes
-        self.paced = False                      # one of many jobs sharing a quota: Running waits for the
-        self.running_due = False                # first paced write (jobs starting at once do not all write)
-        self.lock = threading.Lock()
-        self.running: dict | None = None        # the Running update, replayed on a switch
-        self.offset = 0                         # metrics.jsonl forwarded so far (direct mode)
-
-    def _push(self, values: dict, skip=()) -> None:
-        push_to_sheet(self.rd, self.job.sheet, self.job.run_id, values, skip, self.job.cwd)
-
-    def _left_to_follower(self) -> bool:
-        """Direct mode: True while a follower writes the row; when it goes, what it may have missed
-        (Running, every metric so far) is written here first."""
-        if self.followed():
-            self.deferred = True
-            return True
-        if self.deferred:
-            self.deferred = False
-            _say(f"sheetrun: run {self.job.run_id}: the sheetrun following it is gone; it writes its own row")
-            if self.running is not None:
-                self._push(self.running, () if self.requeued else Status.TERMINAL)
-            self.offset = 0
-        return False
-
-    def switch(self, why: str) -> None:
-        """The runner is gone: write our own row from now on, starting with what it may have missed."""
-        with self.lock:
-            if self.direct:
-                return
-            self.direct = True
-            _say(f"sheetrun: run {self.job.run_id}: {why}; it writes its own row from now on")
-            if self.running is not None:
-                self._push(self.running, () if self.requeued else Status.TERMINAL)
-            self.offset = 0
-            self._forward()
-
-    def _message(self, message: dict) -> bool:
-        return self.send(dict(message, run_id=self.job.run_id))
-
-    def started(self, values: dict) -> None:
-        with self.lock:
-            self.running = values
-            if self.direct:
-                if self.paced:
-                    self.running_due = True
-                elif not self._left_to_follower():
-                    self._push(values, () if self.requeued else Status.TERMINAL)
-                return
-            if self._message({"event": "started", "values": values}):
-                return
-        self.switch("the runner's pipe is closed")
-
-    def forward_metrics(self) -> None:
-        with self.lock:
-            if self.direct and not self._left_to_follower():
-                if self.running_due and self.running is not None:
-                    self.running_due = False
-                    self._push(self.running, () if self.requeued else Status.TERMINAL)
-                self._forward()
-
-    def _forward(self) -> None:
-        new, self.offset = read_metrics_log(self.rd.metrics_log, self.offset)
-        new, _ = clean_metrics(new)
-        if new:
-            self._push(new)
-
-    def finished(self, record: ExitRecord, metrics: dict) -> None:
-        with self.lock:
-            if not self.direct and self._message({"event": "exit", "record": record.to_json(), "metrics": metrics}):
-                return
-        self.switch("the runner's pipe is closed")
-        with self.lock:
-            if not self._left_to_follower():     # else the follower reads exit.json
-                self._push(final_row_values(record, metrics))
 
 
 class JobRun:
@@ -341,7 +75,7 @@ class JobRun:
     """
 
     def __init__(self, run_dir: str, send=None, requeued: bool = False, extra_env: dict | None = None,
-                 kind: str = "wrapper"):
+                 kind: str = "wrapper", in_slurm: bool = False):
         self.rd = RunDir(run_dir)
         self.kind = kind                            # "wrapper": this process runs only this job; "host"
         self.processes = procs.ProcessLog(self.rd.processes)   # every process of the job seen so far
@@ -365,8 +99,9 @@ class JobRun:
         self._taken: dict = {}
         stnd_csv = self.job.stnd_row_csv
         self.stnd_row = stnd_logging.LoggedRow(stnd_csv) if stnd_csv else None
-        self.in_slurm = False                    # a SLURM task: ask SLURM why it was signalled
+        self.in_slurm = in_slurm                 # a SLURM task: ask SLURM why it was signalled
         self.logs_cut: dict[str, int] = {}       # log -> bytes cut from its middle (log_limit)
+        self.last_forward = 0.0                  # when its metrics were last forwarded to the sheet
 
     def save(self, what: str, fn) -> None:
         try:
@@ -492,6 +227,21 @@ class JobRun:
         self._taken.update(changed)
         self._report(changed)
 
+    def watch(self, now: float) -> None:
+        """One tick of a running job: its time limit (SLURM keeps a task's own), a stop escalated
+        after its grace, the output and metrics it wrote since the last tick."""
+        if not self.in_slurm:
+            self.check_time_limit(now)
+            self.escalate()
+        self.collect()
+
+    def forward_due(self, now: float, interval_s: float) -> bool:
+        """Whether this job's metrics are due at ``now``, forwarded every ``interval_s``."""
+        if now - self.last_forward < interval_s:
+            return False
+        self.last_forward = now
+        return True
+
     def check_time_limit(self, now: float) -> None:
         """Stop the command once it has run for its time limit (it then ends Timeout)."""
         if (self.time_limit_s and not self.cancelled and self.proc is not None
@@ -568,8 +318,8 @@ class JobRun:
 def run_job(run_dir: str) -> int:
     """Run one job to its end, writing its own row (a SLURM task, or by hand)."""
     procs.become_subreaper()            # orphans of the command come to us, not to init
-    run = JobRun(run_dir, requeued=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0)
-    run.in_slurm = slurm_job_id() is not None
+    run = JobRun(run_dir, requeued=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0,
+                 in_slurm=slurm_job_id() is not None)
     run.channel.followed = lambda: follower_alive(run.job)
 
     def on_signal(signum, _frame):
@@ -594,18 +344,14 @@ def run_job(run_dir: str) -> int:
 
     def watch() -> None:
         """Heartbeat, time limit, and forward the metrics the script reports."""
-        last_beat, last_forward = run.started, run.started - phase
+        last_beat, run.last_forward = run.started, run.started - phase
         while not stop.wait(tick_s):
             now = time.time()
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 run.heartbeat(now)
                 last_beat = now
-            if not run.in_slurm:                 # SLURM keeps a task's time limit itself
-                run.check_time_limit(now)
-                run.escalate()
-            run.collect()
-            if now - last_forward >= forward_s:
-                last_forward = now
+            run.watch(now)
+            if run.forward_due(now, forward_s):
                 run.channel.forward_metrics()
             run.processes.add(procs.tree(os.getpid())[1:])     # all of ours are the job's
 

@@ -37,7 +37,8 @@ from runner.core.records import JobRecord, Launcher
 from runner.core.rowrefs import RowFilter
 from runner.core.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
 from runner.core.runindex import IndexedRun, RunIndex, row_key
-from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S, THREAD_VARS
+from runner.job.slurm_env import THREAD_VARS
+from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S
 from runner.launch import provenance
 from runner.launch.approvals import Approvals
 from runner.launch.claim import Claim, _remove_claim, _set_claim, _write_new

@@ -36,8 +36,10 @@ from runner.core import procs
 from runner.core.records import ExitRecord
 from runner.core.rundir import RunDir
 from runner.core.sheetref import SheetRef
-from runner.job.wrapper import (FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_FORWARD_INTERVAL_S, JobRun,
-                                final_row_values, push_to_sheet, signal_name)
+from runner.job.delivery import push_to_sheet
+from runner.job.failure import signal_name
+from runner.job.results import final_row_values
+from runner.job.wrapper import FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, REMOTE_FORWARD_INTERVAL_S, JobRun
 
 TICK_S = 0.5
 TRACK_S = 0.25          # how often each job's process tree is looked at
@@ -257,9 +259,7 @@ class JobHost:
             for run in self.runs.values():
                 if look and not run.cancelled and run.rd.cancel_requested():
                     run.stop("sheetrun cancel")
-                run.check_time_limit(now)
-                run.escalate()
-                run.collect()
+                run.watch(now)
             if now - last_beat >= HEARTBEAT_INTERVAL_S:
                 last_beat = now
                 for run in self.runs.values():
@@ -269,8 +269,7 @@ class JobHost:
                 last_forward = now
                 for run in self.runs.values():
                     remote = SheetRef.parse(run.job.sheet).remote
-                    if not remote or now - getattr(run, "_forwarded", 0) >= REMOTE_FORWARD_INTERVAL_S:
-                        run._forwarded = now
+                    if run.forward_due(now, REMOTE_FORWARD_INTERVAL_S if remote else 0.0):
                         run.channel.forward_metrics()
         procs.end_orphans()
         return 0

@@ -30,7 +30,7 @@ from runner.core.columns import Status
 from runner.core.errors import describe
 from runner.core.records import ExitRecord
 from runner.core.rundir import format_walltime
-from runner.job.wrapper import final_row_values
+from runner.job.results import final_row_values
 from runner.launch.pipeline import Launch
 from runner.launch.plan import PlannedRow
 from runner.local import devices

@@ -27,7 +27,7 @@ from runner.core import columns as C
 from runner.core.columns import Status
 from runner.core.rundir import RunDir, display_path, read_json_quietly, write_json
 from runner.core.runindex import RunIndex, Unshown, unshown_runs
-from runner.job.wrapper import final_row_values, load_results
+from runner.job.results import final_row_values, load_results
 from runner.report import clean_metrics, read_metrics_log
 from runner.runs.liveness import (Verdict, default_client, local_verdict, slurm_info, slurm_states, slurm_verdict,
                                   stnd_verdict)
