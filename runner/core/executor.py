@@ -40,6 +40,11 @@ class Job(ABC):
 
 
 class Executor(ABC):
+    """A backend. What the launch's follower uses of it: :meth:`submit` a prepared run folder,
+    :meth:`poll` its jobs' events (waiting on :meth:`fileno` between polls), :meth:`kill_all` when
+    the jobs do not answer, :meth:`close` at the end. A backend whose jobs report only through
+    their run folders (SLURM) has no events: the defaults say so."""
+
     name = "executor"
 
     @abstractmethod
@@ -49,3 +54,17 @@ class Executor(ABC):
     @abstractmethod
     def start(self, launch, rows) -> None:
         """Run the prepared rows of ``launch`` (a :class:`runner.launch.pipeline.Launch`)."""
+
+    def poll(self) -> list[tuple[str, dict]]:
+        """``(run id, message)`` for each event since the last poll (a job started, a job ended)."""
+        return []
+
+    def fileno(self) -> int | None:
+        """A file descriptor that becomes readable when there are events (None: poll on a timer)."""
+        return None
+
+    def kill_all(self) -> None:
+        """Stop every job of this executor and everything they started, now."""
+
+    def close(self) -> None:
+        """No more jobs will be submitted."""

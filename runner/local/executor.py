@@ -199,7 +199,7 @@ class LocalExecutor(Executor):
                 os.close(fd)
         self.host, self._commands_w, self._events_r = None, None, None
 
-    def kill_host(self) -> None:
+    def kill_all(self) -> None:
         """End the host and everything it runs, now."""
         if self.host is not None:
             procs.kill_tree(self.host.pid)

@@ -144,7 +144,7 @@ class Scheduler:
                     for job in running.values():
                         job.kill()
                 if killed_at is not None and time.time() > killed_at + KILL_WAIT_S:
-                    self.executor.kill_host()            # the host itself does not answer
+                    self.executor.kill_all()             # the host itself does not answer
             self.writer.poll()
             self.writer.tick()
             self.launch.heartbeat()

@@ -76,9 +76,16 @@ class SlurmExecutor(Executor):
         self.client = client or SlurmClient()
         self.python = python
         self.max_parallel = max_parallel
+        self.submitted: set[str] = set()     # the job ids of every task submitted
 
     def submit(self, run_dir: RunDir, run_id: str = "", env: dict | None = None) -> SlurmJob:
+        """One prepared run folder as an array of one, with the cluster's default options."""
         return self.submit_array([run_dir], {})[0]
+
+    def kill_all(self) -> None:
+        """Every job this executor submitted, cancelled at once (``scancel``)."""
+        if self.submitted:
+            self.client.cancel(sorted(self.submitted))
 
     def start(self, launch, rows) -> None:
         """Submit the launch's rows as job arrays; each job writes its own row on its node."""
@@ -136,6 +143,7 @@ class SlurmExecutor(Executor):
                 write_json(os.path.join(rd.path, INFO_NAME), {
                     "job_id": job_id, "array_job_id": array_id, "task_id": task, "submitted": now,
                     "sbatch": argv, "log": log})
+                self.submitted.add(job_id)
                 return SlurmJob(rd, job_id, self.client)
 
             return list(pool.map(record, range(len(run_dirs)), run_dirs))
