@@ -50,7 +50,7 @@ from runner.job import failure
 from runner.job.channel import RowChannel, follower_alive
 from runner.job.failure import signal_name
 from runner.job.results import load_results, one_line
-from runner.job.slurm_env import slurm_job_id, slurm_stop_reason, thread_env
+from runner.job.environment import JobEnvironment, slurm_stop_reason, thread_env
 from runner.rowspec import stnd_logging
 
 KILL_GRACE_S = 5.0
@@ -318,8 +318,8 @@ class JobRun:
 def run_job(run_dir: str) -> int:
     """Run one job to its end, writing its own row (a SLURM task, or by hand)."""
     procs.become_subreaper()            # orphans of the command come to us, not to init
-    run = JobRun(run_dir, requeued=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0,
-                 in_slurm=slurm_job_id() is not None)
+    where = JobEnvironment.current()
+    run = JobRun(run_dir, requeued=where.requeued, in_slurm=where.in_slurm)
     run.channel.followed = lambda: follower_alive(run.job)
 
     def on_signal(signum, _frame):
@@ -356,7 +356,7 @@ def run_job(run_dir: str) -> int:
             run.processes.add(procs.tree(os.getpid())[1:])     # all of ours are the job's
 
     code = None
-    if run.start(slurm_job_id()):
+    if run.start(where.slurm_job_id):
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         if run.cancelled:                    # a signal arrived before the command existed

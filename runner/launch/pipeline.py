@@ -37,7 +37,7 @@ from runner.core.records import JobRecord, Launcher
 from runner.core.rowrefs import RowFilter
 from runner.core.rundir import HEARTBEAT_INTERVAL_S, RunDir, display_path, write_json
 from runner.core.runindex import IndexedRun, RunIndex, row_key
-from runner.job.slurm_env import THREAD_VARS
+from runner.job.environment import THREAD_VARS
 from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S
 from runner.launch import provenance
 from runner.launch.approvals import Approvals

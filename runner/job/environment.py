@@ -1,7 +1,10 @@
-"""What a job learns from SLURM about itself: its job id, why it was signalled, its CPUs."""
+"""Where a job runs, as one object (as submitit's ``JobEnvironment``): read once from the
+environment its process was started with — its SLURM job, whether SLURM runs it again, the CPUs
+it was given — and asked why SLURM signalled it."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from runner.core.columns import Status
 
@@ -51,3 +54,17 @@ def thread_env(job_env: dict) -> dict:
     if not cpus:
         return {}
     return {var: cpus for var in THREAD_VARS if var not in job_env}
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    slurm_job_id: str | None = None     # "<array>_<task>" (or the plain job id) inside a SLURM job
+    requeued: bool = False              # SLURM runs this job again (SLURM_RESTART_COUNT > 0)
+
+    @classmethod
+    def current(cls) -> "JobEnvironment":
+        return cls(slurm_job_id(), int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0)
+
+    @property
+    def in_slurm(self) -> bool:
+        return self.slurm_job_id is not None
