@@ -5,7 +5,7 @@ import os
 import pytest
 from conftest import BASE, CFG
 
-from runner.local.devices import DevicePool, visible_devices
+from runner.core.devices import DevicePool, visible_devices
 
 
 def test_visible_devices_come_from_the_runners_own_list():

@@ -24,7 +24,7 @@ def cmd_run(args) -> int:
     from runner.launch.pipeline import RunOptions, launch
     from runner.launch.progress import Progress
     from runner.local import LocalExecutor
-    from runner.local.devices import DevicePool, visible_devices
+    from runner.core.devices import DevicePool, visible_devices
 
     if args.wait and args.backend != "slurm":
         raise UsageError("--wait is for --backend slurm (local runs always wait)")
@@ -181,7 +181,7 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
 
     slurm_defaults = None
     if backend == "slurm":
-        from runner.slurm.submit import slurm_defaults as read_defaults
+        from runner.launch.submit import slurm_defaults as read_defaults
 
         slurm_defaults = read_defaults(root)
 
@@ -238,7 +238,7 @@ def _show_planned(p, slurm_defaults: dict | None, timeout: str | None) -> None:
 
 
 def _show_sbatch(p, slurm_defaults: dict, timeout: str | None) -> None:
-    from runner.slurm.submit import sbatch_options
+    from runner.launch.submit import sbatch_options
 
     options = sbatch_options(slurm_defaults, p.spec.slurm, p.spec.time_limit or timeout or "")
     shown = " ".join(f"--{k}={v}" for k, v in sorted(options.items())) or "(no options: the cluster's defaults)"

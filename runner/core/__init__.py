@@ -5,7 +5,9 @@
 - ``rowrefs``: rows named in text (``--rows``, ``depends_on``) and :class:`RowFilter`;
 - ``rundir``: a run folder's files, and the JSON/size helpers around them;
 - ``runindex``: the index of the runs a launch claimed (what ``sync`` restores);
-- ``executor``: the backend-neutral :class:`Executor` and :class:`Job`;
+- ``executor``: the backend-neutral :class:`Executor` and :class:`Job` (the contract backends keep);
+- ``records``: ``job.json`` and ``exit.json`` as types; ``sheetref``: where a sheet lives;
+- ``devices``: which GPUs a job may see;
 - ``procs``: process identity (a pid plus its start time) and process trees;
 - ``settings``: the project's ``sheetrun.yaml``;
 - ``credentials``, ``console``, ``errors``.

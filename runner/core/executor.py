@@ -1,11 +1,11 @@
 """The backend-neutral core: an Executor runs prepared run folders as Jobs.
 
-Backends live in their own packages (``runner.local``, ``runner.slurm``) and
-implement these two classes. The launch pipeline (``runner.launch.pipeline``) claims
-rows and prepares their run folders the same way for every backend, then
-hands them to :meth:`Executor.start`: the local backend runs them here through
-its follower loop (``runner.local.scheduler``), the SLURM backend submits them as
-job arrays.
+Backends live in their own packages (``runner.local``, ``runner.slurm``) and implement these two
+classes. The launch (``runner.launch.pipeline``) claims rows and prepares their run folders the
+same way for every backend; then its own loop drives the executor through this contract: the
+local follower (``runner.launch.follow``) submits rows as slots and dependencies allow and
+follows their events until they end; for a batch scheduler (``runner.launch.submit``) it submits
+them all, grouped, and leaves them to it.
 """
 from __future__ import annotations
 
@@ -40,20 +40,26 @@ class Job(ABC):
 
 
 class Executor(ABC):
-    """A backend. What the launch's follower uses of it: :meth:`submit` a prepared run folder,
-    :meth:`poll` its jobs' events (waiting on :meth:`fileno` between polls), :meth:`kill_all` when
-    the jobs do not answer, :meth:`close` at the end. A backend whose jobs report only through
-    their run folders (SLURM) has no events: the defaults say so."""
+    """A backend, as the launch's loop uses it: :meth:`open` for a launch, :meth:`submit` prepared
+    run folders (one, or many at once), :meth:`poll` their events (waiting on :meth:`fileno`
+    between polls), :meth:`kill_all` when the jobs do not answer, :meth:`close` at the end.
+    ``runs_here``: its jobs run on this machine and report events, so the launch follows them to
+    their end; a batch scheduler's (SLURM) report only through their run folders."""
 
     name = "executor"
+    runs_here = False
+
+    def open(self, record_path: str) -> None:
+        """Jobs of the launch whose record is ``record_path`` come next (a backend may log beside it)."""
 
     @abstractmethod
     def submit(self, run_dir: RunDir, run_id: str = "", env: dict | None = None) -> Job:
         """Start the job of one prepared run folder (``env``: variables chosen at start time)."""
 
-    @abstractmethod
-    def start(self, launch, rows) -> None:
-        """Run the prepared rows of ``launch`` (a :class:`runner.launch.pipeline.Launch`)."""
+    def submit_many(self, run_dirs: list[RunDir], options: dict[str, str], after: list[str] = ()) -> list[Job]:
+        """Prepared run folders with the same scheduler ``options``, each started once the jobs
+        ``after`` have completed (a batch scheduler: one submission for all)."""
+        return [self.submit(rd) for rd in run_dirs]
 
     def poll(self) -> list[tuple[str, dict]]:
         """``(run id, message)`` for each event since the last poll (a job started, a job ended)."""

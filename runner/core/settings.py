@@ -1,6 +1,6 @@
 """The project's own settings: ``sheetrun.yaml`` at the project root, written by the machine's owner.
 
-    slurm:               # sbatch options every row gets (runner.slurm.submit)
+    slurm:               # sbatch options every row gets (runner.launch.submit)
       partition: gpu
     metric_columns: 1000 # new metric columns one launch may add (runner.sheet.metric_columns)
     log_limit: 256M      # stdout.log / stderr.log kept to this size each (head and newest tail)

@@ -13,7 +13,7 @@
 2. **Prepare** — each run folder gets ``config.yaml``, ``command.txt`` and
    the launch's provenance (collected once, hard-linked).
 3. **Start** — the executor runs them: the local backend here, at most
-   ``jobs`` at a time (``runner.local.scheduler``); SLURM as job arrays.
+   ``jobs`` at a time (``runner.launch.follow``); SLURM as job arrays.
 
 All row writes of the launch go through one :class:`~runner.launch.rowwriter.RowWriter`.
 The launch record ``<runs>/<sheet>/.launches/<id>.json`` names this sheetrun;
@@ -42,8 +42,10 @@ from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S
 from runner.launch import provenance
 from runner.launch.approvals import Approvals
 from runner.launch.claim import Claim, _remove_claim, _set_claim, _write_new
+from runner.launch.follow import follow_rows
 from runner.launch.plan import PlannedRow, new_run_id
 from runner.launch.rowwriter import RowWriter
+from runner.launch.submit import submit_rows
 from runner.rowspec import stnd_logging
 from runner.rowspec.allow import Allowance
 from runner.rowspec.config import dump_yaml
@@ -402,7 +404,11 @@ def launch(sheet: Sheet, executor, opts: RunOptions, progress=None) -> RunResult
     try:
         if runnable:
             run.collect_provenance()
-            executor.start(run, runnable)
+            executor.open(run.record_path)
+            if executor.runs_here:            # follow the jobs here to their end, a few at a time
+                follow_rows(run, executor, runnable)
+            else:                             # a batch scheduler: submit them all, grouped
+                submit_rows(run, executor, runnable)
     except KeyboardInterrupt:              # a Ctrl-C between the follower's own handling and the end
         run.interrupted(local=executor.name == "local")
     result = run.finish()

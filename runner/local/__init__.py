@@ -1,11 +1,11 @@
 """The local backend: jobs run as processes of this machine, a few at a time.
 
 - ``executor``: :class:`LocalExecutor` and :class:`LocalJob`;
-- ``host``: the job host process that starts and watches a launch's jobs;
-- ``scheduler``: the follower loop that starts jobs as devices and slots free up;
-- ``devices``: which GPUs a job may see.
+- ``host``: the job host process that starts and watches a launch's jobs.
 
-May import: everything below it (``core`` ... ``launch``).
+The loop that decides when each row starts is the launch's own (``runner.launch.follow``).
+
+May import: ``runner.core``, ``runner.job`` (and what they may).
 """
 from runner.local.executor import LocalExecutor, LocalJob
 

@@ -73,6 +73,7 @@ class _ForkedHost:
 
 class LocalExecutor(Executor):
     name = "local"
+    runs_here = True
 
     def __init__(self, spawn: str | None = None):
         spawn = spawn or os.environ.get("SHEETRUN_SPAWN") or ("fork" if hasattr(os, "fork") else "exec")
@@ -86,15 +87,9 @@ class LocalExecutor(Executor):
         self._events_r: int | None = None
         self._buffer = b""
 
-    def start(self, launch, rows) -> None:
-        """Run the rows here, at most ``jobs`` at a time (the local follower)."""
-        from runner.local.scheduler import Scheduler
-
-        self.host_log = os.path.splitext(launch.record_path)[0] + ".host.log"
-        try:
-            Scheduler(launch, self).run(rows)
-        finally:
-            self.close()
+    def open(self, record_path: str) -> None:
+        """The job host logs beside the launch record."""
+        self.host_log = os.path.splitext(record_path)[0] + ".host.log"
 
     # -- the host -------------------------------------------------------------------------------
     def _start_host(self) -> None:

@@ -21,10 +21,10 @@ from runner.core.executor import Executor, Job
 from runner.core.rundir import RunDir, write_json
 from runner.slurm.client import SlurmClient, lookup
 from runner.slurm.states import ENDED
-from runner.slurm.submit import IO_THREADS, submit_rows
 
 SCRIPT_NAME = "sbatch.sh"
 INFO_NAME = "slurm.json"
+IO_THREADS = 8           # run folders written at once (many small files: overlap their latency)
 
 
 class SlurmJob(Job):
@@ -87,10 +87,8 @@ class SlurmExecutor(Executor):
         if self.submitted:
             self.client.cancel(sorted(self.submitted))
 
-    def start(self, launch, rows) -> None:
-        """Submit the launch's rows as job arrays; each job writes its own row on its node."""
-        launch.sheet_writes = "job"
-        submit_rows(launch, self, rows)
+    def submit_many(self, run_dirs: list[RunDir], options: dict[str, str], after: list[str] = ()) -> list[SlurmJob]:
+        return self.submit_array(run_dirs, options, list(after))
 
     def submit_array(self, run_dirs: list[RunDir], options: dict[str, str],
                      after: list[str] = ()) -> list[SlurmJob]:

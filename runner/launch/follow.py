@@ -25,23 +25,33 @@ import sys
 import time
 
 from runner.core import columns as C
-from runner.core import procs
+from runner.core import devices, procs
 from runner.core.columns import Status
 from runner.core.errors import describe
 from runner.core.records import ExitRecord
 from runner.core.rundir import format_walltime
 from runner.job.results import final_row_values
-from runner.launch.pipeline import Launch
 from runner.launch.plan import PlannedRow
-from runner.local import devices
 
 CANCEL_GRACE_S = 10.0
 KILL_WAIT_S = 5.0
 POLL_S = 0.25          # upper bound; job events and signals wake the loop at once
 
 
-class Scheduler:
-    def __init__(self, launch: Launch, executor):
+def follow_rows(launch, executor, rows: list[PlannedRow]) -> None:
+    """Run the rows on ``executor`` (jobs on this machine), at most ``jobs`` at a time, to their end
+    (``launch``: a :class:`runner.launch.pipeline.Launch`)."""
+    try:
+        Follower(launch, executor).run(rows)
+    finally:
+        executor.close()
+
+
+class Follower:
+    """The launch's loop while its jobs run here: start rows as dependencies, slots and devices
+    allow, turn the jobs' events into row writes, stop them on a signal."""
+
+    def __init__(self, launch, executor):
         self.launch = launch
         self.executor = executor
         self.writer = launch.writer

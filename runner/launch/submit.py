@@ -29,8 +29,7 @@ from runner.core.errors import UsageError, describe
 from runner.core.settings import PROJECT_CONFIG, read_settings
 from runner.rowspec.slurm_options import SlurmOptionError, validate
 from runner.slurm.client import SbatchError
-
-IO_THREADS = 8           # run folders written at once (many small files: overlap their latency)
+from runner.slurm.executor import IO_THREADS
 
 
 def slurm_defaults(root: str) -> dict[str, str]:
@@ -58,7 +57,9 @@ def sbatch_options(defaults: dict[str, str], row: dict[str, str], time_limit: st
 
 
 def submit_rows(launch, executor, rows) -> None:
-    """Write the rows' run folders and submit them as arrays (``launch``: a runner.launch.pipeline.Launch)."""
+    """Write the rows' run folders and submit them as arrays (``launch``: a runner.launch.pipeline.Launch);
+    each job writes its own row on its node."""
+    launch.sheet_writes = "job"
     defaults = slurm_defaults(launch.opts.root)
     failed: dict[str, str] = {rid: o.error for rid, o in launch.outcomes.items() if o.status == Status.FAILED}
 
@@ -101,7 +102,7 @@ def submit_rows(launch, executor, rows) -> None:
             groups[(tuple(sorted(options.items())), after)].append(p)
         for (options, after), group in groups.items():
             try:
-                jobs = executor.submit_array([p.run_dir for p in group], dict(options), list(after))
+                jobs = executor.submit_many([p.run_dir for p in group], dict(options), list(after))
             except SbatchError as exc:
                 for p in group:
                     failed[p.run_id] = f"sbatch: {exc}"
