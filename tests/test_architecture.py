@@ -13,7 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # bottom to top: a package may import itself and the ones before it
-LAYERS = ["core", "report", "sheet", "rowspec", "slurm", "job", "runs", "launch", "local", "results",
+LAYERS = ["core", "report", "sheet", "rowspec", "slurm", "job", "local", "runs", "launch", "results",
           "run_cmd", "jobwrapper", "cli", "__main__"]
 LIGHT = {"report": {"core"}}            # runner.report: what a training script imports, kept light
 MAX_FUNCTION_LINES = 60
@@ -107,3 +107,12 @@ def test_no_function_is_longer_than_60_lines():
     lengths = _function_lengths()
     too_long = [f"{name}: {n} lines" for name, n in sorted(lengths.items()) if n > MAX_FUNCTION_LINES]
     assert not too_long, "split these (a function reads as a recipe of at most 60 lines):\n" + "\n".join(too_long)
+
+
+def test_no_entry_script_is_imported_by_other_task_code():
+    """A script run as ``python tasks/<workflow>/<script>.py`` (it has a ``__main__`` block) is a recipe
+    over library modules; what another script needs of it lives in a module both import."""
+    modules = _modules("tasks")
+    scripts = {m for m, p in modules.items() if 'if __name__ == "__main__"' in open(p, encoding="utf-8").read()}
+    wrong = [f"{m} imports {t}" for m, p in modules.items() for t in sorted(_imports(p, modules) & scripts) if t != m]
+    assert not wrong, "\n".join(wrong)

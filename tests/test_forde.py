@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import REPO, copy_project, run_project_sheet, set_nested
-from tasks.forde.compute_pca import load_pca, pca_of, second_moment
+from tasks.forde.compute_pca import pca_of, second_moment
+from tasks.forde.pca import load_pca
 from tasks.forde.repulsion import repulsion, repulsion_reference
 from tasks.models import create_model
 from tasks.models.joint import JointEnsemble

@@ -11,21 +11,21 @@ is accumulated batch by batch in float64, so the set never sits in memory (TinyI
 roots of C's eigenvalues, the length scales — in float32; with ``layout`` (CHW: how a tensor
 flattens here) and the sample count.
 
-:func:`load_pca` reads the file back, and reads the authors' own files too (flattened HWC: their
+:func:`tasks.forde.pca.load_pca` reads the file back, and reads the authors' own files too (flattened HWC: their
 eigenvector rows are put in CHW order).
 """
 from __future__ import annotations
 
 import time
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from tasks.common import load_config, save_npz_atomic
+from tasks.forde.pca import LAYOUT
 
-LAYOUT = "CHW"
 
 
 def second_moment(loader, dims: int, every: float = 10.0) -> Tuple[np.ndarray, int]:
@@ -52,23 +52,6 @@ def pca_of(moment: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
     values, vectors = np.linalg.eigh(moment / (n - 1))
     order = np.argsort(values)[::-1]
     return vectors[:, order], np.sqrt(np.clip(values[order], 0, None))
-
-
-def load_pca(path: str, input_size: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(eigenvectors [D, D], length scales [D]) of a saved PCA, rows in this project's CHW order."""
-    with np.load(path) as f:
-        vectors, scales = f["eigenvectors"], f["eigenvalues"]
-        layout = str(f["layout"]) if "layout" in f.files else "HWC"          # the authors' files: HWC
-    c, h, w = (int(v) for v in input_size)
-    if vectors.shape != (c * h * w, c * h * w):
-        raise ValueError(f"{path} holds a PCA of {vectors.shape[0]} values; inputs of {list(input_size)} have "
-                         f"{c * h * w}")
-    if layout == "HWC":
-        order = np.arange(c * h * w).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)   # CHW position -> HWC row
-        vectors = vectors[order]
-    elif layout != LAYOUT:
-        raise ValueError(f"{path}: unknown layout {layout!r}")
-    return torch.from_numpy(np.ascontiguousarray(vectors)).float(), torch.from_numpy(scales.copy()).float()
 
 
 def main(argv=None) -> None:

@@ -65,7 +65,7 @@ class FordeObjective(Objective):
         self.eps = float(f.get("eps", 1e-12))
         self.eigenvectors = self.scales = None
         if self.kind == "pca":
-            from tasks.forde.compute_pca import load_pca
+            from tasks.forde.pca import load_pca
 
             if not f.get("pca_path"):
                 raise ValueError("forde.repulsion: pca needs forde.pca_path (a file of tasks/forde/compute_pca.py)")

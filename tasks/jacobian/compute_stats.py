@@ -28,7 +28,6 @@ normalisation and statistic, the mean and median over the clean and over the noi
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import time
@@ -42,8 +41,8 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from tasks.common import load_config, pick_device, progress  # noqa: E402
 from tasks.jacobian.jacobian import MODES, OUTPUTS, jacobian, statistics  # noqa: E402
+from tasks.jacobian.shards import FORMAT, write_json  # noqa: E402
 
-FORMAT = "sheetrun_jacobian/1"
 SPLITS = ("train", "val", "test")
 SHORT = {"frobenius": "fro", "operator": "op"}
 
@@ -101,14 +100,6 @@ def summary(stats: dict, noisy: np.ndarray) -> dict:
                     out[f"{short}_{norm}_{group}_mean"] = float(v[mask].mean())
                     out[f"{short}_{norm}_{group}_median"] = float(np.median(v[mask]))
     return out
-
-
-def write_json(obj: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:

@@ -31,8 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks.jacobian.aggregate import STATISTICS, read_batches  # noqa: E402
-from tasks.jacobian.compute_stats import FORMAT  # noqa: E402
+from tasks.jacobian.shards import FORMAT, STATISTICS, read_batches  # noqa: E402
 
 GROUPS = {("train", "clean"): ("train, clean labels", "-"), ("train", "noisy"): ("train, changed labels", "--"),
           ("test", "clean"): ("test", ":")}
