@@ -44,3 +44,16 @@ def test_a_sheet_ref_is_a_path_or_a_url_and_its_worksheet():
     ref = SheetRef.parse(url + "::runs")
     assert ref.remote and ref.address == url and ref.worksheet == "runs" and str(ref) == url + "::runs"
     assert str(SheetRef.parse(url).with_worksheet("summary")) == url + "::summary"
+
+
+def test_a_wrapper_record_names_the_process_running_the_job(tmp_path):
+    from runner.core.records import WrapperRecord
+
+    rd = RunDir(str(tmp_path))
+    assert rd.read_wrapper() is None                                           # not started
+    record = WrapperRecord(pid=5, pid_started=1.0, host="h", kind="host", started=3.0, job_id="9_1", child_pid=6)
+    (tmp_path / "wrapper.json").write_text(json.dumps(dict(record.to_json(), later="kept")))
+    read = rd.read_wrapper()
+    assert read.kind == "host" and read.child_pid == 6 and read.job_id == "9_1" and read.extra == {"later": "kept"}
+    (tmp_path / "wrapper.json").write_text("{}")                               # nothing in it: not a record
+    assert rd.read_wrapper() is None

@@ -1,5 +1,5 @@
-"""The records a run folder keeps, as types: ``job.json`` (what the job runs, and who claimed it)
-and ``exit.json`` (how it ended). Each has one reader (``from_json``) and one writer
+"""The records a run folder keeps, as types: ``job.json`` (what the job runs, and who claimed it),
+``wrapper.json`` (the process that runs it) and ``exit.json`` (how it ended). Each has one reader (``from_json``) and one writer
 (``to_json``); nothing else reads these files by key. Files written by older versions load: a
 key they lack takes its default, a key this version does not know is kept as it was.
 """
@@ -120,3 +120,27 @@ class ExitRecord:
     def __getitem__(self, key: str) -> Any:
         """The record as ``exit.json`` holds it, for code that reads it as JSON (``record["status"]``)."""
         return self.to_json()[key]
+
+
+@dataclass
+class WrapperRecord:
+    """``wrapper.json``: the process running the job — its wrapper (``kind`` "wrapper", it runs this
+    job only) or the launch's job host ("host", which runs other rows too) — written when the command
+    starts (``child_pid``: the command; ``job_id``: the SLURM task or the command's pid)."""
+    pid: int = 0
+    pid_started: float | None = None
+    host: str = ""
+    kind: str = "wrapper"
+    started: float = 0.0
+    job_id: str = ""
+    child_pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "WrapperRecord":
+        known, extra = _known(cls, data)
+        return cls(**known, extra={k: v for k, v in extra.items() if k != "extra"})
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**self.extra, **data}

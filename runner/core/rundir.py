@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from runner.core.records import ExitRecord, JobRecord, Launcher
+from runner.core.records import ExitRecord, JobRecord, Launcher, WrapperRecord
 
 HEARTBEAT_INTERVAL_S = 5.0
 FORWARD_INTERVAL_S = 0.5       # how often new metrics are forwarded to the sheet
@@ -110,6 +110,11 @@ class RunDir:
         """Who claimed this run (an empty Launcher, false, when nothing says)."""
         job = self.read_job()
         return job.launcher if job is not None else Launcher()
+
+    def read_wrapper(self) -> WrapperRecord | None:
+        """``wrapper.json``: the process running the job (None before it started, or if unreadable)."""
+        data = read_json_quietly(self.wrapper)
+        return WrapperRecord.from_json(data) if isinstance(data, dict) and data else None
 
     def read_exit(self) -> ExitRecord | None:
         """``exit.json``: how the job ended (None while it has not, or if it cannot be read)."""

@@ -42,7 +42,7 @@ from runner.core import columns as C
 from runner.core import credentials, procs
 from runner.core.columns import Status
 from runner.core.errors import describe
-from runner.core.records import ExitRecord, JobRecord
+from runner.core.records import ExitRecord, JobRecord, WrapperRecord
 from runner.core.rundir import (DEFAULT_LOG_LIMIT, FORWARD_INTERVAL_S, HEARTBEAT_INTERVAL_S, RunDir, cap_log, read_json,
                                 size_text, write_json)
 from runner.core.sheetref import SheetRef
@@ -134,11 +134,11 @@ class JobRun:
         self.job_id = job_id or (str(self.proc.pid) if self.proc else "")
         me = procs.identity()
         self.host = me["host"]
-        info = dict(me, kind=self.kind, started=self.started, job_id=self.job_id,
-                    child_pid=self.proc and self.proc.pid)
+        info = WrapperRecord(pid=me["pid"], pid_started=me.get("pid_started"), host=me["host"], kind=self.kind,
+                             started=self.started, job_id=self.job_id, child_pid=self.proc and self.proc.pid)
         if self.proc is not None:             # the command itself dies with us: only what it starts
             self.processes.known.add(self.proc.pid)   # is written down (and looked up by start time)
-        self.save("wrapper.json", lambda: write_json(rd.wrapper, info))
+        self.save("wrapper.json", lambda: write_json(rd.wrapper, info.to_json()))
         if self.proc is not None:
             self.channel.started({C.STATUS: Status.RUNNING, C.JOB_ID: self.job_id, C.ERROR: ""})
         return self.proc is not None

@@ -40,11 +40,11 @@ def _past_run(folder: str) -> PastRun:
     rd = RunDir(folder)
     job = rd.read_job() or JobRecord(sheet="", run_id="", argv=[], cwd="")
     record = rd.read_exit()
-    wrapper = read_json_quietly(rd.wrapper, {}) or {}
-    status = (record and record.status) or ("never started" if not wrapper else "no exit record")
+    wrapper = rd.read_wrapper()
+    status = (record and record.status) or ("never started" if wrapper is None else "no exit record")
     walltime = format_walltime(record.walltime_s) if record and record.walltime_s is not None else ""
     return PastRun(folder, job.run_id, int(job.attempt or 1), status,
-                   wrapper.get("started") or job.created or None, walltime,
+                   (wrapper and wrapper.started) or job.created or None, walltime,
                    read_json_quietly(rd.metrics, {}) or {})
 
 

@@ -20,7 +20,8 @@ from runner.core import columns as C
 from runner.core import procs
 from runner.core.columns import Status
 from runner.core.rowrefs import RowFilter
-from runner.core.rundir import RunDir, read_json_quietly
+from runner.core.records import WrapperRecord
+from runner.core.rundir import RunDir
 from runner.runs.liveness import default_client, slurm_info
 from runner.sheet import Sheet
 from runner.slurm import SlurmClient
@@ -63,14 +64,14 @@ def _cancel_local(rd: RunDir, run_id: str) -> None:
         open(rd.cancel_marker, "w").close()       # before looking for the wrapper: no start slips by
     except OSError:
         pass
-    wrapper = read_json_quietly(rd.wrapper) or {}
-    if wrapper.get("host") != socket.gethostname():
+    wrapper = rd.read_wrapper() or WrapperRecord()
+    if wrapper.host != socket.gethostname():
         return
-    if procs.alive(wrapper.get("pid"), wrapper.get("pid_started")):
-        if wrapper.get("kind") == "host":
+    if procs.alive(wrapper.pid, wrapper.pid_started):
+        if wrapper.kind == "host":
             return                          # it runs other rows too: the marker stops this one only
         try:
-            os.kill(int(wrapper["pid"]), signal.SIGTERM)
+            os.kill(int(wrapper.pid), signal.SIGTERM)
         except (ProcessLookupError, KeyError, ValueError):
             pass
     else:                                   # the wrapper or host is gone; what it left is not

@@ -95,18 +95,18 @@ def local_verdict(rd: RunDir, run_id: str) -> Verdict:
     if record:
         return Verdict(record.status, "exit record", record)
     here = socket.gethostname()
-    wrapper = read_json_quietly(rd.wrapper)
+    wrapper = rd.read_wrapper()
     if wrapper:
-        pid = wrapper.get("pid")
+        pid = wrapper.pid
         age = rd.heartbeat_age()
-        if wrapper.get("host") != here:
+        if wrapper.host != here:
             if age is not None and age > HEARTBEAT_STALE_S:
-                return Verdict(Status.LOST, f"no heartbeat from {wrapper.get('host')} for {age:.0f}s")
-            return Verdict(None, f"running on {wrapper.get('host')}")
-        if procs.alive(pid, wrapper.get("pid_started")):
+                return Verdict(Status.LOST, f"no heartbeat from {wrapper.host} for {age:.0f}s")
+            return Verdict(None, f"running on {wrapper.host}")
+        if procs.alive(pid, wrapper.pid_started):
             if age is not None and age > HEARTBEAT_STALE_S:
                 return Verdict(None, f"process {pid} alive but heartbeat {age:.0f}s old")
-            return Verdict(None, f"still running (pid {wrapper.get('child_pid') or pid}, run by pid {pid})")
+            return Verdict(None, f"still running (pid {wrapper.child_pid or pid}, run by pid {pid})")
         left = procs.job_processes(run_id, rd.processes)
         if left:
             pids = ", ".join(str(p.pid) for p in left[:5])

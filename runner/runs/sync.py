@@ -91,8 +91,9 @@ def restore_lost_runs(sheet: Sheet, root: str, runs_dir: str | None = None, tabl
 
 def _restored_values(found: Unshown, root: str) -> dict:
     rd = found.run.run_dir
-    launched = read_json_quietly(os.path.join(rd.path, "slurm.json"), {}) or read_json_quietly(rd.wrapper, {}) or {}
-    values = {C.RUN_FOLDER: display_path(rd.path, root), C.JOB_ID: str(launched.get("job_id") or "")}
+    slurm, wrapper = slurm_info(rd), rd.read_wrapper()
+    job_id = (slurm or {}).get("job_id") or (wrapper.job_id if wrapper is not None else "")
+    values = {C.RUN_FOLDER: display_path(rd.path, root), C.JOB_ID: str(job_id or "")}
     if found.record is not None:
         metrics, _ = load_results(rd)
         values.update(final_row_values(found.record, metrics))
@@ -295,8 +296,8 @@ class LiveRows:
                 continue
             batches = []
             if rid not in self.started and os.path.exists(rd.wrapper):
-                info = read_json_quietly(rd.wrapper, {}) or {}
-                batches.append(({C.STATUS: Status.RUNNING, C.ERROR: "", C.JOB_ID: str(info.get("job_id") or "")},
+                wrapper = rd.read_wrapper()
+                batches.append(({C.STATUS: Status.RUNNING, C.ERROR: "", C.JOB_ID: str((wrapper and wrapper.job_id) or "")},
                                 Status.TERMINAL))
             new, offset = read_metrics_log(rd.metrics_log, self.offsets.get(rid, 0))
             new, _ = clean_metrics(new)
