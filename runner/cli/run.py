@@ -208,7 +208,6 @@ def dry_run(sheet, root: str, rows, conda_env: str = "", backend: str = "local",
     return 0 if all(p.ok for p in planned) else 1
 
 
-
 def _show_planned(p, slurm_defaults: dict | None, timeout: str | None) -> None:
     """One planned row as ``--dry-run`` shows it: its command, config changes, env and sbatch options."""
     if not p.ok:

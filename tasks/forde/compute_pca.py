@@ -27,7 +27,6 @@ from tasks.common import load_config, save_npz_atomic
 from tasks.forde.pca import LAYOUT
 
 
-
 def second_moment(loader, dims: int, every: float = 10.0) -> Tuple[np.ndarray, int]:
     """(X^T X in float64, N) over a loader of (images, ...) batches, printing progress."""
     total = torch.zeros(dims, dims, dtype=torch.float64)
