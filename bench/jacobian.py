@@ -9,7 +9,9 @@ tests/test_jacobian.py checks they agree): ``batched`` with vmap(jacrev), ``low_
 backward pass per class. Repeats alternate the two; medians of samples per second are printed
 with their ratio. The power iteration (operator norm, fixed 10 iterations and no tolerance, so
 both sides do the same work) runs over the batch's Jacobians at once and in a loop of one sample
-at a time. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over one batch; on CPU, in a
+at a time. The four normalisations the full-scale sheet asks for (none, softmax, logsoftmax,
+crossentropy): one Jacobian per normalisation (what compute_stats.py did) against one Jacobian of
+the logits with the others derived by K x K products (``jacobians``, what it does now), in each mode. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over one batch; on CPU, in a
 fresh process that has computed two samples already (libraries loaded), the highest resident set
 sampled every 0.5 ms while it computes the batch, less the resident set before it (so one
 measurement cannot hide another's).
@@ -28,7 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tasks.jacobian.jacobian import jacobian, operator_norm, start_vectors  # noqa: E402
+from tasks.jacobian.jacobian import jacobian, jacobians, operator_norm, start_vectors  # noqa: E402
 from tasks.models import create_model  # noqa: E402
 
 
@@ -122,6 +124,7 @@ def main(argv=None) -> None:
             sync(device)
             ptimes[m].append(time.perf_counter() - start)
     prate = {m: args.batch / statistics.median(t) for m, t in ptimes.items()}
+    nrate = {mode: normalisation_rates(model, x, device, args.repeats, mode) for mode in ("batched", "low_memory")}
     d = x[0].numel()
     print(f"{args.model} (width {args.width}{', norm ' + args.norm if args.norm else ''}), batch {args.batch} of "
           f"{args.size}x{args.size}, K = {args.classes}, D = {d}, {device} ({torch.get_num_threads()} threads), "
@@ -131,8 +134,34 @@ def main(argv=None) -> None:
         print(f"| Jacobian (K x D) | {m} | {rate[m]:.1f} | {peaks[m]:.0f} MiB |")
     for m in ptimes:
         print(f"| operator norm, 10 power iterations | {m} | {prate[m]:.0f} | |")
+    for mode, rates in nrate.items():
+        for m, r in rates.items():
+            print(f"| Jacobians of {', '.join(NORMALIZATIONS)}: {m} | {mode} | {r:.1f} | |")
     print(f"batched / low-memory: {rate['batched'] / rate['low_memory']:.2f}x; "
-          f"batched / one-at-a-time power iteration: {prate['batched'] / prate['one at a time']:.1f}x")
+          f"batched / one-at-a-time power iteration: {prate['batched'] / prate['one at a time']:.1f}x; "
+          "all normalisations, derived / one each: "
+          + ", ".join(f"{r['derived'] / r['one each']:.2f}x ({mode})" for mode, r in nrate.items()))
+
+
+NORMALIZATIONS = ("none", "softmax", "logsoftmax", "crossentropy")
+
+
+def normalisation_rates(model, x, device, repeats: int, mode: str) -> dict:
+    """Samples / s computing the Jacobians of every normalisation: each directly, or all from one."""
+    y = torch.zeros(len(x), dtype=torch.long, device=device)
+    ways = {"one each": lambda: [jacobian(model, x, n, y, mode) for n in NORMALIZATIONS],
+            "derived": lambda: jacobians(model, x, NORMALIZATIONS, y, mode)}
+    times = {m: [] for m in ways}
+    for fn in ways.values():
+        fn()
+    for _ in range(repeats):
+        for m, fn in ways.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[m].append(time.perf_counter() - start)
+    return {m: len(x) / statistics.median(t) for m, t in times.items()}
 
 
 if __name__ == "__main__":

@@ -58,6 +58,24 @@ def test_both_modes_equal_the_explicit_jacobian_and_each_other(normalization):
     torch.testing.assert_close(frobenius(batched), reference.flatten(1).norm(dim=1), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["batched", "low_memory"])
+def test_every_normalisation_derived_from_one_logits_jacobian_equals_the_direct_one(mode):
+    """jacobians(): J of the logits once, softmax / log-softmax / cross-entropy by K x K products."""
+    from tasks.jacobian.jacobian import jacobians
+
+    model = tiny_model()
+    torch.manual_seed(2)
+    x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 5, (6,))
+    names = ["none", "softmax", "logsoftmax", "crossentropy"]
+    derived = jacobians(model, x, names, y, mode)
+    assert list(derived) == names
+    for name in names:
+        torch.testing.assert_close(derived[name], jacobian(model, x, name, y, mode), atol=1e-5, rtol=1e-5)
+    assert list(jacobians(model, x, ["softmax"], y, mode)) == ["softmax"]
+    with pytest.raises(ValueError, match="needs the samples' labels"):
+        jacobians(model, x, ["crossentropy"], None, mode)
+
+
 def test_a_sample_s_jacobian_does_not_depend_on_its_batch():
     model = tiny_model()
     x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 5, (6,))

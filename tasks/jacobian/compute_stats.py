@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from tasks.common import load_config, pick_device, progress  # noqa: E402
-from tasks.jacobian.jacobian import MODES, OUTPUTS, jacobian, statistics  # noqa: E402
+from tasks.jacobian.jacobian import MODES, OUTPUTS, jacobians, statistics  # noqa: E402
 from tasks.jacobian.shards import FORMAT, write_json  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -186,8 +186,7 @@ class Tally:
     def batch(self, model, x, y, ids, pos: np.ndarray, labels, clean, options: StatsOptions) -> dict:
         """One batch's statistics, added to the tally; returns what its batch file holds."""
         stats = {}
-        for norm in options.norms:
-            jac = jacobian(model, x, norm, y, options.mode)
+        for norm, jac in jacobians(model, x, options.norms, y, options.mode).items():   # one J of the logits
             values = statistics(jac, options.names, options.power, ids.tolist())
             stats[norm] = {k: v.cpu().tolist() for k, v in values.items()}
             for k, v in stats[norm].items():

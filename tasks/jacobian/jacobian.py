@@ -13,6 +13,12 @@ with the output ``g`` chosen by the normalisation (:data:`OUTPUTS`):
   gradient, 1 x D (its Frobenius and operator norms are both the gradient's 2-norm, reported once,
   as ``frobenius``).
 
+Every normalisation follows from the logits' Jacobian J_z by a K x K product (p = softmax(z)):
+J_softmax = (diag p - p p^T) J_z, J_logsoftmax = (I - 1 p^T) J_z, and the cross-entropy's
+gradient is -(row y of J_logsoftmax). :func:`jacobians` computes J_z once per sample and derives
+the normalisations asked for from it (what compute_stats.py does); :func:`jacobian` computes one
+normalisation directly (the reference they are tested against).
+
 The network is read in evaluation mode, so a sample's Jacobian never depends on the other samples
 of its batch. Two ways to compute J, equal to float rounding (tests/test_jacobian.py):
 
@@ -68,6 +74,42 @@ def jacobian(model: torch.nn.Module, x: torch.Tensor, normalization: str = "none
             (grad,) = torch.autograd.grad(values[:, k].sum(), xg, retain_graph=k + 1 < values.shape[1])
             rows.append(grad.reshape(n, -1))
     return torch.stack(rows, 1)
+
+
+def jacobians(model: torch.nn.Module, x: torch.Tensor, normalizations: Sequence[str],
+              targets: Optional[torch.Tensor] = None, mode: str = "batched") -> Dict[str, torch.Tensor]:
+    """{normalisation: J [N, R, D]} for each of ``normalizations``, from one Jacobian of the logits:
+    with J_z [N, K, D], p = softmax(z) and m = sum_k p_k J_z[k] (the p-weighted mean row),
+
+    - ``none``: J_z;  ``logsoftmax``: J_z[k] - m;  ``softmax``: p_k (J_z[k] - m);
+    - ``crossentropy``: -(J_z[y] - m), the input gradient of -log p_y (one row).
+
+    The K x K products run in float64; equal to :func:`jacobian`'s direct ones to float rounding."""
+    unknown = [n for n in normalizations if n not in OUTPUTS]
+    if unknown:
+        raise ValueError(f"normalization must be one of {sorted(OUTPUTS)}, got {unknown}")
+    if "crossentropy" in normalizations and targets is None:
+        raise ValueError("the crossentropy normalization needs the samples' labels")
+    logits_jac = jacobian(model, x, "none", None, mode)                     # [N, K, D]
+    out: Dict[str, torch.Tensor] = {}
+    if "none" in normalizations:
+        out["none"] = logits_jac
+    derived = [n for n in normalizations if n != "none"]
+    if not derived:
+        return out
+    with torch.no_grad():
+        p = torch.softmax(model(x).double(), -1)                            # [N, K]
+    jz = logits_jac.double()
+    centred = jz - torch.einsum("nk,nkd->nd", p, jz).unsqueeze(1)           # J_logsoftmax [N, K, D]
+    for name in derived:
+        if name == "logsoftmax":
+            out[name] = centred.to(logits_jac.dtype)
+        elif name == "softmax":
+            out[name] = (p.unsqueeze(-1) * centred).to(logits_jac.dtype)
+        else:                                                               # crossentropy
+            rows = centred[torch.arange(len(x), device=x.device), targets.to(x.device)]
+            out[name] = (-rows).unsqueeze(1).to(logits_jac.dtype)
+    return {name: out[name] for name in normalizations}
 
 
 def frobenius(jac: torch.Tensor) -> torch.Tensor:
