@@ -10,7 +10,8 @@ forwards new values to the row within about a second, batched into one sheet
 write, so a person sees them while the job runs. New metric names become new
 columns; a later value of a name replaces the earlier one. Outside sheetrun
 (no ``SHEETRUN_RUN_DIR``) the call does nothing, so scripts also run on their
-own. This module imports only the standard library.
+own. Importing it costs next to nothing (``os``, ``sys``, ``time``, all loaded with Python
+itself): ``json`` and the column names it checks against are imported at the first call.
 
 ``report`` never raises: a name that cannot be a column (empty, a line break,
 a sheetrun column such as ``status``) or a value that is not a single number
@@ -20,13 +21,9 @@ never worth killing the experiment for.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
-
-from runner.core.columns import metric_name_problem
 
 METRICS_LOG = "metrics.jsonl"
 _warned: set = set()
@@ -51,12 +48,14 @@ def _plain(name: str, value):
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value if value - value == 0.0 else str(value)          # inf and nan: as text
     raise TypeError(f"metric {name!r}: cannot report a {type(value).__name__}; report numbers or text")
 
 
 def clean_metrics(metrics: dict) -> tuple[dict, list[str]]:
     """The valid ``name: value`` pairs of ``metrics`` and why each other pair was left out."""
+    from runner.core.columns import metric_name_problem
+
     clean, problems = {}, []
     for name, value in metrics.items():
         problem = metric_name_problem(name)
@@ -88,6 +87,8 @@ def report(metrics=None, /, **values) -> dict:
         _warn("outside", "not running under sheetrun; metrics are not recorded")
         return clean
     if clean:
+        import json
+
         line = (json.dumps({"t": time.time(), "values": clean}, ensure_ascii=False) + "\n").encode()
         try:
             fd = os.open(os.path.join(run_dir, METRICS_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -102,6 +103,8 @@ def report(metrics=None, /, **values) -> dict:
 
 def read_metrics_log(path: str, offset: int = 0) -> tuple[dict, int]:
     """Merge the complete lines of a metrics log from ``offset``; returns (values, new offset)."""
+    import json
+
     try:
         with open(path, "rb") as f:
             f.seek(offset)

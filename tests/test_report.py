@@ -22,6 +22,14 @@ def test_job_side_imports_nothing_heavy(module):
     assert out.stdout.strip() == "[]"
 
 
+def test_importing_report_loads_nothing_but_itself():
+    """``from runner import report`` in a training script: no module beyond the two of its own (what
+    a call needs, json and the column names, comes with the first call)."""
+    code = "import sys; before = set(sys.modules); from runner import report; print(sorted(set(sys.modules) - before))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['runner', 'runner.report']"
+
+
 def test_outside_sheetrun_report_is_a_no_op(monkeypatch, capsys):
     monkeypatch.setattr(sys.modules["runner.report"], "_warned", set())       # said once per process: maybe already
     monkeypatch.delenv("SHEETRUN_RUN_DIR", raising=False)
