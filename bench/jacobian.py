@@ -113,17 +113,7 @@ def main(argv=None) -> None:
     starts = start_vectors(range(args.batch), jac.shape[1], 0).to(device)
     power = {"batched": lambda: operator_norm(jac, 10, 0.0, starts),
              "one at a time": lambda: [operator_norm(jac[i:i + 1], 10, 0.0, starts[i:i + 1]) for i in range(len(jac))]}
-    ptimes = {m: [] for m in power}
-    for fn in power.values():
-        fn()
-    for _ in range(args.repeats):
-        for m, fn in power.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            ptimes[m].append(time.perf_counter() - start)
-    prate = {m: args.batch / statistics.median(t) for m, t in ptimes.items()}
+    prate = rates(power, args.batch, device, args.repeats)
     nrate = {mode: normalisation_rates(model, x, device, args.repeats, mode) for mode in ("batched", "low_memory")}
     d = x[0].numel()
     print(f"{args.model} (width {args.width}{', norm ' + args.norm if args.norm else ''}), batch {args.batch} of "
@@ -132,10 +122,10 @@ def main(argv=None) -> None:
     print("| work | mode | samples / s | peak memory |\n|---|---|---|---|")
     for m in times:
         print(f"| Jacobian (K x D) | {m} | {rate[m]:.1f} | {peaks[m]:.0f} MiB |")
-    for m in ptimes:
+    for m in prate:
         print(f"| operator norm, 10 power iterations | {m} | {prate[m]:.0f} | |")
-    for mode, rates in nrate.items():
-        for m, r in rates.items():
+    for mode, by_way in nrate.items():
+        for m, r in by_way.items():
             print(f"| Jacobians of {', '.join(NORMALIZATIONS)}: {m} | {mode} | {r:.1f} | |")
     print(f"batched / low-memory: {rate['batched'] / rate['low_memory']:.2f}x; "
           f"batched / one-at-a-time power iteration: {prate['batched'] / prate['one at a time']:.1f}x; "
@@ -151,6 +141,11 @@ def normalisation_rates(model, x, device, repeats: int, mode: str) -> dict:
     y = torch.zeros(len(x), dtype=torch.long, device=device)
     ways = {"one each": lambda: [jacobian(model, x, n, y, mode) for n in NORMALIZATIONS],
             "derived": lambda: jacobians(model, x, NORMALIZATIONS, y, mode)}
+    return rates(ways, len(x), device, repeats)
+
+
+def rates(ways: dict, samples: int, device, repeats: int) -> dict:
+    """Samples / s of each way (a warm-up call each, then alternating repeats; the median)."""
     times = {m: [] for m in ways}
     for fn in ways.values():
         fn()
@@ -161,7 +156,7 @@ def normalisation_rates(model, x, device, repeats: int, mode: str) -> dict:
             fn()
             sync(device)
             times[m].append(time.perf_counter() - start)
-    return {m: len(x) / statistics.median(t) for m, t in times.items()}
+    return {m: samples / statistics.median(t) for m, t in times.items()}
 
 
 if __name__ == "__main__":

@@ -16,6 +16,19 @@ def _known(cls, data: dict) -> tuple[dict, dict]:
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
 
 
+class _Record:
+    """``from_json`` / ``to_json`` of a record whose unknown keys are kept in ``extra``."""
+
+    @classmethod
+    def from_json(cls, data: dict):
+        known, extra = _known(cls, data)
+        return cls(**known, extra={k: v for k, v in extra.items() if k != "extra"})
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**self.extra, **data}
+
+
 @dataclass
 class Launcher:
     """The sheetrun that claimed a run: its process (pid and start time, on ``host``), its launch
@@ -40,7 +53,7 @@ class Launcher:
 
 
 @dataclass
-class JobRecord:
+class JobRecord(_Record):
     """``job.json``: written when the row is claimed, before it says Submitted."""
     sheet: str                                 # where the row lives (runner.core.sheetref)
     run_id: str
@@ -82,11 +95,11 @@ class JobRecord:
         return cls(**known, extra={k: v for k, v in extra.items() if k != "extra"})
 
     def to_json(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        data = super().to_json()
         data["launcher"] = self.launcher.to_json()
         data["launcher_pid"] = self.launcher.pid          # what older sheetruns read
         data["created"] = self.launcher.claimed
-        return {**self.extra, **data}
+        return data
 
     @property
     def created(self) -> float:
@@ -95,7 +108,7 @@ class JobRecord:
 
 
 @dataclass
-class ExitRecord:
+class ExitRecord(_Record):
     """``exit.json``: how the job ended, written by its wrapper when the command has exited."""
     status: str
     exit_code: int | None = None
@@ -109,13 +122,7 @@ class ExitRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> "ExitRecord":
-        known, extra = _known(cls, data)
-        known.setdefault("status", "")
-        return cls(**known, extra={k: v for k, v in extra.items() if k != "extra"})
-
-    def to_json(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        return {**self.extra, **data}
+        return super().from_json({"status": "", **data})
 
     def __getitem__(self, key: str) -> Any:
         """The record as ``exit.json`` holds it, for code that reads it as JSON (``record["status"]``)."""
@@ -123,7 +130,7 @@ class ExitRecord:
 
 
 @dataclass
-class WrapperRecord:
+class WrapperRecord(_Record):
     """``wrapper.json``: the process running the job — its wrapper (``kind`` "wrapper", it runs this
     job only) or the launch's job host ("host", which runs other rows too) — written when the command
     starts (``child_pid``: the command; ``job_id``: the SLURM task or the command's pid)."""
@@ -135,12 +142,3 @@ class WrapperRecord:
     job_id: str = ""
     child_pid: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "WrapperRecord":
-        known, extra = _known(cls, data)
-        return cls(**known, extra={k: v for k, v in extra.items() if k != "extra"})
-
-    def to_json(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        return {**self.extra, **data}

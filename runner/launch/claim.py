@@ -40,12 +40,12 @@ class Claim:
             planned = self.launch.sheet.transact(self.change)
         except BaseException:
             for folder in self.made:
-                _remove_claim(folder)
+                remove_claim(folder)
             raise
         used = {p.run_folder for p in planned if p.ok}
         for folder in self.made:
             if folder not in used:
-                _remove_claim(folder)
+                remove_claim(folder)
         return planned
 
     def held(self, row) -> str | None:
@@ -67,7 +67,7 @@ class Claim:
             # program saved a note, a metric): the same claim goes onto its newest content at once.
             return self.apply(table, self.last["planned"])
         for folder in self.made:             # an earlier attempt of this transaction (the file changed)
-            _remove_claim(folder)
+            remove_claim(folder)
         self.made.clear()
         planned = self.plan(table)
         claimed = dict(self.launch.claim, claimed=time.time())
@@ -79,7 +79,7 @@ class Claim:
         _fail_dependents(planned)
         for p in planned:
             if p.writable and not p.ok and p.run_folder:
-                _remove_claim(p.run_folder)
+                remove_claim(p.run_folder)
                 p.run_folder = ""
         self.last.update(key=key, planned=planned)
         return self.apply(table, planned)
@@ -102,7 +102,7 @@ class Claim:
             os.makedirs(folder)
             self.made.append(folder)
             p.run_folder = folder
-            _write_new(os.path.join(folder, "job.json"), self.launch.job_record(p, claimed, previous))
+            write_new(os.path.join(folder, "job.json"), self.launch.job_record(p, claimed, previous))
         except OSError as exc:
             p.run_folder = ""
             p.error = f"could not create the run folder: {describe(exc)}"
@@ -117,7 +117,7 @@ class Claim:
             if p.writable:
                 row = table.find_row(p.number)
                 self._note_kept_cells(row, p)
-                self.written[p.run_id] = _set_claim(row, _claim_values(p, self.root), self.root)
+                self.written[p.run_id] = set_claim(row, _claim_values(p, self.root), self.root)
         return planned
 
     def _note_kept_cells(self, row, p: PlannedRow) -> None:
@@ -145,7 +145,7 @@ def _plan_inputs(table: Table) -> tuple:
     return columns, tuple((row.number, row.ragged, tuple(row.get(c) for c in read)) for row in table.rows)
 
 
-def _set_claim(row, values: dict, root: str) -> tuple:
+def set_claim(row, values: dict, root: str) -> tuple:
     """Write a claim's cells into ``row`` (emptying the metric cells of its previous run);
     returns (row, the texts before, the texts after), for the launch's ledger."""
     was = row.as_dict()
@@ -156,13 +156,13 @@ def _set_claim(row, values: dict, root: str) -> tuple:
     return row, {column: was.get(column, "") for column in after}, after
 
 
-def _write_new(path: str, data: dict) -> None:
+def write_new(path: str, data: dict) -> None:
     """A JSON file in a folder nothing reads yet (no temp file and rename needed)."""
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps(data) + "\n")
 
 
-def _remove_claim(folder: str) -> None:
+def remove_claim(folder: str) -> None:
     try:
         os.unlink(os.path.join(folder, "job.json"))
     except OSError:

@@ -41,7 +41,7 @@ from runner.job.environment import THREAD_VARS
 from runner.job.wrapper import REMOTE_FORWARD_INTERVAL_S
 from runner.launch import provenance
 from runner.launch.approvals import Approvals
-from runner.launch.claim import Claim, _remove_claim, _set_claim, _write_new
+from runner.launch.claim import Claim, remove_claim, set_claim, write_new
 from runner.launch.follow import follow_rows
 from runner.launch.plan import PlannedRow, new_run_id
 from runner.launch.rowwriter import RowWriter
@@ -301,8 +301,8 @@ class Launch:
             if row is None or row.ragged:
                 return False
             os.makedirs(folder, exist_ok=True)
-            _write_new(os.path.join(folder, "job.json"), self.job_record(again, claimed, p.run_folder, attempt))
-            written[:] = [_set_claim(row, {C.RUN_ID: again.run_id, C.STATUS: Status.SUBMITTED, C.JOB_ID: "",
+            write_new(os.path.join(folder, "job.json"), self.job_record(again, claimed, p.run_folder, attempt))
+            written[:] = [set_claim(row, {C.RUN_ID: again.run_id, C.STATUS: Status.SUBMITTED, C.JOB_ID: "",
                                            C.EXIT_CODE: "", C.WALLTIME: "", C.ERROR: "",
                                            C.RUN_FOLDER: display_path(folder, self.opts.root)}, self.opts.root)]
             return True
@@ -315,7 +315,7 @@ class Launch:
             print(f"sheetrun: row {p.number} not tried again: {exc}", file=sys.stderr)
             claimed_again = False
         if not claimed_again:
-            _remove_claim(folder)
+            remove_claim(folder)
             return None
         self.writer.ledger.forget(p.run_id)
         self.writer.ledger.claimed(again.run_id, *written[0])

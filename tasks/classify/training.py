@@ -160,9 +160,9 @@ class Trainer:
     def model_record(self, weights: bool = True) -> dict:
         """The model as tasks/classify/checkpoints.py reads it (the final one, and each snapshot); an
         objective with metadata records it under its key, and ``objective`` names that key."""
-        cfg, objective = self.cfg, getattr(self, "objective", None)
+        cfg, objective = self.cfg, self.objective
         trained = {"objective": objective.metadata_key, objective.metadata_key: objective.metadata} \
-            if objective is not None and objective.metadata_key else {}
+            if objective.metadata_key else {}
         return {"format": MODEL_FORMAT, "model": cfg["model"], "num_classes": int(cfg["data"]["num_classes"]),
                 "data_config": data_config(cfg), "history": list(self.history), "config": cfg,
                 **({"state_dict": self.core.state_dict()} if weights else {}), **trained}

@@ -121,8 +121,7 @@ def main(argv=None) -> dict:
     run = os.path.splitext(os.path.basename(cfg["model"]))[0]
     out_dir = os.path.join(cfg.get("output_dir", "results/jacobian"), run, f"epoch{epoch}", split)
     first = int(cfg.get("skip") or 0) // batch_size
-    metadata = dict(shard_metadata(cfg, saved, run, epoch, split, options), batch_size=batch_size,
-                    device=str(device))
+    metadata = shard_metadata(cfg, saved, run, epoch, split, options, batch_size, str(device))
     print(f"{run} epoch {epoch}, {split}: {sum(map(len, batches))} of {len(dataset)} samples in {len(batches)} "
           f"batches from batch {first}; {', '.join(options.norms)}; {options.mode} on {device}", flush=True)
     started = time.time()
@@ -164,7 +163,8 @@ class StatsOptions:
                    dict(cfg.get("power_iteration") or {}))
 
 
-def shard_metadata(cfg: dict, saved: dict, run: str, epoch: int, split: str, options: StatsOptions) -> dict:
+def shard_metadata(cfg: dict, saved: dict, run: str, epoch: int, split: str, options: StatsOptions,
+                   batch_size: int, device: str) -> dict:
     """What every batch file says of the run it belongs to."""
     train_data = saved["config"]["data"]["train"]
     return {"model": cfg["model"], "run": run, "network": saved["model"]["name"],
@@ -172,7 +172,8 @@ def shard_metadata(cfg: dict, saved: dict, run: str, epoch: int, split: str, opt
             "dataset": (cfg.get("test_data") or {}).get("dataset") if split == "test" else train_data.get("dataset"),
             "label_noise": train_data.get("label_noise"), "holdout": saved["config"]["data"].get("holdout"),
             "normalizations": options.norms, "statistics": options.names, "mode": options.mode,
-            "power_iteration": options.power, "batch_size": None, "sample_seed": cfg.get("sample_seed")}
+            "power_iteration": options.power, "batch_size": batch_size, "sample_seed": cfg.get("sample_seed"),
+            "device": device}
 
 
 class Tally:
