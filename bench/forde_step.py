@@ -1,17 +1,17 @@
-"""One FoRDE training step of M members: the joint network against a loop over members.
+"""One FoRDE training step of M members, each way ``forde.members`` offers: joint, loop, vmap.
 
     python bench/forde_step.py                   # result_sheets/forde.csv's setting: 10 x small_cnn width 8, 16x16
     python bench/forde_step.py --width 32 --size 32                                          # 4x the channels, 4x the pixels
     python bench/forde_step.py --model cifar_resnet18 --width 64 --batch 128 --device cuda   # the seed's setting
 
-Both sides compute the same thing (tests/test_forde.py checks the joint members equal separate
-networks): every member's forward on its own copy of the batch, its true-class logits'
-input gradient with ``create_graph`` (double backprop), the repulsion over the M gradients
-(:func:`tasks.forde.repulsion.repulsion`, with PCA length scales of the input size), the
-summed cross-entropies, one backward and an SGD step. ``joint``: the members as one grouped
-network (:class:`tasks.models.joint.JointEnsemble`); ``loop``: M networks, one after another.
-Repeats alternate the two sides; the medians and their ratio are printed, with the repulsion's
-share of the joint step and the joint step's top operators (torch.profiler).
+Every side is tasks/forde/train_forde.py's objective (:class:`~tasks.forde.train_forde.FordeObjective`,
+PCA length scales from a random orthogonal basis) on its own copy of one
+:class:`~tasks.models.joint.JointEnsemble`, then one backward and an SGD step: every member's
+forward on its copy of the batch, its true-class logits' input gradient with ``create_graph``
+(double backprop), the repulsion, the summed cross-entropies. ``joint``: one grouped network;
+``loop``: member after member; ``vmap``: ``torch.vmap`` over the members (tests/test_forde.py
+checks the three give the same loss and gradients). Repeats rotate the sides; the medians, each
+way's speed against the loop, and the way ``auto`` takes on this device are printed.
 """
 from __future__ import annotations
 
@@ -20,16 +20,17 @@ import copy
 import os
 import statistics
 import sys
+import tempfile
 import time
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tasks.forde.repulsion import repulsion  # noqa: E402
+from tasks.forde.train_forde import FordeObjective, members_way  # noqa: E402
 from tasks.models import create_model  # noqa: E402
-from tasks.models.joint import JointEnsemble  # noqa: E402
+from tasks.models.joint import WAYS  # noqa: E402
 
 
 def sync(device):
@@ -37,33 +38,17 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def joint_step(joint, opt, x, y, pca):
-    m = joint.members
-    xm = x.unsqueeze(0).expand(m, *x.shape).clone().requires_grad_(True)
-    logits = joint(xm)
-    ce = sum(F.cross_entropy(logits[i], y) for i in range(m))
-    true = logits.gather(-1, y.view(1, -1, 1).expand(m, -1, 1)).sum()
-    (grads,) = torch.autograd.grad(true, xm, create_graph=True)
-    r, _ = repulsion(grads.flatten(2), len(y), *pca)
+def objective(way: str, members: int, size: int, pca_path: str, device) -> FordeObjective:
+    cfg = {"model": {"joint_members": members}, "data": {"input_size": [3, size, size]},
+           "forde": {"repulsion": "pca", "pca_path": pca_path, "members": way}}
+    return FordeObjective(cfg, device)
+
+
+def step(model, opt, loss_of, x, y):
+    loss = loss_of(model, x, y)[0]
     opt.zero_grad(set_to_none=True)
-    (ce + r).backward()
+    loss.backward()
     opt.step()
-
-
-def loop_step(nets, opts, x, y, pca):
-    ces, grads = [], []
-    for net in nets:
-        xi = x.clone().requires_grad_(True)
-        logits = net(xi)
-        ces.append(F.cross_entropy(logits, y))
-        (g,) = torch.autograd.grad(logits.gather(-1, y.view(-1, 1)).sum(), xi, create_graph=True)
-        grads.append(g.flatten(1))
-    r, _ = repulsion(torch.stack(grads), len(y), *pca)
-    for opt in opts:
-        opt.zero_grad(set_to_none=True)
-    (sum(ces) + r).backward()
-    for opt in opts:
-        opt.step()
 
 
 def timed(fn, device) -> float:
@@ -72,6 +57,12 @@ def timed(fn, device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
+
+
+def random_pca(path: str, d: int) -> None:
+    vectors = np.linalg.qr(np.random.default_rng(0).standard_normal((d, d)))[0]
+    np.savez(path, eigenvectors=vectors.astype(np.float32), eigenvalues=np.linspace(3, 0.01, d).astype(np.float32),
+             layout="CHW")
 
 
 def main(argv=None) -> None:
@@ -87,46 +78,31 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    nets = [create_model(args.model, args.classes, width=args.width, init="haiku").to(device).train()
-            for _ in range(args.members)]
-    joint = JointEnsemble([copy.deepcopy(n) for n in nets]).to(device).train()
-    opts = [torch.optim.SGD(n.parameters(), lr=1e-3, momentum=0.9, nesterov=True) for n in nets]
-    jopt = torch.optim.SGD(joint.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
-    d = 3 * args.size * args.size
-    pca = (torch.linalg.qr(torch.randn(d, d, device=device))[0], torch.rand(d, device=device) * 3)
+    joint = create_model(args.model, args.classes, width=args.width, init="haiku",
+                         joint_members=args.members).to(device).train()
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     y = torch.randint(0, args.classes, (args.batch,), device=device)
-    for _ in range(2):                                                    # warm-up (allocator, kernels)
-        joint_step(joint, jopt, x, y, pca)
-        loop_step(nets, opts, x, y, pca)
-    times = {"joint": [], "loop": []}
-    for _ in range(args.repeats):
-        times["joint"].append(timed(lambda: joint_step(joint, jopt, x, y, pca), device))
-        times["loop"].append(timed(lambda: loop_step(nets, opts, x, y, pca), device))
-    grads = torch.randn(args.members, args.batch, d, device=device, requires_grad=True)
-
-    def repulsion_only():
-        r, _ = repulsion(grads, args.batch, *pca)
-        r.backward()
-    for _ in range(2):
-        repulsion_only()
-    rep = statistics.median(timed(repulsion_only, device) for _ in range(args.repeats))
-    joint_s, loop_s = statistics.median(times["joint"]), statistics.median(times["loop"])
+    with tempfile.TemporaryDirectory() as tmp:
+        pca = os.path.join(tmp, "pca.npz")
+        random_pca(pca, 3 * args.size * args.size)
+        sides = {}
+        for way in WAYS:
+            model = copy.deepcopy(joint)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+            sides[way] = (model, opt, objective(way, args.members, args.size, pca, device))
+    times = {way: [] for way in WAYS}
+    for repeat in range(args.repeats + 2):                            # 2 warm-ups (allocator, kernels)
+        for way in WAYS[repeat % len(WAYS):] + WAYS[:repeat % len(WAYS)]:
+            spent = timed(lambda: step(*sides[way], x, y), device)
+            if repeat >= 2:
+                times[way].append(spent)
+    medians = {way: statistics.median(t) for way, t in times.items()}
+    auto = members_way("auto", device, joint, x.shape)
     print(f"{args.members} x {args.model} (width {args.width}), batch {args.batch} of {args.size}x{args.size}, "
           f"{device} ({torch.get_num_threads()} threads), medians of {args.repeats}:")
-    print(f"  loop over members  {loop_s * 1000:9.1f} ms / step")
-    print(f"  joint network      {joint_s * 1000:9.1f} ms / step")
-    print(f"  ratio (loop / joint): {loop_s / joint_s:.2f}x")
-    print(f"  repulsion (forward + backward, D = {d}): {rep * 1000:.1f} ms = {100 * rep / joint_s:.1f}% of the joint step")
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        joint_step(joint, jopt, x, y, pca)
-        sync(device)
-    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    print("\njoint step, top operators:")
-    print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=45))
+    for way in WAYS:
+        mark = "   <- auto" if way == auto else ""
+        print(f"  {way:6s} {medians[way] * 1000:9.1f} ms / step   {medians['loop'] / medians[way]:5.2f}x the loop{mark}")
 
 
 if __name__ == "__main__":

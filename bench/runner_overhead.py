@@ -1,12 +1,19 @@
 """How much does sheetrun add over launching the same scripts by hand?
 
 N rows of a trivial script (reads its config, reports two metrics) through
-``sheetrun run --jobs 4``, against the same N scripts launched bare with the
-same concurrency (a pool of 4 subprocesses; ``report`` is a no-op outside
-sheetrun). The two alternate and repeat; the table gives medians, the median
-of the per-repeat ratios (target: at most 1.15x), the extra time per row, how
-many times the sheet file was rewritten (it is bounded by time, not by rows),
-the CPU both used, and the metric writes missing from the sheet (target: 0).
+``sheetrun run --jobs 4``, against what a user without sheetrun runs: the same
+script printing its two numbers instead of reporting them (no sheetrun import),
+launched with the same concurrency (a pool of 4 subprocesses). Two more bare
+sides show where sheetrun's cost goes: the script with ``from runner import
+report`` (a no-op outside sheetrun), and that script started through
+``setpriv --pdeathsig KILL`` as sheetrun starts every job. The sides rotate and
+repeat; the table gives medians, the median of the per-repeat ratios to the
+bare script (target: at most 1.15x), the extra time per row, how many times the
+sheet file was rewritten (it is bounded by time, not by rows), the CPU each
+used, and the metric writes missing from the sheet (target: 0). The second
+table splits sheetrun's extra CPU per row into its parts: the import, setpriv,
+the runner process (its run folders and its sheet writes, from cProfile), and
+the job host.
 
     python bench/runner_overhead.py [--rows 200,3000] [--jobs 4] [--repeats 3]
 """
@@ -17,6 +24,7 @@ import csv
 import glob
 import json
 import os
+import pstats
 import resource
 import statistics
 import subprocess
@@ -24,6 +32,10 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from runner.core.procs import pdeathsig_prefix  # noqa: E402
 
 SCRIPT = """\
 import argparse, yaml
@@ -33,12 +45,21 @@ parser.add_argument("--config", required=True)
 cfg = yaml.safe_load(open(parser.parse_args().config))
 report(score=cfg["x"] * 2, half=cfg["x"] / 2)
 """
+BARE_SCRIPT = """\
+import argparse, yaml
+parser = argparse.ArgumentParser()
+parser.add_argument("--config", required=True)
+cfg = yaml.safe_load(open(parser.parse_args().config))
+print(f"score={cfg['x'] * 2} half={cfg['x'] / 2}")
+"""
 
 
 def make_project(root: str, rows: int) -> str:
     os.makedirs(os.path.join(root, "result_sheets"))
     with open(os.path.join(root, "task.py"), "w") as f:
         f.write(SCRIPT)
+    with open(os.path.join(root, "bare_task.py"), "w") as f:
+        f.write(BARE_SCRIPT)
     with open(os.path.join(root, "base.yaml"), "w") as f:
         f.write("x: 0\n")
     sheet = os.path.join(root, "result_sheets", "bench.csv")
@@ -58,10 +79,11 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_sheetrun(root: str, sheet: str, jobs: int) -> dict:
+def run_sheetrun(root: str, sheet: str, jobs: int, profiled: bool = False) -> dict:
+    profile = os.path.join(root, "runner.prof")
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profiled else [sys.executable]
     cpu, t0 = _cpu(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", sheet, "--jobs", str(jobs)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([*python, "-m", "runner", "run", sheet, "--jobs", str(jobs)], capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu
     if proc.returncode != 0:
         sys.exit(f"sheetrun failed:\n{proc.stderr[-3000:]}")
@@ -71,16 +93,34 @@ def run_sheetrun(root: str, sheet: str, jobs: int) -> dict:
                   for r in rows)
     record = glob.glob(os.path.join(root, "experiments", "bench", ".launches", "*.json"))
     rewrites = json.load(open(record[0])).get("sheet_rewrites") if len(record) == 1 else None
-    return {"wall": wall, "cpu": cpu, "missing": missing, "rewrites": rewrites}
+    return {"wall": wall, "cpu": cpu, "missing": missing, "rewrites": rewrites,
+            **(runner_parts(profile) if profiled else {})}
 
 
-def run_bare(root: str, rows: int, jobs: int) -> dict:
+def runner_parts(profile: str) -> dict:
+    """CPU seconds of the runner process (cProfile's total; the profiler's own cost included),
+    and the cumulative seconds of its run-folder preparation and of its sheet writes."""
+    stats = pstats.Stats(profile).stats
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values())
+
+    def cumulative(file_end: str, name: str) -> float:
+        return sum(ct for (path, _line, fn), (_cc, _nc, _tt, ct, _c) in stats.items()
+                   if fn == name and path.endswith(file_end))
+    return {"runner": total, "run_folders": cumulative("launch/pipeline.py", "prepare"),
+            "sheet_writes": cumulative("sheet/csv_sheet.py", "transact")}
+
+
+SIDES = ("sheetrun", "bare", "bare+import", "bare+import+setpriv", "sheetrun, profiled")
+
+
+def run_bare(root: str, rows: int, jobs: int, side: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETRUN_")}
+    script = os.path.join(root, "bare_task.py" if side == "bare" else "task.py")
+    prefix = list(pdeathsig_prefix()) if side.endswith("setpriv") else []
 
     def one(i: int) -> None:
-        subprocess.run([sys.executable, os.path.join(root, "task.py"), "--config",
-                        os.path.join(root, f"cfg{i}.yaml")], cwd=root, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([*prefix, sys.executable, script, "--config", os.path.join(root, f"cfg{i}.yaml")],
+                       cwd=root, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     cpu, t0 = _cpu(), time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
@@ -89,22 +129,46 @@ def run_bare(root: str, rows: int, jobs: int) -> dict:
 
 
 def measure(rows: int, jobs: int, repeats: int) -> dict:
-    runs = {"sheetrun": [], "bare": []}
+    runs = {side: [] for side in SIDES}
     for rep in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            sheet = make_project(tmp, rows)
-            order = ("sheetrun", "bare") if rep % 2 == 0 else ("bare", "sheetrun")
-            for what in order:
-                runs[what].append(run_sheetrun(tmp, sheet, jobs) if what == "sheetrun" else run_bare(tmp, rows, jobs))
+        for side in SIDES[rep % len(SIDES):] + SIDES[:rep % len(SIDES)]:
+            with tempfile.TemporaryDirectory() as tmp:         # a fresh project each side
+                sheet = make_project(tmp, rows)
+                runs[side].append(run_sheetrun(tmp, sheet, jobs, profiled=side != "sheetrun")
+                                  if side.startswith("sheetrun") else run_bare(tmp, rows, jobs, side))
         s, b = runs["sheetrun"][-1], runs["bare"][-1]
         print(f"  {rows} rows, repeat {rep + 1}: sheetrun {s['wall']:.2f}s  bare {b['wall']:.2f}s  "
               f"ratio {s['wall'] / b['wall']:.2f}  sheet rewrites {s['rewrites']}", flush=True)
-    med = {what: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu")} for what, rs in runs.items()}
-    ratios = [s["wall"] / b["wall"] for s, b in zip(runs["sheetrun"], runs["bare"])]
-    return {"rows": rows, "sheetrun": med["sheetrun"], "bare": med["bare"], "ratio": statistics.median(ratios),
+    med = {side: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("missing", "rewrites")}
+           for side, rs in runs.items()}
+    ratios = {side: statistics.median(s["wall"] / b["wall"] for s, b in zip(runs[side], runs["bare"]))
+              for side in SIDES}
+    if any(r["missing"] for r in runs["sheetrun, profiled"]):
+        sys.exit("the profiled run lost metric writes")
+    return {"rows": rows, "med": med, "ratios": ratios,
             "per_row_ms": 1000 * (med["sheetrun"]["wall"] - med["bare"]["wall"]) / rows,
             "rewrites": statistics.median(r["rewrites"] or 0 for r in runs["sheetrun"]),
             "missing": sum(r["missing"] for r in runs["sheetrun"])}
+
+
+def parts(r: dict) -> list:
+    """sheetrun's extra CPU per row (ms), part by part."""
+    med, n = r["med"], r["rows"]
+    s = med["sheetrun, profiled"]
+
+    def per_row(seconds: float) -> float:
+        return 1000 * seconds / n
+    return [("from runner import report, in each script", per_row(med["bare+import"]["cpu"] - med["bare"]["cpu"])),
+            ("setpriv --pdeathsig, in each job's start", per_row(med["bare+import+setpriv"]["cpu"]
+                                                              - med["bare+import"]["cpu"])),
+            ("runner: run folders (config, job.json)", per_row(s["run_folders"])),
+            ("runner: sheet writes", per_row(s["sheet_writes"])),
+            ("runner: the rest (plan, claim, launch loop, its start)",
+             per_row(s["runner"] - s["run_folders"] - s["sheet_writes"])),
+            ("job host (starts, watches, forwards metrics)",
+             per_row(s["cpu"] - s["runner"] - med["bare+import+setpriv"]["cpu"])),
+            ("total (profiled)", per_row(s["cpu"] - med["bare"]["cpu"])),
+            ("total (not profiled)", per_row(med["sheetrun"]["cpu"] - med["bare"]["cpu"]))]
 
 
 def main() -> None:
@@ -114,14 +178,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     results = [measure(int(n), args.jobs, args.repeats) for n in args.rows.split(",")]
-    print(f"\n--jobs {args.jobs}, {os.cpu_count()} cores, medians of {args.repeats} alternating repeats:\n")
-    print("| rows | sheetrun | bare | ratio (target <= 1.15) | extra per row | sheet rewrites "
-          "| CPU sheetrun / bare | lost metric writes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n--jobs {args.jobs}, {os.cpu_count()} cores, medians of {args.repeats} rotating repeats; "
+          "ratios to the bare script (no sheetrun import):\n")
+    print("| rows | sheetrun | bare | ratio (target <= 1.15) | bare + import | bare + import + setpriv "
+          "| extra per row | sheet rewrites | CPU sheetrun / bare | lost metric writes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['rows']} | {r['sheetrun']['wall']:.2f} s | {r['bare']['wall']:.2f} s | {r['ratio']:.2f}x "
-              f"| {r['per_row_ms']:.1f} ms | {r['rewrites']:.0f} | {r['sheetrun']['cpu']:.1f} s / "
-              f"{r['bare']['cpu']:.1f} s | {r['missing']} |")
+        med, ratio = r["med"], r["ratios"]
+        print(f"| {r['rows']} | {med['sheetrun']['wall']:.2f} s | {med['bare']['wall']:.2f} s | "
+              f"{ratio['sheetrun']:.2f}x | {ratio['bare+import']:.2f}x | {ratio['bare+import+setpriv']:.2f}x "
+              f"| {r['per_row_ms']:.1f} ms | {r['rewrites']:.0f} | {med['sheetrun']['cpu']:.1f} s / "
+              f"{med['bare']['cpu']:.1f} s | {r['missing']} |")
+    print("\nsheetrun's extra CPU per row, by part (ms; the runner's parts from cProfile, which adds its own cost):\n")
+    print("| part | " + " | ".join(f"{r['rows']} rows" for r in results) + " |")
+    print("|---|" + "---|" * len(results))
+    for i, (name, _) in enumerate(parts(results[0])):
+        print(f"| {name} | " + " | ".join(f"{parts(r)[i][1]:.2f}" for r in results) + " |")
 
 
 if __name__ == "__main__":

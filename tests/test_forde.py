@@ -103,6 +103,73 @@ def test_joint_members_equal_separate_networks(model_name, kwargs):
         torch.testing.assert_close(back.state_dict()[name], value)
 
 
+@pytest.mark.parametrize("members", [2, 4])
+@pytest.mark.parametrize("model_name", ["small_cnn", "preact_resnet18"])
+def test_every_way_of_walking_the_members_gives_the_same_step(members, model_name, pca_file):
+    """forde.members: joint, loop and vmap give the same loss, parameter gradients and batch-norm
+    statistics (training mode: the statistics are the batch's, and the running ones move)."""
+    from tasks.forde.train_forde import FordeObjective
+
+    cfg = yaml.safe_load(open(os.path.join(REPO, "default_configs", "forde", "train.yaml")))
+    cfg["model"]["joint_members"] = members
+    cfg["forde"]["pca_path"] = pca_file
+    torch.manual_seed(0)
+    joint = create_model(model_name, 10, joint_members=members, width=4).train()
+    for p in joint.parameters():          # random weights everywhere (the classifier's too)
+        torch.nn.init.normal_(p, std=0.2)
+    x, y = torch.randn(12, 3, 16, 16), torch.randint(0, 10, (12,))
+    steps = {}
+    for way in ("joint", "loop", "vmap"):
+        cfg["forde"]["members"] = way
+        net = copy.deepcopy(joint)
+        loss, _, _, logged = FordeObjective(cfg, torch.device("cpu"))(net, x, y)
+        loss.backward()
+        steps[way] = (loss.detach(), {n: p.grad for n, p in net.named_parameters()}, dict(net.named_buffers()),
+                      logged["repulsion"])
+    loss, grads, buffers, repelled = steps["joint"]
+    assert float(repelled) != 0.0
+    for way in ("loop", "vmap"):
+        torch.testing.assert_close(steps[way][0], loss, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(steps[way][3], repelled, rtol=1e-5, atol=1e-5)
+        for name, grad in grads.items():
+            torch.testing.assert_close(steps[way][1][name], grad, rtol=1e-5,
+                                       atol=1e-5 * float(grad.abs().max()) + 1e-7, msg=f"{way}: {name}")
+        for name, buffer in buffers.items():
+            torch.testing.assert_close(steps[way][2][name], buffer, rtol=1e-5, atol=1e-6, msg=f"{way}: {name}")
+            if buffer.dim() == 0:
+                assert int(buffer) == 1                       # one step counted once, whatever the way
+
+
+def test_auto_takes_the_joint_network_on_a_cpu_while_its_feature_maps_are_small(pca_file):
+    from tasks.forde.train_forde import CPU_JOINT_MAX_BYTES, FordeObjective, members_way
+
+    small = create_model("small_cnn", 10, joint_members=10, width=8)        # forde.csv's: 10 x 8 x 16 x 16 x 64
+    assert small.largest_feature_map((64, 3, 16, 16)) == 10 * 8 * 16 * 16 * 64
+    assert 4 * small.largest_feature_map((64, 3, 16, 16)) <= CPU_JOINT_MAX_BYTES
+    assert members_way("auto", "cpu", small, (64, 3, 16, 16)) == "joint"
+    assert members_way(None, "cpu", small, (64, 3, 64, 64)) == "loop"          # 16x the pixels
+    assert members_way("auto", "cuda", small, (64, 3, 64, 64)) == "joint"
+    assert members_way("vmap", "cpu") == "vmap"
+    # the objective decides at its first batch, and the saved model records what it took
+    cfg = yaml.safe_load(open(os.path.join(REPO, "default_configs", "forde", "train.yaml")))
+    cfg["model"]["joint_members"], cfg["forde"]["pca_path"] = 2, pca_file
+    objective = FordeObjective(cfg, torch.device("cpu"))
+    assert objective.metadata["members"] == "auto"
+    objective(create_model("small_cnn", 10, joint_members=2, width=4), torch.randn(8, 3, 16, 16),
+              torch.randint(0, 10, (8,)))
+    assert objective.metadata["members"] == "joint"
+
+
+def test_a_wrong_way_is_refused_with_the_ways_named():
+    from tasks.forde.train_forde import members_way
+
+    with pytest.raises(ValueError, match="forde.members must be auto or one of"):
+        members_way("loops", "cpu")
+    joint = create_model("small_cnn", 10, joint_members=2, width=4)
+    with pytest.raises(ValueError, match="way must be one of"):
+        joint(torch.randn(2, 3, 16, 16), way="grouped")
+
+
 def test_pca_recovers_a_known_second_moment_streaming_over_batches():
     rng = np.random.default_rng(0)
     d = 6

@@ -30,6 +30,11 @@ its data seed is data x M + m too). Per epoch the row gets
 the loss, the members' mean cross-entropy (``train_ce``), R / M (``repulsion``) and the mean
 bandwidth. The saved file holds all members; tasks/classify/evaluate.py reads it as the
 ``joint`` model kind.
+
+``forde.members`` says how each forward walks the members (:mod:`tasks.models.joint`): ``joint``
+(one grouped network), ``loop`` (member after member), ``vmap`` (``torch.vmap`` over the
+members), or ``auto``: what bench/forde_step.py measured fastest for the device and the size
+(:func:`members_way`). All give the same loss and gradients; only the time differs.
 """
 from __future__ import annotations
 
@@ -41,6 +46,34 @@ from tasks.classify.objectives import Objective, joint_cross_entropy
 from tasks.classify.training import train
 from tasks.common import load_config
 from tasks.forde.repulsion import KINDS, repulsion
+from tasks.models.joint import WAYS
+
+# forde.members: auto on a CPU takes the joint network while its largest feature map (all members, one
+# batch) stays under this many bytes, and a loop over members past it: batch norm's double backward is
+# memory-bound, and the joint network's activations leave the cache (bench/forde_step.py, 2 cores,
+# 10 members, batch 64: joint 1.33x the loop at 5 MB, 1.31x at 10 MB, 1.09x at 21 MB, 0.66x at 42 MB)
+CPU_JOINT_MAX_BYTES = 16 * 2 ** 20
+
+
+def check_members_setting(setting) -> str:
+    setting = setting or "auto"
+    if setting != "auto" and setting not in WAYS:
+        raise ValueError(f"forde.members must be auto or one of {WAYS}, got {setting!r}")
+    return setting
+
+
+def members_way(setting, device, joint=None, input_shape=None) -> str:
+    """The way the members run (``forde.members``): ``setting`` itself, or for ``auto`` the fastest
+    measured: on a CPU, ``joint`` while the largest feature map of ``joint`` (a
+    :class:`~tasks.models.joint.JointEnsemble`) for inputs of ``input_shape`` [B, C, H, W] is at
+    most :data:`CPU_JOINT_MAX_BYTES`, else ``loop``; on another device ``joint`` (one kernel per
+    layer for all members)."""
+    setting = check_members_setting(setting)
+    if setting != "auto":
+        return setting
+    if torch.device(device).type != "cpu":
+        return "joint"
+    return "joint" if 4 * joint.largest_feature_map(input_shape) <= CPU_JOINT_MAX_BYTES else "loop"
 
 
 class FordeObjective(Objective):
@@ -63,6 +96,8 @@ class FordeObjective(Objective):
             raise ValueError(f"forde.repulsion: {self.kind} compares the members at the same inputs: it needs "
                              "member_batches: shared (own batches are the deep-ensemble baseline's, repulsion: none)")
         self.eps = float(f.get("eps", 1e-12))
+        self.members_setting = check_members_setting(f.get("members"))
+        self.device = device
         self.eigenvectors = self.scales = None
         if self.kind == "pca":
             from tasks.forde.pca import load_pca
@@ -72,15 +107,22 @@ class FordeObjective(Objective):
             vectors, scales = load_pca(f["pca_path"], cfg["data"]["input_size"])
             self.eigenvectors, self.scales = vectors.to(device), scales.to(device)
         self.metadata = {"repulsion": self.kind, "pca_path": f.get("pca_path") if self.kind == "pca" else None,
-                         "eps": self.eps}
+                         "eps": self.eps, "members": self.members_setting}
+
+    @property
+    def way(self) -> str:
+        return self.metadata["members"]
 
     def __call__(self, model, x, y, generator=None):
         m = self.members
+        if self.way == "auto":             # decided at the first batch, by its shape; kept for the run
+            joint = getattr(model, "module", model)            # DDP's module
+            self.metadata["members"] = members_way("auto", self.device, joint, x.shape[-4:])
         if self.own_batches:                 # x [M, b, ...], y [M, b]: M networks on their own batches
-            loss, pred, target = joint_cross_entropy(model(x).float(), y, self.smoothing)
+            loss, pred, target = joint_cross_entropy(model(x, way=self.way).float(), y, self.smoothing)
             return loss, pred, target, {"train_ce": loss.detach() / m, "repulsion": loss.new_zeros(())}
         xm = x.unsqueeze(0).expand(m, *x.shape).clone().requires_grad_(self.kind != "none")
-        logits = model(xm).float()                                                  # [M, B, K]
+        logits = model(xm, way=self.way).float()                                    # [M, B, K]
         ce = sum(F.cross_entropy(logits[i], y, label_smoothing=self.smoothing) for i in range(m))
         pred = logits.softmax(-1).mean(0).argmax(-1)
         if self.kind == "none":
