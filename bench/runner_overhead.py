@@ -79,11 +79,29 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# `python -m runner` under cProfile counting CPU time (process_time), not the wall time it waits
+PROFILED = """\
+import cProfile, runpy, sys, time
+out, sys.argv = sys.argv[1], ["sheetrun", *sys.argv[2:]]
+profiler = cProfile.Profile(time.process_time)
+try:
+    profiler.runcall(runpy.run_module, "runner", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+profiler.dump_stats(out)
+sys.exit(code)
+"""
+
+
 def run_sheetrun(root: str, sheet: str, jobs: int, profiled: bool = False) -> dict:
     profile = os.path.join(root, "runner.prof")
-    python = [sys.executable, "-m", "cProfile", "-o", profile] if profiled else [sys.executable]
+    python = [sys.executable, "-c", PROFILED, profile] if profiled else [sys.executable]
     cpu, t0 = _cpu(), time.perf_counter()
-    proc = subprocess.run([*python, "-m", "runner", "run", sheet, "--jobs", str(jobs)], capture_output=True, text=True)
+    command = [*python, "run", sheet, "--jobs", str(jobs)] if profiled else \
+        [*python, "-m", "runner", "run", sheet, "--jobs", str(jobs)]
+    proc = subprocess.run(command, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu
     if proc.returncode != 0:
         sys.exit(f"sheetrun failed:\n{proc.stderr[-3000:]}")
@@ -98,7 +116,7 @@ def run_sheetrun(root: str, sheet: str, jobs: int, profiled: bool = False) -> di
 
 
 def runner_parts(profile: str) -> dict:
-    """CPU seconds of the runner process (cProfile's total; the profiler's own cost included),
+    """CPU seconds of the runner process (cProfile's total over process_time; its own cost included),
     and the cumulative seconds of its run-folder preparation and of its sheet writes."""
     stats = pstats.Stats(profile).stats
     total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values())
