@@ -1,6 +1,7 @@
 """`sheetrun run` end to end: real subprocesses, a real CSV sheet on disk."""
 import json
 import os
+import textwrap
 import signal
 import stat
 import subprocess
@@ -159,6 +160,32 @@ def test_dependencies_order_and_failure_propagation(project, tmp_path):
     t = {(kind, name): float(ts) for kind, name, ts in events}
     assert t[("start", "B")] >= t[("end", "A")]
     assert ("start", "D") not in t and ("start", "E") not in t and ("start", "F") not in t
+
+
+def test_a_dependent_row_starts_once_its_dependencies_results_are_in_the_sheet(project):
+    """A row that reads the sheet (a table of its dependencies' results) finds their metrics and
+    statuses there when it starts, however soon after them it starts."""
+    project.write("scripts/score.py", textwrap.dedent("""
+        import sys, yaml
+        from runner import report
+        report(score=yaml.safe_load(open(sys.argv[2]))["x"] * 10)
+    """))
+    project.write("scripts/table.py", textwrap.dedent("""
+        import csv, sys, yaml
+        from runner import report
+        rows = {r["name"]: r for r in csv.DictReader(open(yaml.safe_load(open(sys.argv[2]))["sheet"]))}
+        report(seen=" ".join(f"{rows[n]['status']}:{rows[n].get('score', '')}" for n in ("a", "b", "c")))
+    """))
+    sheet = os.path.join(project.root, "result_sheets", "sheet.csv")
+    rows = [["scripts/score.py", CFG, "1", name, name, str(x), "", ""] for name, x in (("a", 1), ("b", 2), ("c", 3))]
+    rows.append(["scripts/table.py", CFG, "1", "table", "table", "0", "a, b, c", sheet])
+    path = project.sheet(BASE + ["name", "delta:name", "delta:x", "depends_on", "delta+:sheet"], rows)
+    for _ in range(3):                 # three launches: a race would lose at least once
+        project.sheetrun("reset", path, check=0)
+        project.sheetrun("run", path, "--jobs", "4", check=0)
+        table = project.read()[3]
+        assert table["status"] == "Completed", table
+        assert table["seen"] == "Completed:10 Completed:20 Completed:30", table
 
 
 def test_depends_on_names_rows_by_their_name_cell_so_sorting_keeps_chains(project, tmp_path):

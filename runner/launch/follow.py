@@ -136,7 +136,8 @@ class Follower:
                         self.launch.settle(p, Status.SKIPPED, f"not run: dependency row {failed[0].number} "
                                                               f"ended {failed[0].status}")
                         continue
-                    if all(outcomes[d].status == Status.COMPLETED for d in p.deps):
+                    # and their results in the sheet: a row may read them there (a table of its dependencies)
+                    if all(outcomes[d].status == Status.COMPLETED and self.writer.delivered(d) for d in p.deps):
                         del pending[rid]
                         job = self._start(p)
                         if job is not None:

@@ -203,6 +203,12 @@ class RowWriter:
         return ((bool(self.pending) and now - self.last_flush >= self.interval_s)
                 or (bool(self.ledger) and not self.sheet.remote and now - self.last_check >= CHECK_INTERVAL_S))
 
+    def delivered(self, run_id: str) -> bool:
+        """True when no update of ``run_id`` waits to be sent or is being sent, or when the sheet
+        cannot be written now (what waits on it then must not wait for the sheet to come back)."""
+        with self._lock:
+            return bool(self.problem) or (run_id not in self.pending and run_id not in self.sending)
+
     def undelivered(self) -> dict:
         """Every update not yet in the sheet, oldest first: rows not found, being sent, pending."""
         with self._lock:
