@@ -328,8 +328,9 @@ def copy_project(root, parts=("default_configs", "result_sheets")):
 
 
 def run_project_sheet(root, sheet, cwd, timeout: int = 900) -> list:
-    """``sheetrun run SHEET --root ROOT`` from ``cwd``; the sheet's rows after it (it must exit 0)."""
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root)],
+    """``sheetrun run SHEET --root ROOT --jobs 2`` from ``cwd`` (two rows at once: one row's imports
+    overlap another's work); the sheet's rows after it (it must exit 0)."""
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root), "--jobs", "2"],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
     rows = list(csv.DictReader(open(sheet, encoding="utf-8")))
     assert proc.returncode == 0, (proc.stdout[-3000:], [(r.get("name"), r.get("error")) for r in rows])

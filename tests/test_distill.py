@@ -92,7 +92,7 @@ def test_distillation_sheet_end_to_end_through_sheetrun(tmp_path):
     ev.write_text(yaml.safe_dump(cfg))
     sheet = root / "result_sheets" / "distillation.csv"
     subprocess.run([sys.executable, "-m", "runner", "reset", str(sheet)], check=True, capture_output=True)
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root)],
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(sheet), "--root", str(root), "--jobs", "2"],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     rows = list(csv.DictReader(open(sheet)))
     assert proc.returncode == 0, (proc.stdout[-3000:], [(r["name"], r.get("error")) for r in rows])

@@ -151,6 +151,17 @@ def run(script, path, **kw):
                           **kw)
 
 
+def run_together(script, paths) -> list:
+    """``run`` of each config, all started at once (each process's imports overlap the others' work)."""
+    procs = [subprocess.Popen([sys.executable, script, "--config", path], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for path in paths]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
 @pytest.fixture(scope="module")
 def noisy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("jacobian")
@@ -210,11 +221,9 @@ def per_sample(files):
 def test_shards_concatenate_to_the_unsharded_result_exactly(noisy_run):
     tmp, cfg = noisy_run
     whole = stats_config(tmp, cfg["save_path"], "whole", sample_seed=5)
-    assert run(STATS, whole).returncode == 0
     first = stats_config(tmp, cfg["save_path"], "shard0", "shards", sample_seed=5, num_samples=384)
     second = stats_config(tmp, cfg["save_path"], "shard1", "shards", sample_seed=5, skip=384)
-    for path in (first, second):
-        proc = run(STATS, path)
+    for proc in run_together(STATS, (whole, first, second)):
         assert proc.returncode == 0, proc.stderr[-3000:]
     whole_files, shard_files = read_files(tmp / "whole"), read_files(tmp / "shards")
     assert list(whole_files) == list(shard_files)                        # batch0000..: the same batches
@@ -258,15 +267,20 @@ def test_the_row_gets_clean_and_noisy_summaries(noisy_run, tmp_path):
 
 def test_val_and_test_splits_and_clear_errors(noisy_run, tmp_path):
     tmp, cfg = noisy_run
-    for split in ("val", "test"):
-        proc = run(STATS, stats_config(tmp_path, cfg["save_path"], split, split=split))
+    splits = ("val", "test")
+    bad = (({"skip": 10}, "multiple of batch_size"), ({"num_samples": 100}, "multiple of batch_size"),
+           ({"skip": 64, "num_samples": 100_000}, "outside the split"),
+           ({"epoch": 3}, "no snapshot"), ({"normalizations": ["tanh"]}, "normalizations"))
+    paths = [stats_config(tmp_path, cfg["save_path"], split, split=split) for split in splits]
+    for i, (changes, _) in enumerate(bad):
+        (tmp_path / f"bad{i}").mkdir()
+        paths.append(stats_config(tmp_path / f"bad{i}", cfg["save_path"], "bad", **changes))
+    procs = run_together(STATS, paths)
+    for split, proc in zip(splits, procs):
         assert proc.returncode == 0, proc.stderr[-3000:]
         files = read_files(tmp_path / split)
         assert all(b["targets"] == b["ground_truths"] for b in files.values())       # no noise outside training
-    for changes, message in (({"skip": 10}, "multiple of batch_size"), ({"num_samples": 100}, "multiple of batch_size"),
-                             ({"skip": 64, "num_samples": 100_000}, "outside the split"),
-                             ({"epoch": 3}, "no snapshot"), ({"normalizations": ["tanh"]}, "normalizations")):
-        proc = run(STATS, stats_config(tmp_path, cfg["save_path"], "bad", **changes))
+    for (changes, message), proc in zip(bad, procs[len(splits):]):
         assert proc.returncode != 0 and message in proc.stderr, (changes, proc.stderr[-500:])
 
 

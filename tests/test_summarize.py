@@ -113,7 +113,7 @@ def test_summarize_the_demo_sheet_over_seeds(project):
                   **{"delta:model": f"models/ensembles/plain_{seed}.pt"})
         rows += [[plain[c] for c in columns] + [str(seed)], [ev[c] for c in columns] + [""]]
     path = project.sheet(header, rows, name="demo.csv")
-    proc = project.sheetrun("run", path, timeout=900)
+    proc = project.sheetrun("run", path, "--jobs", "2", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sheet = list(csv.DictReader(open(path)))
     evals = [r for r in sheet if r["name"].startswith("eval")]
