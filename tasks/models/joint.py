@@ -57,6 +57,8 @@ class JointEnsemble(nn.Module):
         # the members' structure, without tensors of its own (a tuple: not a submodule, so the state
         # dict, .to() and DDP see only the stacked network)
         self._template = (copy.deepcopy(members[0]).to("meta"),)
+        self._shapes: Dict[str, torch.Size] = {name: t.shape for name, t in
+                                               [*members[0].named_parameters(), *members[0].named_buffers()]}
 
     def forward(self, x: torch.Tensor, way: str = "joint") -> torch.Tensor:
         """x [B, C, H, W] (shared) or [M, B, C, H, W] (one copy per member) -> logits [M, B, K],
@@ -98,14 +100,10 @@ class JointEnsemble(nn.Module):
         template.train(self.training)
         return functional_call(template, tensors, (x,))
 
-    def _member_shapes(self) -> Dict[str, torch.Size]:
-        template = self._template[0]
-        return {name: t.shape for name, t in [*template.named_parameters(), *template.named_buffers()]}
-
     def _member_tensors(self) -> List[Dict[str, torch.Tensor]]:
         """Member m's parameters and buffers: views of its block of every stacked tensor. A scalar
         (batch norm's ``num_batches_tracked``) is shared: member 0 counts in it, the others in copies."""
-        shapes, m = self._member_shapes(), self.members
+        shapes, m = self._shapes, self.members
         tensors: List[Dict[str, torch.Tensor]] = [{} for _ in range(m)]
         for name, stacked in [*self.net.named_parameters(), *self.net.named_buffers()]:
             if stacked.dim() == 0:
@@ -118,7 +116,7 @@ class JointEnsemble(nn.Module):
         return tensors
 
     def _vmap(self, x: torch.Tensor) -> torch.Tensor:
-        shapes, m = self._member_shapes(), self.members
+        shapes, m = self._shapes, self.members
         batched: Dict[str, torch.Tensor] = {}
         shared: Dict[str, torch.Tensor] = {}
         for name, stacked in [*self.net.named_parameters(), *self.net.named_buffers()]:
