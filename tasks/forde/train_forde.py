@@ -96,7 +96,6 @@ class FordeObjective(Objective):
             raise ValueError(f"forde.repulsion: {self.kind} compares the members at the same inputs: it needs "
                              "member_batches: shared (own batches are the deep-ensemble baseline's, repulsion: none)")
         self.eps = float(f.get("eps", 1e-12))
-        self.members_setting = check_members_setting(f.get("members"))
         self.device = device
         self.eigenvectors = self.scales = None
         if self.kind == "pca":
@@ -107,7 +106,7 @@ class FordeObjective(Objective):
             vectors, scales = load_pca(f["pca_path"], cfg["data"]["input_size"])
             self.eigenvectors, self.scales = vectors.to(device), scales.to(device)
         self.metadata = {"repulsion": self.kind, "pca_path": f.get("pca_path") if self.kind == "pca" else None,
-                         "eps": self.eps, "members": self.members_setting}
+                         "eps": self.eps, "members": check_members_setting(f.get("members"))}
 
     @property
     def way(self) -> str:

@@ -41,6 +41,11 @@ from tasks.models.grouped import group_members
 WAYS = ("joint", "loop", "vmap")
 
 
+def _tensors(module: nn.Module) -> List[tuple]:
+    """(name, tensor) of every parameter and buffer of ``module``."""
+    return [*module.named_parameters(), *module.named_buffers()]
+
+
 class JointEnsemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
@@ -57,8 +62,7 @@ class JointEnsemble(nn.Module):
         # the members' structure, without tensors of its own (a tuple: not a submodule, so the state
         # dict, .to() and DDP see only the stacked network)
         self._template = (copy.deepcopy(members[0]).to("meta"),)
-        self._shapes: Dict[str, torch.Size] = {name: t.shape for name, t in
-                                               [*members[0].named_parameters(), *members[0].named_buffers()]}
+        self._shapes: Dict[str, torch.Size] = {name: t.shape for name, t in _tensors(members[0])}
 
     def forward(self, x: torch.Tensor, way: str = "joint") -> torch.Tensor:
         """x [B, C, H, W] (shared) or [M, B, C, H, W] (one copy per member) -> logits [M, B, K],
@@ -105,7 +109,7 @@ class JointEnsemble(nn.Module):
         (batch norm's ``num_batches_tracked``) is shared: member 0 counts in it, the others in copies."""
         shapes, m = self._shapes, self.members
         tensors: List[Dict[str, torch.Tensor]] = [{} for _ in range(m)]
-        for name, stacked in [*self.net.named_parameters(), *self.net.named_buffers()]:
+        for name, stacked in _tensors(self.net):
             if stacked.dim() == 0:
                 for i in range(m):
                     tensors[i][name] = stacked if i == 0 else stacked.clone()
@@ -119,7 +123,7 @@ class JointEnsemble(nn.Module):
         shapes, m = self._shapes, self.members
         batched: Dict[str, torch.Tensor] = {}
         shared: Dict[str, torch.Tensor] = {}
-        for name, stacked in [*self.net.named_parameters(), *self.net.named_buffers()]:
+        for name, stacked in _tensors(self.net):
             if stacked.dim() == 0:
                 shared[name] = stacked                         # counted once, outside the vmap's batch
             else:
