@@ -79,11 +79,13 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# `python -m runner` under cProfile counting CPU time (process_time), not the wall time it waits
+# `python -m runner` under cProfile counting CPU time (process_time), not the wall time it waits; the job
+# host it forks is not profiled (a profiler left running there made the host look 2-3x its cost)
 PROFILED = """\
-import cProfile, runpy, sys, time
+import cProfile, os, runpy, sys, time
 out, sys.argv = sys.argv[1], ["sheetrun", *sys.argv[2:]]
 profiler = cProfile.Profile(time.process_time)
+os.register_at_fork(after_in_child=profiler.disable)
 try:
     profiler.runcall(runpy.run_module, "runner", run_name="__main__", alter_sys=True)
 except SystemExit as exit:
