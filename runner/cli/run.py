@@ -142,7 +142,7 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     def on_sigterm(signum, _frame):
         raise KeyboardInterrupt(signum)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm), signal.SIGINT: signal.getsignal(signal.SIGINT)}
     try:
         final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir,
                        folders=result.folders, record=result.record)
@@ -153,7 +153,9 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
         end_following(result.record)          # a job still ending writes its own row from now on
         return code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:          # None: set outside Python, left as it is
+                signal.signal(sig, handler)
     ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
     return 0 if ok else 1
 

@@ -408,10 +408,15 @@ def train(cfg: dict, objective_factory=None) -> dict:
         return train_process(0, 1, cfg, None, objective_factory)
     import torch.multiprocessing as mp
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # the processes save and stop; this one waits for them
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the processes save and stop; this one waits for them. Its own handlers come back after: left ignored,
+    # every process it starts later (a caller's, a notebook's) would inherit a Ctrl-C that does nothing
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         mp.spawn(_spawned, args=(world, cfg, _free_port(), objective_factory), nprocs=world, join=True)
     except mp.ProcessExitedException as e:
         sys.exit(e.exit_code if e.exit_code and e.exit_code > 0 else 1)
+    finally:
+        for s, handler in previous.items():
+            if handler is not None:          # None: set outside Python, left as it is
+                signal.signal(s, handler)
     return {}
