@@ -100,7 +100,6 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     from runner.launch.pipeline import RunOptions, launch
     from runner.launch.progress import SubmitProgress
     from runner.runs.liveness import default_client
-    from runner.runs.sync import end_following, follow
     from runner.slurm import SlurmExecutor
 
     if args.retries:
@@ -135,6 +134,18 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
     if not args.wait:
         return 0 if len(submitted) == len(result.outcomes) else 1
 
+    final, interrupted = _follow_submitted(args, sheet, root, runs_dir, result, submitted, client)
+    if interrupted is not None:                # Ctrl-C or SIGTERM: what it followed is cancelled
+        return interrupted
+    ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
+    return 0 if ok else 1
+
+
+def _follow_submitted(args, sheet, root: str, runs_dir: str, result, submitted: set[str], client):
+    """Follow the submitted rows to their end: (their final statuses, None); or, on a Ctrl-C or a
+    SIGTERM, cancel them: (None, the exit code). The caller's signal handlers are back after either."""
+    from runner.runs.sync import end_following, follow
+
     def show(number, status, error):
         err_console.print(f"row {number}: {status}" + (f" ({error})" if error else ""),
                           markup=False, highlight=False, soft_wrap=True)
@@ -144,20 +155,18 @@ def run_on_slurm(args, sheet, root: str, runs_dir: str, rows, approvals=None) ->
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm), signal.SIGINT: signal.getsignal(signal.SIGINT)}
     try:
-        final = follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir,
-                       folders=result.folders, record=result.record)
-    except KeyboardInterrupt as exc:            # Ctrl-C or SIGTERM: cancel what it follows
+        return follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir,
+                      folders=result.folders, record=result.record), None
+    except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         code = _cancel_followed(sheet, root, submitted, client, exc)
         end_following(result.record)          # a job still ending writes its own row from now on
-        return code
+        return None, code
     finally:
         for sig, handler in previous.items():
             if handler is not None:          # None: set outside Python, left as it is
                 signal.signal(sig, handler)
-    ok = all(s == Status.COMPLETED for s in final.values()) and len(submitted) == len(result.outcomes)
-    return 0 if ok else 1
 
 
 def _cancel_followed(sheet, root: str, run_ids: set[str], client, interrupt: KeyboardInterrupt) -> int:
