@@ -352,8 +352,6 @@ def make_handler(state: SheetsState):
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
     def handle_error(self, request, client_address) -> None:
         """A client that gave up (its request timed out, or it was killed) closes the connection before
         the answer: expected in these tests, and no traceback. Anything else is the server's bug, said."""

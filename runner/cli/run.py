@@ -153,7 +153,8 @@ def _follow_submitted(args, sheet, root: str, runs_dir: str, result, submitted: 
     def on_sigterm(signum, _frame):
         raise KeyboardInterrupt(signum)
 
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return follow(sheet, root, submitted, client, poll_s=args.poll, on_change=show, runs_dir=runs_dir,
                       folders=result.folders, record=result.record), None
